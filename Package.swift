@@ -1,0 +1,74 @@
+// swift-tools-version:6.0
+//
+// Isolation: Linux containers from scratch, in Swift.
+//
+// One library (`Isolation`) and one executable per chapter of container history.
+// The C target `CIsolation` holds only what Swift's Glibc module cannot express;
+// `CLibcap` is the system library libcap (apt: libcap-dev).
+import PackageDescription
+
+let package = Package(
+    name: "isolation",
+    products: [
+        .library(name: "Isolation", targets: ["Isolation"]),
+        .executable(name: "chapter-01", targets: ["Chapter01"]),
+        .executable(name: "chapter-02", targets: ["Chapter02"]),
+        .executable(name: "doctor", targets: ["Doctor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        .target(name: "CIsolation"),
+        .systemLibrary(
+            name: "CLibcap",
+            pkgConfig: "libcap",
+            providers: [.apt(["libcap-dev"])]
+        ),
+        .target(
+            name: "Isolation",
+            dependencies: [
+                "CIsolation",
+                "CLibcap",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "Chapter01",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/01-chroot-jail",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "Chapter02",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/02-namespaces",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "Doctor",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "IsolationTests",
+            dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .testTarget(
+            name: "ChapterTests",
+            dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

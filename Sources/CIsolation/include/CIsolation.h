@@ -1,0 +1,100 @@
+// CIsolation: the few things Swift's Glibc module cannot express.
+//
+// Every symbol here starts with `iso_`. Each one is here for a reason that is stated
+// next to it; everything else lives in Swift, in the `Isolation` module.
+//
+// Why a C shim at all?
+// - clone(2) must be followed, in the child, by nothing but system calls until execve(2):
+//   the child of a multi-threaded (or Swift-runtime) process may only call
+//   async-signal-safe functions. Writing that window in C guarantees that no Swift code
+//   (no allocation, no runtime lock, no retain/release) runs between fork and exec.
+// - unshare(2), setns(2), pipe2(2) and the CLONE_NEW* constants are only declared by
+//   glibc under _GNU_SOURCE, which Swift's Glibc module does not define.
+// - pivot_root(2) has no glibc wrapper at all; prctl(2) and syscall(2) are variadic,
+//   which Swift cannot call.
+#ifndef CISOLATION_H
+#define CISOLATION_H
+
+#include <sys/types.h>
+#include <stdint.h>
+
+// MARK: Namespace flags (see namespaces(7)). <sched.h> hides them without _GNU_SOURCE.
+enum {
+    ISO_CLONE_NEWNS = 0x00020000,     // mount namespace, Linux 2.4.19
+    ISO_CLONE_NEWCGROUP = 0x02000000, // cgroup namespace, Linux 4.6
+    ISO_CLONE_NEWUTS = 0x04000000,    // hostname and NIS domain name, Linux 2.6.19
+    ISO_CLONE_NEWIPC = 0x08000000,    // System V IPC and POSIX message queues, Linux 2.6.19
+    ISO_CLONE_NEWUSER = 0x10000000,   // user and group IDs, capabilities, Linux 3.8
+    ISO_CLONE_NEWPID = 0x20000000,    // process IDs, Linux 2.6.24
+    ISO_CLONE_NEWNET = 0x40000000,    // network devices, stacks, ports, Linux 2.6.29
+    ISO_CLONE_NEWTIME = 0x00000080,   // CLOCK_MONOTONIC/BOOTTIME offsets, Linux 5.6
+};
+
+// MARK: Spawning a child: clone(2) ... execve(2) with nothing but system calls between.
+
+/// Where the child failed before (or at) execve, reported through a close-on-exec pipe.
+enum iso_spawn_stage {
+    ISO_STAGE_NONE = 0,
+    ISO_STAGE_WAIT_RELEASE = 1, // waiting for the parent (uid/gid maps)
+    ISO_STAGE_TIME_NAMESPACE = 2, // unshare(CLONE_NEWTIME) or writing timens_offsets
+    ISO_STAGE_STDIO = 3,         // dup2 of stdin/stdout/stderr
+    ISO_STAGE_SESSION = 4,       // setsid
+    ISO_STAGE_PARENT_DEATH = 5,  // prctl(PR_SET_PDEATHSIG)
+    ISO_STAGE_CHDIR = 6,         // chdir to the working directory
+    ISO_STAGE_EXEC = 7,          // execve
+};
+
+struct iso_spawn_attr {
+    const char *path;        // executable, as for execve(2)
+    char *const *argv;       // NULL-terminated
+    char *const *envp;       // NULL-terminated
+    int clone_flags;         // ISO_CLONE_NEW* (except NEWTIME); 0 is a plain fork
+    int new_time_namespace;  // 1: unshare(CLONE_NEWTIME) in the child before execve
+    int64_t monotonic_offset_seconds; // written to timens_offsets when new_time_namespace
+    int64_t boottime_offset_seconds;
+    int stdin_fd;            // -1 inherits the parent's
+    int stdout_fd;
+    int stderr_fd;
+    int wait_for_release;    // 1: the child blocks until iso_spawn_release()
+    int new_session;         // 1: setsid() in the child
+    int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)
+    const char *working_directory; // NULL: inherit
+};
+
+struct iso_child {
+    pid_t pid;
+    int release_fd; // write end the child waits on (-1 when not waiting)
+    int status_fd;  // read end: EOF means execve succeeded
+};
+
+/// clone(2) a child that runs `attr` and execve(2)s. Returns 0, or -1 with errno set.
+int iso_spawn(const struct iso_spawn_attr *attr, struct iso_child *child);
+
+/// Let a child that waits (wait_for_release) go on to execve. Returns 0 or -1/errno.
+int iso_spawn_release(struct iso_child *child);
+
+/// Wait until the child has exec'd (returns 0) or failed before exec (returns 1 and fills
+/// `stage` and `error`). Returns -1 with errno if reading the status pipe failed.
+int iso_spawn_await_exec(struct iso_child *child, int *stage, int *error);
+
+// MARK: System calls glibc does not wrap, or wraps only under _GNU_SOURCE.
+
+/// unshare(2): move the calling process into new namespaces.
+int iso_unshare(int flags);
+/// setns(2): join the namespace that `fd` (an open /proc/PID/ns/* file) refers to.
+int iso_setns(int fd, int nstype);
+/// pivot_root(2): no glibc wrapper exists; this is syscall(SYS_pivot_root, ...).
+int iso_pivot_root(const char *new_root, const char *put_old);
+/// pipe2(2) with O_CLOEXEC, so that no pipe leaks into an exec'd program by accident.
+int iso_pipe_cloexec(int fds[2]);
+/// prctl(PR_SET_PDEATHSIG): prctl is variadic.
+int iso_set_parent_death_signal(int signal);
+/// prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are re-parented to us.
+int iso_set_child_subreaper(int on);
+/// prctl(PR_SET_NO_NEW_PRIVS).
+int iso_set_no_new_privs(void);
+/// statfs(2)'s f_type: the filesystem's magic number (CGROUP2_SUPER_MAGIC, TMPFS_MAGIC ...).
+/// <sys/vfs.h> is not part of Swift's Glibc module. Returns -1 with errno on failure.
+int64_t iso_statfs_type(const char *path);
+
+#endif

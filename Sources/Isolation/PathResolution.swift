@@ -1,0 +1,35 @@
+import Glibc
+import SystemPackage
+
+extension FileSystem {
+    /// Resolves `path` as a process whose root directory is `root` would: symlinks are
+    /// followed, but an absolute target starts again at `root`, and `..` never climbs
+    /// above it. The result is a host path under `root`, whether or not it exists.
+    ///
+    /// This is what a runtime must do before it mounts onto a path that a container
+    /// image controls (the mount-symlink races that shaped runc, e.g. CVE-2021-30465).
+    public static func resolve(_ path: FilePath, inside root: FilePath, maxSymlinks: Int = 40) throws -> FilePath {
+        var resolved: [String] = []                           // components below root
+        var pending = path.components.map { $0.string }.reversed() as [String]
+        var hops = 0
+        while let component = pending.popLast() {
+            switch component {
+            case ".", "": continue
+            case "..": _ = resolved.popLast(); continue
+            default: break
+            }
+            let candidate = resolved + [component]
+            let hostPath = FilePath(root.string + "/" + candidate.joined(separator: "/"))
+            if isSymlink(hostPath) {
+                hops += 1
+                if hops > maxSymlinks { throw Errno.tooManySymbolicLinkLevels }
+                let target = try readLink(hostPath)
+                if target.isAbsolute { resolved = [] }
+                pending.append(contentsOf: target.components.map { $0.string }.reversed())
+            } else {
+                resolved = candidate
+            }
+        }
+        return resolved.isEmpty ? root : FilePath(root.string + "/" + resolved.joined(separator: "/"))
+    }
+}
