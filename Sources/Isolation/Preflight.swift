@@ -70,7 +70,7 @@ public enum Preflight {
     /// Running as root. `why` says what needs it; the fix is the exact sudo command line.
     public static func root(why: String = "chroot, mounts and cgroups need root") -> Check {
         if Identity.isRoot { return Check("root", .ok, "running as uid 0") }
-        return Check("root", .failed, "running as uid \(getuid()): \(why)", fix: "run: \(Identity.sudoCommandLine())")
+        return Check("root", .failed, "needs root, running as uid \(getuid()) (\(why))", fix: "run: \(Identity.sudoCommandLine())")
     }
 
     /// One namespace kind exists in this kernel.
@@ -176,12 +176,15 @@ public enum Preflight {
             + [unprivilegedUserNamespaces(), cgroups(), busybox(), stressNG(), libcap()]
     }
 
-    /// Runs `checks`; when one fails, throws an `IsolationError` with its line and fix.
+    /// Runs `checks`; when any fails, throws an `IsolationError` that is one line per
+    /// failed check: what is wrong, then what fixes it.
     public static func require(_ checks: [Check]) throws {
         let failed = checks.filter { !$0.passed }
         guard !failed.isEmpty else { return }
-        let message = failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
-        throw IsolationError(message, hint: failed.compactMap(\.fix).joined(separator: "\n  → "))
+        let lines = failed.map { check in
+            check.fix.map { "\(check.detail); \($0)" } ?? check.detail
+        }
+        throw IsolationError(lines.joined(separator: "\n"))
     }
 
     static func readSysctl(_ name: String) -> String? {
