@@ -23,15 +23,17 @@ struct DoctorTests {
     @Test("--clean removes leftover mounts, temporary folders and the cache, and says so",
           .enabled(if: isRoot, "unmounting needs root"))
     func cleanRemovesLeftovers() throws {
-        // In a private mount namespace with its own /tmp, /run and an empty /sys/fs/cgroup,
-        // so that the clean-up cannot touch what other tests running now have made.
+        // In a private mount namespace with its own /tmp, /run, /var/cache and an empty
+        // /sys/fs/cgroup, so that the clean-up cannot touch what other tests running now
+        // have made. doctor is copied first: the checkout may itself live under /tmp.
         let script = """
         set -e
-        mount -t tmpfs none /tmp; mount -t tmpfs none /run; mount -t tmpfs none /sys/fs/cgroup
+        mount -t tmpfs none /mnt; cp "$0" /mnt/doctor
+        mount -t tmpfs none /tmp; mount -t tmpfs none /run; mount -t tmpfs none /var/cache; mount -t tmpfs none /sys/fs/cgroup
         mkdir -p /tmp/isolation-leftover-1/rootfs/proc /run/isolation/c1 /tmp/cache/rootfs-busybox/proc /tmp/unrelated
         mount -t proc proc /tmp/isolation-leftover-1/rootfs/proc
         mount -t proc proc /tmp/cache/rootfs-busybox/proc
-        ISOLATION_CACHE_DIR=/tmp/cache "$0" --clean
+        ISOLATION_CACHE_DIR=/tmp/cache /mnt/doctor --clean
         echo "--- after"
         ls /tmp /run
         grep -c ' /tmp/' /proc/self/mountinfo || true
