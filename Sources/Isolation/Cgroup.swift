@@ -1,0 +1,339 @@
+import CIsolation
+import Glibc
+import SystemPackage
+
+/// A control group made by this project: limits on CPU, memory, pids and CPUs for the
+/// processes in it, and the kernel's own accounting of what they used.
+///
+/// One API, two backends, chosen by what the host mounts (`CgroupMode.detect()`):
+/// - cgroup v2 (unified): one directory, `/sys/fs/cgroup/isolation/NAME`, with the
+///   controllers enabled in each parent's `cgroup.subtree_control`;
+/// - cgroup v1 (legacy or hybrid): one directory per controller hierarchy,
+///   `/sys/fs/cgroup/{cpu,cpuacct,memory,pids,cpuset}/isolation/NAME`.
+///
+/// Put a process in *before* it execs its workload (spawn it with `waitForRelease`,
+/// `addProcess`, then `release`), so the workload never runs unlimited.
+/// Read next: cgroups(7), Documentation/admin-guide/cgroup-v2.rst.
+public final class Cgroup {
+    public let version: Version
+    /// `isolation/NAME`, relative to each hierarchy.
+    public let relativePath: String
+    /// Directory per controller (v1) or the one directory under the key "" (v2).
+    public let directories: [String: FilePath]
+    /// Every file written, in order, as `(path, value)`, for lessons that print them.
+    public private(set) var writes: [(path: FilePath, value: String)] = []
+    private let log: (FilePath, String) -> Void
+    private var destroyed = false
+
+    public enum Version: String, Sendable { case v1, v2 }
+
+    /// The controllers this project uses; v1 gets one hierarchy each.
+    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids", "cpuset"]
+
+    /// Creates `isolation/NAME` and writes `limits`. `log` hears each file written
+    /// (`echo VALUE > PATH`). On failure, whatever was created is removed again.
+    public static func create(
+        name: String, limits: ResourceLimits, root: String = "/sys/fs/cgroup",
+        log: @escaping (FilePath, String) -> Void = { _, _ in }
+    ) throws -> Cgroup {
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+            throw IsolationError("'\(name)' is not a cgroup name")
+        }
+        let mode = CgroupMode.detect(root: root)
+        let relative = projectPrefix + "/" + name
+        var directories: [String: FilePath] = [:]
+        let version: Version
+        switch mode {
+        case .none:
+            throw IsolationError("no cgroup file system is mounted at \(root)", hint: "run `doctor`: cgroups are missing")
+        case .unified:
+            version = .v2
+            directories[""] = FilePath(root + "/" + relative)
+        case .legacy, .hybrid:
+            version = .v1
+            var seen = Set<String>()
+            for controller in v1Controllers where controller != "cpuset" || limits.cpuset != nil {
+                let hierarchy = root + "/" + controller
+                guard iso_statfs_type_v1(hierarchy) else {
+                    if controllerNeeded(controller, limits) {
+                        throw IsolationError("the cgroup v1 '\(controller)' controller is not mounted at \(hierarchy)",
+                                             hint: "mount it: mount -t cgroup -o \(controller) cgroup \(hierarchy)")
+                    }
+                    continue
+                }
+                // cpu and cpuacct are often one hierarchy (cpu,cpuacct): one directory each.
+                let real = (try? FileSystem.realPath(FilePath(hierarchy)).string) ?? hierarchy
+                if seen.insert(real).inserted { directories[controller] = FilePath(real + "/" + relative) }
+            }
+        }
+        let cgroup = Cgroup(version: version, relativePath: relative, directories: directories, log: log)
+        do {
+            try cgroup.makeDirectories(root: root, limits: limits)
+            try cgroup.apply(limits)
+        } catch {
+            cgroup.destroy()
+            throw error
+        }
+        return cgroup
+    }
+
+    static func controllerNeeded(_ controller: String, _ limits: ResourceLimits) -> Bool {
+        switch controller {
+        case "cpu": return limits.cpus != nil || limits.cpuWeight != nil
+        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil
+        case "pids": return limits.pids != nil
+        case "cpuset": return limits.cpuset != nil
+        default: return false
+        }
+    }
+
+    private init(version: Version, relativePath: String, directories: [String: FilePath], log: @escaping (FilePath, String) -> Void) {
+        self.version = version
+        self.relativePath = relativePath
+        self.directories = directories
+        self.log = log
+    }
+
+    deinit { destroy() }
+
+    /// The cgroup's directory for `controller` (v2: the one directory).
+    public func directory(for controller: String) -> FilePath? {
+        version == .v2 ? directories[""] : directories[controller]
+    }
+
+    private func makeDirectories(root: String, limits: ResourceLimits) throws {
+        if version == .v2 {
+            // A v2 controller works in a cgroup only if every parent enabled it for its
+            // children ("+cpu" in cgroup.subtree_control), from the root down.
+            let available = Set(CgroupMode.usableControllers(mode: .unified, root: root))
+            let wanted = ["cpu", "memory", "pids", "cpuset"].filter { available.contains($0) && ($0 != "cpuset" || limits.cpuset != nil) }
+            for controller in ["cpu", "memory", "pids", "cpuset"] where Cgroup.controllerNeeded(controller, limits) && !available.contains(controller) {
+                throw IsolationError("the cgroup v2 '\(controller)' controller is not available in \(root)",
+                                     hint: "check \(root)/cgroup.controllers; on systemd hosts run as root or with Delegate=yes")
+            }
+            let parent = FilePath(root + "/" + projectPrefix)
+            try enable(wanted, in: FilePath(root))
+            try makeDirectoryRetrying(parent)
+            try enable(wanted, in: parent)
+            try makeDirectoryRetrying(directories[""]!)
+            return
+        }
+        for (controller, directory) in directories.sorted(by: { $0.key < $1.key }) {
+            var parent = directory
+            parent.removeLastComponent()
+            try makeDirectoryRetrying(parent)
+            if controller == "cpuset" {
+                // A v1 cpuset accepts tasks only once cpus and mems are set, in every level.
+                var hierarchy = parent
+                hierarchy.removeLastComponent()
+                for level in [parent] {
+                    for file in ["cpuset.cpus", "cpuset.mems"] where ((try? FileSystem.readString(level.appending(file))) ?? "").trimmingCharacters(in: "\n ").isEmpty {
+                        let value = try FileSystem.readString(hierarchy.appending(file)).trimmingCharacters(in: "\n ")
+                        try FileSystem.writeFile(level.appending(file), value)
+                    }
+                }
+            }
+            try makeDirectoryRetrying(directory)
+            if controller == "cpuset" {
+                let mems = try FileSystem.readString(parent.appending("cpuset.mems")).trimmingCharacters(in: "\n ")
+                try write(directory.appending("cpuset.mems"), mems)
+            }
+        }
+    }
+
+    /// mkdir(2), retried when a concurrent clean-up removed the parent in between.
+    private func makeDirectoryRetrying(_ path: FilePath) throws {
+        for attempt in 0..<5 {
+            do {
+                try FileSystem.makeDirectory(path, mode: 0o755)
+                return
+            } catch let error as Errno where error == .noSuchFileOrDirectory && attempt < 4 {
+                var parent = path
+                parent.removeLastComponent()
+                try? FileSystem.makeDirectory(parent, mode: 0o755)
+            }
+        }
+    }
+
+    private func enable(_ controllers: [String], in directory: FilePath) throws {
+        let file = directory.appending("cgroup.subtree_control")
+        let enabled = Set(((try? FileSystem.readString(file)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+        let missing = controllers.filter { !enabled.contains($0) }
+        guard !missing.isEmpty else { return }
+        try write(file, missing.map { "+" + $0 }.joined(separator: " "))
+    }
+
+    /// Writes one cgroup file, records it, and tells `log`.
+    private func write(_ path: FilePath, _ value: String) throws {
+        log(path, value)
+        writes.append((path, value))
+        do {
+            try FileSystem.writeFile(path, value)
+        } catch let error as Errno {
+            throw StageError(stage: "echo \"\(value)\" > \(path)", errno: error,
+                             detail: error == .invalidArgument ? "the kernel rejected this value" : nil)
+        }
+    }
+
+    /// Writes `limits` into the cgroup's files (also to change them later).
+    public func apply(_ limits: ResourceLimits) throws {
+        switch version {
+        case .v2:
+            let dir = directories[""]!
+            if let quota = limits.cpuQuotaMicroseconds { try write(dir.appending("cpu.max"), "\(quota) \(limits.cpuPeriodMicroseconds)") }
+            if let weight = limits.cpuWeight { try write(dir.appending("cpu.weight"), "\(weight)") }
+            if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
+            if let swap = limits.swapBytes, FileSystem.exists(dir.appending("memory.swap.max")) {
+                try write(dir.appending("memory.swap.max"), "\(swap)")
+            }
+            if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
+            if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+        case .v1:
+            if let dir = directories["cpu"] {
+                if let quota = limits.cpuQuotaMicroseconds {
+                    try write(dir.appending("cpu.cfs_period_us"), "\(limits.cpuPeriodMicroseconds)")
+                    try write(dir.appending("cpu.cfs_quota_us"), "\(quota)")
+                }
+                if let weight = limits.cpuWeight { try write(dir.appending("cpu.shares"), "\(max(2, weight * 1024 / 100))") }
+            }
+            if let dir = directories["memory"] {
+                if let memory = limits.memoryBytes {
+                    try write(dir.appending("memory.limit_in_bytes"), "\(memory)")
+                    // v1 limits memory+swap together; "no swap" means memsw = memory.
+                    if let swap = limits.swapBytes, FileSystem.exists(dir.appending("memory.memsw.limit_in_bytes")) {
+                        try write(dir.appending("memory.memsw.limit_in_bytes"), "\(memory + swap)")
+                    }
+                }
+            }
+            if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
+            if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+        }
+    }
+
+    /// Moves `pid` into the cgroup (every hierarchy, for v1) by writing `cgroup.procs`.
+    public func addProcess(_ pid: pid_t) throws {
+        for directory in Set(directories.values.map(\.string)).sorted() {
+            try write(FilePath(directory).appending("cgroup.procs"), "\(pid)")
+        }
+    }
+
+    /// The PIDs in the cgroup now.
+    public func processes() -> [pid_t] {
+        var result = Set<pid_t>()
+        for directory in directories.values {
+            let text = (try? FileSystem.readString(directory.appending("cgroup.procs"))) ?? ""
+            result.formUnion(text.split(separator: "\n").compactMap { pid_t($0) })
+        }
+        return result.sorted()
+    }
+
+    /// Kills what is left in it, waits until it is empty, and removes it (and the
+    /// project's parent folder when nothing else is in it). Safe to call twice.
+    public func destroy() {
+        guard !destroyed else { return }
+        destroyed = true
+        for directory in directories.values where FileSystem.exists(directory) {
+            _ = Cleanup.removeCgroupTree(directory, report: { _ in })
+            var parent = directory
+            parent.removeLastComponent()
+            rmdir(parent.string)  // fails harmlessly while other cgroups of ours exist
+        }
+    }
+
+    /// Reads the kernel's accounting for this cgroup.
+    public func stats() -> CgroupStats {
+        var stats = CgroupStats()
+        func number(_ dir: FilePath?, _ file: String) -> UInt64? {
+            guard let dir, let text = try? FileSystem.readString(dir.appending(file)) else { return nil }
+            let value = text.trimmingCharacters(in: "\n ")
+            return value == "max" ? UInt64.max : UInt64(value)
+        }
+        func keyed(_ dir: FilePath?, _ file: String) -> [String: UInt64] {
+            guard let dir, let text = try? FileSystem.readString(dir.appending(file)) else { return [:] }
+            var result: [String: UInt64] = [:]
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: " ")
+                if parts.count == 2, let value = UInt64(parts[1]) { result[String(parts[0])] = value }
+            }
+            return result
+        }
+        switch version {
+        case .v2:
+            let dir = directories[""]
+            let cpu = keyed(dir, "cpu.stat")
+            stats.cpuUsageMicroseconds = cpu["usage_usec"]
+            stats.periods = cpu["nr_periods"]
+            stats.throttledPeriods = cpu["nr_throttled"]
+            stats.throttledMicroseconds = cpu["throttled_usec"]
+            stats.memoryBytes = number(dir, "memory.current")
+            stats.memoryPeakBytes = number(dir, "memory.peak")
+            stats.memoryLimitBytes = number(dir, "memory.max")
+            let events = keyed(dir, "memory.events")
+            stats.oomKills = events["oom_kill"]
+            stats.memoryLimitHits = events["max"]
+            stats.pids = number(dir, "pids.current")
+            stats.pidsLimit = number(dir, "pids.max")
+            stats.pidsRefused = keyed(dir, "pids.events")["max"]
+        case .v1:
+            let cpuacct = directories["cpuacct"] ?? directories["cpu"]
+            stats.cpuUsageMicroseconds = number(cpuacct, "cpuacct.usage").map { $0 / 1000 }
+            let cpu = keyed(directories["cpu"], "cpu.stat")
+            stats.periods = cpu["nr_periods"]
+            stats.throttledPeriods = cpu["nr_throttled"]
+            stats.throttledMicroseconds = cpu["throttled_time"].map { $0 / 1000 }
+            let memory = directories["memory"]
+            stats.memoryBytes = number(memory, "memory.usage_in_bytes")
+            stats.memoryPeakBytes = number(memory, "memory.max_usage_in_bytes")
+            stats.memoryLimitBytes = number(memory, "memory.limit_in_bytes")
+            stats.oomKills = keyed(memory, "memory.oom_control")["oom_kill"]
+            stats.memoryLimitHits = number(memory, "memory.failcnt")
+            let pids = directories["pids"]
+            stats.pids = number(pids, "pids.current")
+            stats.pidsLimit = number(pids, "pids.max")
+            stats.pidsRefused = keyed(pids, "pids.events")["max"]
+        }
+        // "Unlimited" reads as max (v2) or a huge page-aligned number (v1).
+        if let limit = stats.memoryLimitBytes, limit >= (1 << 60) { stats.memoryLimitBytes = nil }
+        if stats.pidsLimit == UInt64.max { stats.pidsLimit = nil }
+        return stats
+    }
+
+    /// The CPU quota actually in force, in CPUs (nil: unlimited).
+    public func cpuLimit() -> Double? {
+        switch version {
+        case .v2:
+            guard let dir = directories[""], let text = try? FileSystem.readString(dir.appending("cpu.max")) else { return nil }
+            let parts = text.trimmingCharacters(in: "\n ").split(separator: " ")
+            guard parts.count == 2, let quota = Double(parts[0]), let period = Double(parts[1]) else { return nil }
+            return quota / period
+        case .v1:
+            guard let dir = directories["cpu"],
+                  let quota = Double(((try? FileSystem.readString(dir.appending("cpu.cfs_quota_us"))) ?? "").trimmingCharacters(in: "\n ")),
+                  let period = Double(((try? FileSystem.readString(dir.appending("cpu.cfs_period_us"))) ?? "").trimmingCharacters(in: "\n ")),
+                  quota > 0 else { return nil }
+            return quota / period
+        }
+    }
+}
+
+/// What the kernel counted for a cgroup; nil where this host's files do not say.
+public struct CgroupStats: Sendable, Equatable {
+    public var cpuUsageMicroseconds: UInt64?
+    public var periods: UInt64?
+    public var throttledPeriods: UInt64?
+    public var throttledMicroseconds: UInt64?
+    public var memoryBytes: UInt64?
+    public var memoryPeakBytes: UInt64?
+    public var memoryLimitBytes: UInt64?
+    /// Processes the OOM killer killed in this cgroup.
+    public var oomKills: UInt64?
+    /// Times usage hit the limit (v2 memory.events max, v1 memory.failcnt).
+    public var memoryLimitHits: UInt64?
+    public var pids: UInt64?
+    public var pidsLimit: UInt64?
+    /// fork(2)s refused because of pids.max.
+    public var pidsRefused: UInt64?
+    public init() {}
+}
+
+func iso_statfs_type_v1(_ path: String) -> Bool { iso_statfs_type(path) == CgroupMode.cgroup1Magic }

@@ -1,0 +1,99 @@
+/// Limits for a cgroup, as people write them: `--cpus 0.5 --memory 64M --pids 32`.
+///
+/// Parsing happens before anything is created: a wrong value is an `IsolationError`
+/// that says what was expected, and nothing on the machine has changed.
+public struct ResourceLimits: Sendable, Equatable {
+    /// CPU time per period: 0.5 CPUs is 50 000 µs every 100 000 µs (CFS bandwidth control).
+    public var cpus: Double?
+    public var cpuPeriodMicroseconds: Int = 100_000
+    /// Relative share when CPUs are contended: v2 `cpu.weight` (1–10000, default 100);
+    /// v1 `cpu.shares` gets weight × 1024 / 100.
+    public var cpuWeight: Int?
+    /// The memory limit in bytes; past it the kernel reclaims, then OOM-kills.
+    public var memoryBytes: UInt64?
+    /// Swap the cgroup may use besides its memory (v2 `memory.swap.max`; v1 is set
+    /// through `memory.memsw.limit_in_bytes` = memory + swap). 0 forbids swapping.
+    public var swapBytes: UInt64?
+    /// The most tasks (processes and threads) at once: fork(2) fails with EAGAIN past it.
+    public var pids: Int?
+    /// The CPUs the processes may run on, as `0-1` or `0,2`.
+    public var cpuset: String?
+
+    public init(cpus: Double? = nil, cpuWeight: Int? = nil, memoryBytes: UInt64? = nil, swapBytes: UInt64? = nil,
+                pids: Int? = nil, cpuset: String? = nil) {
+        self.cpus = cpus
+        self.cpuWeight = cpuWeight
+        self.memoryBytes = memoryBytes
+        self.swapBytes = swapBytes
+        self.pids = pids
+        self.cpuset = cpuset
+    }
+
+    public var isEmpty: Bool { self == ResourceLimits() }
+
+    /// The quota in µs per period for `cpus`.
+    public var cpuQuotaMicroseconds: Int? { cpus.map { Int(($0 * Double(cpuPeriodMicroseconds)).rounded()) } }
+
+    /// Parses a CPU count: `0.5`, `2`, `1.25`. At least 0.01, at most 1024.
+    public static func parseCPUs(_ text: String) throws -> Double {
+        guard let value = Double(text.trimmingCharacters(in: " ")), value.isFinite, value >= 0.01, value <= 1024 else {
+            throw IsolationError("'\(text)' is not a CPU count", hint: "write a number of CPUs such as 0.5, 1 or 1.5 (at least 0.01)")
+        }
+        return value
+    }
+
+    /// Parses a size: `64M`, `1.5G`, `512k`, `64MiB`, `100000` (bytes). Units are
+    /// binary (M = 1024 × 1024), as in docker, podman and the kernel's own files.
+    public static func parseSize(_ text: String) throws -> UInt64 {
+        let trimmed = text.trimmingCharacters(in: " ").lowercased()
+        let hint = "write a size such as 64M, 1.5G, 512K or a number of bytes"
+        var number = Substring(trimmed)
+        var unit = ""
+        while let last = number.last, last.isLetter { unit = String(last) + unit; number = number.dropLast() }
+        let k = 1024.0, m = k * k, g = m * k, t = g * k
+        let multipliers: [String: Double] = [
+            "": 1, "b": 1, "k": k, "kb": k, "kib": k, "m": m, "mb": m, "mib": m,
+            "g": g, "gb": g, "gib": g, "t": t, "tb": t, "tib": t,
+        ]
+        guard let multiplier = multipliers[unit] else {
+            throw IsolationError("'\(text)' has an unknown unit '\(unit)'", hint: hint)
+        }
+        guard let value = Double(number), value.isFinite, value > 0 else {
+            throw IsolationError("'\(text)' is not a size", hint: hint)
+        }
+        let bytes = value * multiplier
+        guard bytes >= 4096, bytes < 1.0e18 else {
+            throw IsolationError("'\(text)' is out of range", hint: "a memory limit must be at least 4K")
+        }
+        return UInt64(bytes)
+    }
+
+    /// Parses a process count: a whole number from 1.
+    public static func parsePids(_ text: String) throws -> Int {
+        guard let value = Int(text.trimmingCharacters(in: " ")), value >= 1 else {
+            throw IsolationError("'\(text)' is not a number of processes", hint: "write a whole number such as 32")
+        }
+        return value
+    }
+
+    /// Parses a cpuset list such as `0`, `0-1` or `0,2-3`.
+    public static func parseCPUSet(_ text: String) throws -> String {
+        let valid = !text.isEmpty && text.split(separator: ",", omittingEmptySubsequences: false).allSatisfy { part in
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+            return (1...2).contains(bounds.count) && bounds.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+        }
+        guard valid else { throw IsolationError("'\(text)' is not a CPU list", hint: "write CPUs such as 0, 0-1 or 0,2") }
+        return text
+    }
+}
+
+/// `64.0 MiB`, `1.5 GiB`: a size for people.
+public func formatBytes(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    if unit == 0 { return "\(bytes) B" }
+    let rounded = (value * 10).rounded() / 10
+    return rounded == rounded.rounded() ? "\(Int(rounded)) \(units[unit])" : "\(rounded) \(units[unit])"
+}
