@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Isolation", targets: ["Isolation"]),
         .executable(name: "chapter-01", targets: ["Chapter01"]),
         .executable(name: "chapter-02", targets: ["Chapter02"]),
+        .executable(name: "chapter-03", targets: ["Chapter03"]),
         .executable(name: "doctor", targets: ["Doctor"]),
     ],
     dependencies: [
@@ -52,6 +53,16 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Chapters/02-namespaces",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "Chapter03",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/03-cgroups",
             exclude: ["README.md"]
         ),
         .executableTarget(

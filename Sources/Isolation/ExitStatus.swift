@@ -7,7 +7,7 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     /// A signal ended it (SIGKILL from the OOM killer, SIGINT from Ctrl-C, ...).
     case signaled(Int32)
 
-    init(waitStatus status: Int32) {
+    public init(waitStatus status: Int32) {
         // WIFEXITED/WEXITSTATUS/WTERMSIG are macros, which Swift does not import.
         let signal = status & 0x7f
         if signal == 0 {

@@ -39,7 +39,7 @@ public struct RootFilesystem: Sendable {
     }
 
     /// The version of the builders' output; a cache built by another version is rebuilt.
-    static let builderVersion = "1"
+    static let builderVersion = "2"
 
     /// The folder where built-in root filesystems are cached:
     /// - `$ISOLATION_CACHE_DIR` when set;
@@ -122,6 +122,11 @@ public struct RootFilesystem: Sendable {
             try installBusybox(busybox, into: directory, log: log)
         case .host:
             try installHostPrograms(into: directory, log: log)
+        }
+        // stress-ng, when the host has it, for chapter 03's hogs (and yours).
+        if let stress = Command.find("stress-ng"), let real = try? FileSystem.realPath(stress) {
+            try copyProgram(real, to: directory.appending("usr/bin/stress-ng"), root: directory)
+            log("stress-ng from \(stress)")
         }
         try writeEtc(into: directory, source: source)
     }
