@@ -19,10 +19,12 @@ struct Act {
         // The classic fork bomb: each call starts two more, in the background. Refused
         // forks end a branch, so it is lit again and again, as a real one would keep trying.
         let forkBomb = ["sh", "-c", "echo 'bomb() { bomb | bomb & }; bomb'; bomb() { bomb | bomb & }; { while :; do bomb; sleep 0.2; done; } 2>/dev/null"]
+        // Swap off for the hog, where the kernel can limit it (see Chapter03.swift).
+        let noSwap: UInt64? = !Cgroup.hostHasSwap() || Cgroup.swapAccounting() ? 0 : nil
         var acts = [
             Act(title: "Act 1 · a CPU hog under 0.5 CPU", limits: ResourceLimits(cpus: 0.5), command: cpuHog, stopAfter: seconds,
                 explanation: "CFS bandwidth control: 50 ms of CPU time per 100 ms period, then the cgroup waits"),
-            Act(title: "Act 2 · a memory hog under 64 MiB", limits: ResourceLimits(memoryBytes: 64 << 20, swapBytes: 0), command: memoryHog,
+            Act(title: "Act 2 · a memory hog under 64 MiB", limits: ResourceLimits(memoryBytes: 64 << 20, swapBytes: noSwap), command: memoryHog,
                 stopAfter: max(seconds, 30), explanation: "past the limit the kernel reclaims, finds nothing to reclaim, and OOM-kills"),
             Act(title: "Act 3 · a fork bomb under 32 pids", limits: ResourceLimits(pids: 32), command: forkBomb, stopAfter: seconds,
                 explanation: "fork(2) fails with EAGAIN once the cgroup holds 32 tasks"),

@@ -53,7 +53,16 @@ struct Demo: ParsableCommand {
             var limits = ResourceLimits()
             limits.cpus = try cpus.map(ResourceLimits.parseCPUs)
             limits.memoryBytes = try memory.map(ResourceLimits.parseSize)
-            limits.swapBytes = try swap.map { $0 == "0" ? 0 : try ResourceLimits.parseSize($0) } ?? (limits.memoryBytes != nil ? 0 : nil)
+            limits.swapBytes = try swap.map { $0 == "0" ? 0 : try ResourceLimits.parseSize($0) }
+            if swap == nil && limits.memoryBytes != nil {
+                // No swap by default, so that the memory limit is felt. Where the kernel
+                // cannot limit swap and the host swaps, say so instead of failing.
+                if !Cgroup.hostHasSwap() || Cgroup.swapAccounting() {
+                    limits.swapBytes = 0
+                } else {
+                    say(style.yellow("note: ") + "this host swaps and cannot limit swap per cgroup: the hog may swap before the OOM kill (sudo swapoff -a avoids it)")
+                }
+            }
             limits.pids = try pids.map(ResourceLimits.parsePids)
             if swap != nil && memory == nil { throw IsolationError("--swap needs --memory", hint: "for example: --memory 64M --swap 32M") }
             if let plot, !plot.hasSuffix(".svg") { throw IsolationError("--plot writes SVG: name the file FILE.svg") }

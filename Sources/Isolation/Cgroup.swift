@@ -160,7 +160,17 @@ public final class Cgroup {
         let enabled = Set(((try? FileSystem.readString(file)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
         let missing = controllers.filter { !enabled.contains($0) }
         guard !missing.isEmpty else { return }
-        try write(file, missing.map { "+" + $0 }.joined(separator: " "))
+        do {
+            try write(file, missing.map { "+" + $0 }.joined(separator: " "))
+        } catch let error as StageError where error.errno == .resourceBusy {
+            // v2's "no internal processes" rule: only the real root may hold processes and
+            // give controllers to its children. Inside a container with its own cgroup
+            // namespace, /sys/fs/cgroup is not the real root and holds the container's
+            // processes (docker-in-docker moves them into a leaf first).
+            throw IsolationError(
+                "cannot enable \(missing.joined(separator: ", ")) for the children of \(directory): it still holds processes (cgroup v2 allows that only at the real root)",
+                hint: "inside a container, move them into a leaf first: mkdir \(directory)/init && for p in $(cat \(directory)/cgroup.procs); do echo $p > \(directory)/init/cgroup.procs; done")
+        }
     }
 
     /// Writes one cgroup file, records it, and tells `log`.
@@ -183,8 +193,12 @@ public final class Cgroup {
             if let quota = limits.cpuQuotaMicroseconds { try write(dir.appending("cpu.max"), "\(quota) \(limits.cpuPeriodMicroseconds)") }
             if let weight = limits.cpuWeight { try write(dir.appending("cpu.weight"), "\(weight)") }
             if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
-            if let swap = limits.swapBytes, FileSystem.exists(dir.appending("memory.swap.max")) {
-                try write(dir.appending("memory.swap.max"), "\(swap)")
+            if let swap = limits.swapBytes {
+                if FileSystem.exists(dir.appending("memory.swap.max")) {
+                    try write(dir.appending("memory.swap.max"), "\(swap)")
+                } else if Cgroup.hostHasSwap() {
+                    throw Cgroup.noSwapAccounting
+                }
             }
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
@@ -200,8 +214,12 @@ public final class Cgroup {
                 if let memory = limits.memoryBytes {
                     try write(dir.appending("memory.limit_in_bytes"), "\(memory)")
                     // v1 limits memory+swap together; "no swap" means memsw = memory.
-                    if let swap = limits.swapBytes, FileSystem.exists(dir.appending("memory.memsw.limit_in_bytes")) {
-                        try write(dir.appending("memory.memsw.limit_in_bytes"), "\(memory + swap)")
+                    if let swap = limits.swapBytes {
+                        if FileSystem.exists(dir.appending("memory.memsw.limit_in_bytes")) {
+                            try write(dir.appending("memory.memsw.limit_in_bytes"), "\(memory + swap)")
+                        } else if Cgroup.hostHasSwap() {
+                            throw Cgroup.noSwapAccounting
+                        }
                     }
                 }
             }
@@ -209,6 +227,36 @@ public final class Cgroup {
             if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
         }
     }
+
+    /// Whether the host swaps at all (/proc/swaps lists a device or file). Without swap a
+    /// swap limit has nothing to limit, so a missing swap file is no error then.
+    public static func hostHasSwap() -> Bool {
+        let text = (try? FileSystem.readString("/proc/swaps")) ?? ""
+        return text.split(separator: "\n").count > 1
+    }
+
+    /// Whether a swap limit can be written here: the kernel accounts swap per cgroup
+    /// (v2 `memory.swap.max`; v1 `memory.memsw.*`, with swapaccount=1 on older kernels).
+    public static func swapAccounting(root: String = "/sys/fs/cgroup") -> Bool {
+        switch CgroupMode.detect(root: root) {
+        case .unified:
+            // The root has no memory.swap.max: look at any child with the memory controller.
+            // With no child yet, v2 accounts swap unless the kernel was told not to.
+            let children = ((try? FileSystem.contentsOfDirectory(FilePath(root))) ?? [])
+                .filter { FileSystem.exists(FilePath(root + "/" + $0 + "/memory.max")) }
+            if children.isEmpty {
+                let cmdline = (try? FileSystem.readString("/proc/cmdline")) ?? ""
+                return !cmdline.contains("swapaccount=0")
+            }
+            return children.contains { FileSystem.exists(FilePath(root + "/" + $0 + "/memory.swap.max")) }
+        case .legacy, .hybrid: return FileSystem.exists(FilePath(root + "/memory/memory.memsw.limit_in_bytes"))
+        case .none: return false
+        }
+    }
+
+    static let noSwapAccounting = IsolationError(
+        "this host swaps, but its kernel does not account swap per cgroup, so a swap limit cannot be set",
+        hint: "boot with swapaccount=1 (older kernels), or turn swap off for the demo: sudo swapoff -a")
 
     /// Moves `pid` into the cgroup (every hierarchy, for v1) by writing `cgroup.procs`.
     public func addProcess(_ pid: pid_t) throws {

@@ -71,6 +71,12 @@ public enum Cleanup {
         for name in (try? FileSystem.contentsOfDirectory(path)) ?? [] where FileSystem.isDirectory(path.appending(name)) {
             removed += removeCgroupTree(path.appending(name), report: report)
         }
+        // Linux 5.14+ (v2): cgroup.kill SIGKILLs the whole subtree at once, even a fork
+        // bomb that keeps forking while we read cgroup.procs.
+        if FileSystem.exists(path.appending("cgroup.kill")) {
+            if FileSystem.exists(path.appending("cgroup.freeze")) { try? FileSystem.writeFile(path.appending("cgroup.freeze"), "0") }
+            try? FileSystem.writeFile(path.appending("cgroup.kill"), "1")
+        }
         for attempt in 0..<50 {
             let procs = ((try? FileSystem.readString(path.appending("cgroup.procs"))) ?? "")
                 .split(separator: "\n").compactMap { pid_t($0) }
