@@ -75,30 +75,13 @@ func spawnJailed(_ root: RootFilesystem, _ command: [String], narrate: Bool, std
 
 /// Runs a command in the jail and returns what it printed (for the side-by-side views).
 func captureJailed(_ root: RootFilesystem, _ command: [String]) throws -> String {
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
-    let child = try spawnJailed(root, command, narrate: false, stdout: FileDescriptor(rawValue: fds[1]))
-    close(fds[1])
-    let output = readAll(fds[0])
-    close(fds[0])
+    let pipe = try makePipe()
+    let child = try spawnJailed(root, command, narrate: false, stdout: FileDescriptor(rawValue: pipe.write))
+    close(pipe.write)
+    let output = readAll(pipe.read)
+    close(pipe.read)
     try child.wait()
     return output
 }
 
-func readAll(_ fd: Int32) -> String {
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buffer, buffer.count)
-        if n > 0 { bytes += buffer[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
 let style = Style.standardOutput
-
-/// One step of the lesson: the system call, then why.
-func lessonStep(_ call: String, _ why: String) {
-    say("  " + style.syscall(call))
-    say("      " + style.dim(why))
-}

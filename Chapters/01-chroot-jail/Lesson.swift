@@ -86,12 +86,11 @@ struct Lesson: ParsableCommand {
 
     /// The first jailed run narrates its own system calls as it makes them.
     func captureJailedNarrated(_ root: RootFilesystem, _ command: [String]) throws -> String {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
-        let child = try spawnJailed(root, command, narrate: true, stdout: FileDescriptor(rawValue: fds[1]))
-        close(fds[1])
-        let output = readAll(fds[0])
-        close(fds[0])
+        let pipe = try makePipe()
+        let child = try spawnJailed(root, command, narrate: true, stdout: FileDescriptor(rawValue: pipe.write))
+        close(pipe.write)
+        let output = readAll(pipe.read)
+        close(pipe.read)
         try child.wait()
         // The narration went to the child's stdout before execve; the program's output follows.
         let lines = output.split(separator: "\n", omittingEmptySubsequences: false)

@@ -98,23 +98,7 @@ struct Launch {
     }
 }
 
-func readAll(_ fd: Int32) -> String {
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buffer, buffer.count)
-        if n > 0 { bytes += buffer[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
 let style = Style.standardOutput
-
-/// One step of the lesson: the system call, then why.
-func lessonStep(_ call: String, _ why: String) {
-    say("  " + style.syscall(call))
-    say("      " + style.dim(why))
-}
 
 extension String {
     var trimmed: String { split(whereSeparator: \.isNewline).joined(separator: " ").trimmingSpaces }

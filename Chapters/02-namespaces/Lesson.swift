@@ -165,8 +165,8 @@ struct Probe {
         """
 
     static func run(_ launch: Launch) throws -> Probe {
-        let input = try cloexecPipe()
-        let output = try cloexecPipe()
+        let input = try makePipe()
+        let output = try makePipe()
         var launch = launch
         launch.standardInput = FileDescriptor(rawValue: input.read)
         launch.standardOutput = FileDescriptor(rawValue: output.write)
@@ -262,14 +262,6 @@ struct Probe {
         return "\(entries.count) processes: " + entries.prefix(3).joined(separator: ", ") + ", …"
     }
 
-    static func cloexecPipe() throws -> (read: Int32, write: Int32) {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
-        // Close-on-exec, so the child keeps only the ends dup2'd onto its 0 and 1: a
-        // stray write end would keep its own stdin from ever reaching EOF.
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        return (fds[0], fds[1])
-    }
 }
 
 extension String {

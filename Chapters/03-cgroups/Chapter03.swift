@@ -126,9 +126,8 @@ struct Demo: ParsableCommand {
             say(style.dim("  4. kill what is left and rmdir the cgroup: \(cgroup.relativePath) removed"))
         }
         say(style.dim("  2. start the container (chapter 02) and, while it waits before exec, join it:"))
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
-        let output = FileDescriptor(rawValue: fds[1])
+        let fds = try makePipe()
+        let output = FileDescriptor(rawValue: fds.write)
         let container: ChildProcess
         do {
             container = try Container.start(
@@ -141,14 +140,14 @@ struct Demo: ParsableCommand {
                     say(style.dim("     (PID \(pid) is still held before execve: the workload never runs unlimited)"))
                 })
         } catch {
-            close(fds[0]); close(fds[1])
+            close(fds.read); close(fds.write)
             throw error
         }
-        close(fds[1])
-        defer { close(fds[0]) }
+        close(fds.write)
+        defer { close(fds.read) }
         say(style.dim("  3. watch the kernel's accounting (\(cgroup.version == .v2 ? "cpu.stat, memory.current, memory.events, pids.current, pids.events" : "cpuacct.usage, cpu.stat, memory.usage_in_bytes, memory.oom_control, pids.current, pids.events")):"))
         let meter = Meter(cgroup: cgroup, limits: act.limits, clockOffset: offset)
-        let (status, interrupted) = supervise(container, output: fds[0], meter: meter, stopAfter: act.stopAfter)
+        let (status, interrupted) = supervise(container, output: fds.read, meter: meter, stopAfter: act.stopAfter)
         meter.finish()
         if interrupted {
             say(style.yellow("  interrupted: stopping the container and removing its cgroup"))

@@ -78,3 +78,22 @@ public enum Command {
 func iso_pipe(_ fds: inout [Int32]) -> Int32 {
     fds.withUnsafeMutableBufferPointer { iso_pipe_cloexec($0.baseAddress) }
 }
+
+/// pipe2(2) with O_CLOEXEC: (read end, write end). Close-on-exec, so a child keeps only
+/// the ends dup2'd onto its 0, 1 and 2; a stray write end would keep a reader from EOF.
+public func makePipe() throws -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [-1, -1]
+    try valueOrErrno { iso_pipe(&fds) }
+    return (fds[0], fds[1])
+}
+
+/// Reads `fd` until end of file (retrying on EINTR) and decodes it as UTF-8.
+public func readAll(_ fd: Int32) -> String {
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        if n > 0 { bytes += buffer[0..<n] } else if n < 0 && Glibc.errno == EINTR { continue } else { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}

@@ -92,3 +92,10 @@ public func reportingErrors(_ program: String, _ body: () throws -> Void) {
         exit(1)
     }
 }
+
+/// One step of a lesson: the system call as it is made, then, dimmed, why.
+public func lessonStep(_ call: String, _ why: String) {
+    let style = Style.standardOutput
+    say("  " + style.syscall(call))
+    say("      " + style.dim(why))
+}
