@@ -63,7 +63,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Chapters/03-cgroups",
-            exclude: ["README.md"]
+            exclude: ["README.md", "plot.svg"]
         ),
         .executableTarget(
             name: "Doctor",

@@ -45,7 +45,9 @@ struct Chapter03Tests {
         #expect(result.status == 137, "\(result)")
         #expect(result.stdout.contains("OOM kill"), "\(result)")
         #expect(!result.stdout.contains("survived"))
-        #expect(result.stdout.contains("oom_kills=1") || result.stdout.contains("OOM kills: 1"), "\(result)")
+        // The OOM killer may take more than one process of the cgroup (the shell and tr).
+        let kills = result.stdout.matches(of: /oom_kills=(\d+)/).compactMap { Int($0.1) }.max() ?? 0
+        #expect(kills >= 1, "\(result)")
     }
 
     @Test("a command under a pids limit: forks refused, never more tasks than the limit, its own exit status")
