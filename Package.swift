@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "chapter-01", targets: ["Chapter01"]),
         .executable(name: "chapter-02", targets: ["Chapter02"]),
         .executable(name: "chapter-03", targets: ["Chapter03"]),
+        .executable(name: "chapter-04", targets: ["Chapter04"]),
+        .executable(name: "isorun", targets: ["isorun"]),
         .executable(name: "doctor", targets: ["Doctor"]),
     ],
     dependencies: [
@@ -64,6 +66,29 @@ let package = Package(
             ],
             path: "Chapters/03-cgroups",
             exclude: ["README.md", "plot.svg"]
+        ),
+        // runc's command line over Isolation's Runtime, shared by chapter-04 and isorun.
+        .target(
+            name: "RuntimeCLI",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "Chapter04",
+            dependencies: [
+                "Isolation", "RuntimeCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/04-oci-bundle",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "isorun",
+            dependencies: ["RuntimeCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "Doctor",

@@ -28,7 +28,7 @@ public final class Cgroup {
     public enum Version: String, Sendable { case v1, v2 }
 
     /// The controllers this project uses; v1 gets one hierarchy each.
-    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids", "cpuset"]
+    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids", "cpuset", "freezer", "devices"]
 
     /// Creates `isolation/NAME` and writes `limits`. `log` hears each file written
     /// (`echo VALUE > PATH`). On failure, whatever was created is removed again.
@@ -39,8 +39,40 @@ public final class Cgroup {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
             throw IsolationError("'\(name)' is not a cgroup name")
         }
+        return try create(path: projectPrefix + "/" + name, limits: limits, root: root, log: log)
+    }
+
+    /// Creates the cgroup at `path` below each hierarchy's root (an OCI config's
+    /// `linux.cgroupsPath`, such as `/machine/web`), with any missing parents.
+    public static func create(
+        path: String, limits: ResourceLimits, root: String = "/sys/fs/cgroup",
+        log: @escaping (FilePath, String) -> Void = { _, _ in }
+    ) throws -> Cgroup {
+        let cgroup = try locate(path: path, limits: limits, root: root, log: log)
+        do {
+            try cgroup.makeDirectories(root: root, limits: limits)
+            try cgroup.apply(limits)
+        } catch {
+            cgroup.destroy()
+            throw error
+        }
+        return cgroup
+    }
+
+    /// A cgroup made earlier (by another process) at `path`, to read, freeze or remove.
+    public static func existing(path: String, root: String = "/sys/fs/cgroup") throws -> Cgroup {
+        let cgroup = try locate(path: path, limits: ResourceLimits(), root: root, log: { _, _ in })
+        cgroup.destroyOnDeinit = false  // someone else's: removed only by an explicit destroy()
+        return cgroup
+    }
+
+    static func locate(path: String, limits: ResourceLimits, root: String, log: @escaping (FilePath, String) -> Void) throws -> Cgroup {
+        let parts = path.split(separator: "/").map(String.init)
+        guard !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
+            throw IsolationError("'\(path)' is not a cgroup path", hint: "write it as /parent/name, without . or ..")
+        }
         let mode = CgroupMode.detect(root: root)
-        let relative = projectPrefix + "/" + name
+        let relative = parts.joined(separator: "/")
         var directories: [String: FilePath] = [:]
         let version: Version
         switch mode {
@@ -52,7 +84,10 @@ public final class Cgroup {
         case .legacy, .hybrid:
             version = .v1
             var seen = Set<String>()
-            for controller in v1Controllers where controller != "cpuset" || limits.cpuset != nil {
+            // cpuset only when asked for (a v1 cpuset needs cpus and mems set up), or when
+            // it is already there (a cgroup made earlier, opened with `existing`).
+            for controller in v1Controllers
+            where controller != "cpuset" || limits.cpuset != nil || FileSystem.isDirectory(FilePath(root + "/cpuset/" + relative)) {
                 let hierarchy = root + "/" + controller
                 guard iso_statfs_type_v1(hierarchy) else {
                     if controllerNeeded(controller, limits) {
@@ -66,15 +101,7 @@ public final class Cgroup {
                 if seen.insert(real).inserted { directories[controller] = FilePath(real + "/" + relative) }
             }
         }
-        let cgroup = Cgroup(version: version, relativePath: relative, directories: directories, log: log)
-        do {
-            try cgroup.makeDirectories(root: root, limits: limits)
-            try cgroup.apply(limits)
-        } catch {
-            cgroup.destroy()
-            throw error
-        }
-        return cgroup
+        return Cgroup(version: version, relativePath: relative, directories: directories, log: log)
     }
 
     static func controllerNeeded(_ controller: String, _ limits: ResourceLimits) -> Bool {
@@ -94,7 +121,13 @@ public final class Cgroup {
         self.log = log
     }
 
-    deinit { destroy() }
+    /// A cgroup this object created is removed when the object goes away, unless `keep()`.
+    private var destroyOnDeinit = true
+
+    deinit { if destroyOnDeinit { destroy() } }
+
+    /// Keeps the cgroup when this object goes away (a runtime's `create` leaves it to `delete`).
+    public func keep() { destroyOnDeinit = false }
 
     /// The cgroup's directory for `controller` (v2: the one directory).
     public func directory(for controller: String) -> FilePath? {
@@ -111,17 +144,22 @@ public final class Cgroup {
                 throw IsolationError("the cgroup v2 '\(controller)' controller is not available in \(root)",
                                      hint: "check \(root)/cgroup.controllers; on systemd hosts run as root or with Delegate=yes")
             }
-            let parent = FilePath(root + "/" + projectPrefix)
-            try enable(wanted, in: FilePath(root))
-            try makeDirectoryRetrying(parent)
-            try enable(wanted, in: parent)
+            // Every level from the root down must hand the controllers on.
+            var level = FilePath(root)
+            try enable(wanted, in: level)
+            let parts = relativePath.split(separator: "/").map(String.init)
+            for part in parts.dropLast() {
+                level.append(part)
+                try makeDirectoryRetrying(level)
+                try enable(wanted, in: level)
+            }
             try makeDirectoryRetrying(directories[""]!)
             return
         }
         for (controller, directory) in directories.sorted(by: { $0.key < $1.key }) {
             var parent = directory
             parent.removeLastComponent()
-            try makeDirectoryRetrying(parent)
+            try FileSystem.makeDirectories(parent)
             if controller == "cpuset" {
                 // A v1 cpuset accepts tasks only once cpus and mems are set, in every level.
                 var hierarchy = parent
@@ -191,7 +229,13 @@ public final class Cgroup {
         case .v2:
             let dir = directories[""]!
             if let quota = limits.cpuQuotaMicroseconds { try write(dir.appending("cpu.max"), "\(quota) \(limits.cpuPeriodMicroseconds)") }
-            if let weight = limits.cpuWeight { try write(dir.appending("cpu.weight"), "\(weight)") }
+            if let shares = limits.cpuShares {
+                // runc's conversion of v1 shares [2, 262144] to v2 weight [1, 10000].
+                let weight = 1 + ((max(2, min(shares, 262_144)) - 2) * 9999) / 262_142
+                try write(dir.appending("cpu.weight"), "\(weight)")
+            } else if let weight = limits.cpuWeight {
+                try write(dir.appending("cpu.weight"), "\(weight)")
+            }
             if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
             if let swap = limits.swapBytes {
                 if FileSystem.exists(dir.appending("memory.swap.max")) {
@@ -208,7 +252,11 @@ public final class Cgroup {
                     try write(dir.appending("cpu.cfs_period_us"), "\(limits.cpuPeriodMicroseconds)")
                     try write(dir.appending("cpu.cfs_quota_us"), "\(quota)")
                 }
-                if let weight = limits.cpuWeight { try write(dir.appending("cpu.shares"), "\(max(2, weight * 1024 / 100))") }
+                if let shares = limits.cpuShares {
+                    try write(dir.appending("cpu.shares"), "\(shares)")
+                } else if let weight = limits.cpuWeight {
+                    try write(dir.appending("cpu.shares"), "\(max(2, weight * 1024 / 100))")
+                }
             }
             if let dir = directories["memory"] {
                 if let memory = limits.memoryBytes {
@@ -265,6 +313,38 @@ public final class Cgroup {
         }
     }
 
+    /// Freezes (pause) or thaws (resume) every process in the cgroup: v2 `cgroup.freeze`,
+    /// v1 `freezer.state`. Waits until the kernel says it is done.
+    public func setFrozen(_ frozen: Bool) throws {
+        if version == .v2, let dir = directories[""] {
+            try write(dir.appending("cgroup.freeze"), frozen ? "1" : "0")
+            for _ in 0..<500 {
+                let events = (try? FileSystem.readString(dir.appending("cgroup.events"))) ?? ""
+                if events.contains("frozen \(frozen ? 1 : 0)") { return }
+                usleep(2_000)
+            }
+            return
+        }
+        guard let dir = directories["freezer"] else {
+            throw IsolationError("the cgroup v1 freezer controller is not mounted", hint: "mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer")
+        }
+        try write(dir.appending("freezer.state"), frozen ? "FROZEN" : "THAWED")
+        for _ in 0..<500 {
+            let state = ((try? FileSystem.readString(dir.appending("freezer.state"))) ?? "").trimmingCharacters(in: "\n ")
+            if state == (frozen ? "FROZEN" : "THAWED") { return }
+            usleep(2_000)
+        }
+    }
+
+    /// Whether the cgroup is frozen now.
+    public var isFrozen: Bool {
+        if version == .v2, let dir = directories[""] {
+            return ((try? FileSystem.readString(dir.appending("cgroup.events"))) ?? "").contains("frozen 1")
+        }
+        guard let dir = directories["freezer"] else { return false }
+        return ((try? FileSystem.readString(dir.appending("freezer.state"))) ?? "").hasPrefix("FROZEN")
+    }
+
     /// The PIDs in the cgroup now.
     public func processes() -> [pid_t] {
         var result = Set<pid_t>()
@@ -284,7 +364,9 @@ public final class Cgroup {
             _ = Cleanup.removeCgroupTree(directory, report: { _ in })
             var parent = directory
             parent.removeLastComponent()
-            rmdir(parent.string)  // fails harmlessly while other cgroups of ours exist
+            if parent.lastComponent?.string == projectPrefix {
+                rmdir(parent.string)  // fails harmlessly while other cgroups of ours exist
+            }
         }
     }
 

@@ -171,6 +171,17 @@ public enum FileSystem {
         }
     }
 
+    /// Sets FD_CLOEXEC on every open descriptor from 3 up except `keep`, so that nothing
+    /// our own parent handed us leaks into a container (runc closes them in its init).
+    /// A leaked pipe would also keep whoever waits for its end waiting for the container.
+    public static func closeOnExecAll(except keep: Set<Int32> = []) {
+        for name in (try? contentsOfDirectory("/proc/self/fd")) ?? [] {
+            guard let fd = Int32(name), fd > 2, !keep.contains(fd) else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
     /// mkdtemp(3) under /tmp with the project prefix, so leftovers are easy to find:
     /// `/tmp/isolation-<purpose>-XXXXXX`.
     public static func makeTemporaryDirectory(purpose: String) throws -> FilePath {

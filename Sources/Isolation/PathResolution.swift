@@ -9,13 +9,23 @@ extension FileSystem {
     /// This is what a runtime must do before it mounts onto a path that a container
     /// image controls (the mount-symlink races that shaped runc, e.g. CVE-2021-30465).
     public static func resolve(_ path: FilePath, inside root: FilePath, maxSymlinks: Int = 40) throws -> FilePath {
+        var climbed = false
+        return try resolve(path, inside: root, maxSymlinks: maxSymlinks, climbedAboveRoot: &climbed)
+    }
+
+    /// The same, and tells whether a `..` tried to climb above `root` (a symlink such as
+    /// `../../../../etc`): never needed by a real image, always an attempt to get out.
+    public static func resolve(_ path: FilePath, inside root: FilePath, maxSymlinks: Int = 40, climbedAboveRoot: inout Bool) throws -> FilePath {
         var resolved: [String] = []                           // components below root
         var pending = path.components.map { $0.string }.reversed() as [String]
         var hops = 0
         while let component = pending.popLast() {
             switch component {
             case ".", "": continue
-            case "..": _ = resolved.popLast(); continue
+            case "..":
+                if resolved.isEmpty { climbedAboveRoot = true }
+                _ = resolved.popLast()
+                continue
             default: break
             }
             let candidate = resolved + [component]

@@ -18,6 +18,9 @@ public struct ResourceLimits: Sendable, Equatable {
     public var pids: Int?
     /// The CPUs the processes may run on, as `0-1` or `0,2`.
     public var cpuset: String?
+    /// v1 `cpu.shares` as an OCI config gives it (2–262144, default 1024); on v2 it is
+    /// converted to `cpu.weight` the way runc does. Overrides `cpuWeight` when set.
+    public var cpuShares: UInt64?
 
     public init(cpus: Double? = nil, cpuWeight: Int? = nil, memoryBytes: UInt64? = nil, swapBytes: UInt64? = nil,
                 pids: Int? = nil, cpuset: String? = nil) {
@@ -30,6 +33,26 @@ public struct ResourceLimits: Sendable, Equatable {
     }
 
     public var isEmpty: Bool { self == ResourceLimits() }
+
+    /// The limits of an OCI config's `linux.resources` that this project enforces.
+    /// Memory `swap` in OCI is memory *plus* swap; here it is the swap alone.
+    public init(oci resources: OCIConfig.Resources?) {
+        self.init()
+        guard let resources else { return }
+        if let cpu = resources.cpu {
+            if let period = cpu.period, period > 0 { cpuPeriodMicroseconds = Int(period) }
+            if let quota = cpu.quota, quota > 0 { cpus = Double(quota) / Double(cpuPeriodMicroseconds) }
+            if let shares = cpu.shares, shares > 0 { cpuShares = shares }
+            if let list = cpu.cpus, !list.isEmpty { cpuset = list }
+        }
+        if let memory = resources.memory {
+            if let limit = memory.limit, limit > 0 {
+                memoryBytes = UInt64(limit)
+                if let swap = memory.swap, swap >= limit { swapBytes = UInt64(swap - limit) }
+            }
+        }
+        if let limit = resources.pids?.limit, limit > 0 { pids = Int(limit) }
+    }
 
     /// The quota in µs per period for `cpus`.
     public var cpuQuotaMicroseconds: Int? { cpus.map { Int(($0 * Double(cpuPeriodMicroseconds)).rounded()) } }

@@ -97,4 +97,30 @@ int iso_set_no_new_privs(void);
 /// <sys/vfs.h> is not part of Swift's Glibc module. Returns -1 with errno on failure.
 int64_t iso_statfs_type(const char *path);
 
+// MARK: Credentials, capabilities, devices, file descriptors (process.c): what an OCI
+// runtime's init needs and Swift's Glibc module does not declare.
+
+/// setresuid(2)/setresgid(2): GNU extensions, hidden without _GNU_SOURCE.
+int iso_setresuid(uid_t ruid, uid_t euid, uid_t suid);
+int iso_setresgid(gid_t rgid, gid_t egid, gid_t sgid);
+/// prctl(PR_SET_KEEPCAPS): keep permitted capabilities across a change away from uid 0.
+int iso_set_keep_capabilities(int on);
+/// prctl(PR_CAPBSET_DROP): remove one capability from the bounding set, for good.
+int iso_drop_bounding_capability(int capability);
+/// prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE / CLEAR_ALL): ambient capabilities survive
+/// execve of a program without file capabilities (capabilities(7)).
+int iso_raise_ambient_capability(int capability);
+int iso_clear_ambient_capabilities(void);
+/// setrlimit(2) by number: glibc declares the resource as an enum Swift imports awkwardly.
+int iso_setrlimit(int resource, uint64_t soft, uint64_t hard);
+/// makedev(3) is a macro.
+uint64_t iso_makedev(uint32_t major, uint32_t minor);
+/// sendmsg(2) with one SCM_RIGHTS descriptor (CMSG_* are macros): how a runtime hands a
+/// terminal's master end to the engine over --console-socket.
+int iso_send_fd(int socket, int fd, const char *message);
+/// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog): install a classic BPF filter of
+/// `count` instructions (struct sock_filter, 8 bytes each). Needs no_new_privs or
+/// CAP_SYS_ADMIN.
+int iso_seccomp_install(const void *instructions, unsigned short count);
+
 #endif

@@ -1,0 +1,93 @@
+// The lesson: write a bundle, read its config, run it step by step, watch its state.
+import ArgumentParser
+import Glibc
+import Isolation
+import RuntimeCLI
+import SystemPackage
+
+struct Lesson: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lesson", abstract: "Write a bundle from the built-in root filesystem and run it, narrated (the default).")
+
+    @Option(name: .long, help: ArgumentHelp("A root filesystem instead of the built-in one.", valueName: "DIR"))
+    var rootfs: String?
+
+    func run() throws {
+        let style = Style.standardOutput
+        reportingErrors("chapter-04") {
+            try Preflight.require([Preflight.kernel(), Preflight.root(why: "a runtime creates namespaces, mounts and cgroups")])
+            let root: RootFilesystem
+            if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
+                root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
+            }
+            say(style.bold("Chapter 04 · An OCI bundle, run by a runtime"))
+            say("2015: Docker gives its container code, libcontainer and runC, to the new Open Container")
+            say("Initiative. A container is now a *bundle*: config.json + a root filesystem, run by any runtime.")
+            say()
+
+            // 1. The bundle: a folder, config.json, and root.path pointing at the root
+            //    filesystem (here the built-in one, read-only, so the cache stays clean).
+            let bundle = try FileSystem.makeTemporaryDirectory(purpose: "bundle")
+            let store = ContainerStore(root: try FileSystem.makeTemporaryDirectory(purpose: "state"))
+            let id = "lesson-\(getpid())"
+            var runtime = Runtime(store: store, narrate: { lessonStep($0, $1) })
+            defer {
+                try? runtime.delete(id: id, force: true)
+                try? FileSystem.removeTree(store.root)
+                try? FileSystem.removeTree(bundle)
+            }
+            var config = OCIConfig.defaultSpec(args: ["sh", "-c", "echo \"hello from $(hostname), PID $$, uid $(id -u)\"; ls /; sleep 1"],
+                                               cgroupNamespace: CgroupMode.detect() == .unified)
+            config.root = OCIConfig.Root(path: root.path.string, readonly: true)
+            config.hostname = "oci-lesson"
+            config.linux?.resources = OCIConfig.Resources(memory: OCIConfig.Memory(limit: 128 << 20), pids: OCIConfig.Pids(limit: 64))
+            try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+            say(style.bold("Step 1 · The bundle") + "  \(bundle)/config.json  (root.path → \(root.path))")
+            let json = String(decoding: config.encodedJSON(), as: UTF8.self)
+            for line in json.split(separator: "\n") { say(style.dim("  │ ") + line) }
+            say()
+
+            // 2. create: parse → namespaces → cgroup → mounts → pivot_root → capabilities → (seccomp) → wait.
+            say(style.bold("Step 2 · create") + "  (what `runc create` does; the container's init narrates its own steps)")
+            let parseStart = monotonicNow()
+            _ = try OCIConfig.load(bundle: bundle)
+            say(style.dim("  parse config.json: \(milliseconds(monotonicNow() - parseStart))"))
+            blockSignalsForSupervision()
+            var options = Runtime.CreateOptions(bundle: bundle)
+            options.narrateInit = true
+            let child = try runtime.create(id: id, options: options)
+            say(style.dim("  outside, each stage took: " + runtime.timings.map { "\($0.stage) \(milliseconds($0.seconds))" }.joined(separator: " · ")))
+            showState(runtime, id)
+            say()
+
+            // 3. start: the init execs the process.
+            say(style.bold("Step 3 · start") + "  (open the exec FIFO: the init execs the process)")
+            try runtime.start(id: id)
+            usleep(200_000)
+            showState(runtime, id)
+            let status = try child.waitForwardingSignals()
+            say(style.dim("  the process \(status)"))
+            showState(runtime, id)
+            say()
+            say(style.bold("Step 4 · delete") + "  (remove the cgroup and the state folder)")
+            try runtime.delete(id: id, force: false)
+            say("  deleted \(id)")
+            say()
+            say("The same binary is a runtime: `chapter-04 spec`, `create`, `start`, `state`, `kill`, `delete`, …")
+            say("and `isorun` is its short name for engines. Next: chapter 05 plugs it into podman and containerd.")
+        }
+    }
+
+    func showState(_ runtime: Runtime, _ id: String) {
+        guard let state = try? runtime.state(id: id) else { return }
+        let json = String(decoding: state.encodedJSON(), as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: " ") }.joined(separator: " ")
+        say("  " + Style.standardOutput.bold("state: \(state.status.rawValue)") + "  " + Style.standardOutput.dim(json))
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        return String(self.drop(while: { chars.contains($0) }).reversed().drop(while: { chars.contains($0) }).reversed())
+    }
+}

@@ -1,0 +1,420 @@
+import CIsolation
+import CLibcap
+import Glibc
+import SystemPackage
+
+/// What a container's init does with an OCI config, from the inside, in the order the
+/// kernel needs (runtime-spec config.md, config-linux.md):
+///
+/// 1. `prepareRoot`: mount propagation, the root filesystem as a mount point, the
+///    spec's mounts (destinations resolved *inside* the root, even through symlinks),
+///    the device nodes and /dev links;
+/// 2. `enterRoot`: pivot_root and detach the host's root; masked and read-only paths;
+///    sysctls; a read-only root;
+/// 3. `applyProcess`: hostname, rlimits, OOM score, groups and user, capabilities,
+///    no_new_privs, umask, working directory.
+///
+/// Each step is told to `narrate` as it is made, and timed in `timings`.
+public final class BundleSetup {
+    public let config: OCIConfig
+    public let bundle: FilePath
+    public let rootfs: FilePath
+    /// The namespaces the init is in (new or joined).
+    public let namespaces: Namespaces
+    /// The container's cgroup directories, for a `cgroup` mount.
+    public let cgroupDirectories: [String: FilePath]
+    public private(set) var timings: [(stage: String, seconds: Double)] = []
+    let narrate: (String, String) -> Void
+
+    public init(config: OCIConfig, bundle: FilePath, namespaces: Namespaces,
+                cgroupDirectories: [String: FilePath] = [:], narrate: @escaping (String, String) -> Void = { _, _ in }) {
+        self.config = config
+        self.bundle = bundle
+        let root = FilePath(config.root.path)
+        self.rootfs = root.isAbsolute ? root : bundle.pushing(root)
+        self.namespaces = namespaces
+        self.cgroupDirectories = cgroupDirectories
+        self.narrate = narrate
+    }
+
+    /// The root filesystem's absolute path, checked: it must be a directory.
+    public static func rootfs(of config: OCIConfig, bundle: FilePath) throws -> FilePath {
+        let root = FilePath(config.root.path)
+        let path = root.isAbsolute ? root : bundle.pushing(root)
+        guard FileSystem.isDirectory(path) else {
+            throw IsolationError("root.path \(path) is not a directory",
+                                 hint: "the bundle's config.json names its root filesystem in root.path (usually \"rootfs\")")
+        }
+        return path
+    }
+
+    func timed(_ stage: String, _ body: () throws -> Void) rethrows {
+        let start = monotonicNow()
+        try body()
+        timings.append((stage, monotonicNow() - start))
+    }
+
+    // MARK: 1. Before pivot_root
+
+    public func prepareRoot() throws {
+        guard namespaces.contains(.mount) else {
+            throw IsolationError("this runtime needs a mount namespace",
+                                 hint: "add {\"type\": \"mount\"} to linux.namespaces in config.json")
+        }
+        try timed("mounts") {
+            // Our copy of the host's mounts must not propagate back: rslave (runc's default)
+            // still lets host mounts reach us, but nothing of ours reaches the host.
+            narrate("mount(NULL, \"/\", NULL, MS_REC|MS_SLAVE, NULL)", "nothing we mount may propagate to the host (mount_namespaces(7))")
+            try stage("make / rslave") { try Mount.mount(source: "none", target: "/", flags: [.recursive, .slave]) }
+            narrate("mount(\"\(rootfs)\", \"\(rootfs)\", NULL, MS_BIND|MS_REC, NULL)", "pivot_root(2) needs the new root to be a mount point")
+            try stage("bind the root filesystem") { try Mount.mount(source: rootfs.string, target: rootfs, flags: [.bind, .recursive]) }
+            for (index, mount) in (config.mounts ?? []).enumerated() {
+                try self.mount(mount, index: index)
+            }
+            try makeDevices()
+        }
+    }
+
+    func mount(_ mount: OCIConfig.Mount, index: Int) throws {
+        let options = MountOptions(mount.options ?? [])
+        let type = mount.type ?? (options.isBind ? "bind" : "none")
+        // Resolve the destination as the container will see it: a symlink in the image
+        // can never send a mount outside the root (the CVE-2021-30465 family).
+        var climbed = false
+        let target = try FileSystem.resolve(FilePath(mount.destination), inside: rootfs, climbedAboveRoot: &climbed)
+        if climbed {
+            throw IsolationError("mounts[\(index)].destination \(mount.destination) climbs out of the root filesystem (through a symlink or ..)",
+                                 hint: "a mount destination must stay inside root.path; check the image's symlinks")
+        }
+        var source = mount.source ?? type
+        if options.isBind || type == "bind" {
+            let path = FilePath(source)
+            source = path.isAbsolute ? source : bundle.pushing(path).string
+        }
+        let isBind = options.isBind || type == "bind"
+        let sourceIsFile = isBind && FileSystem.exists(FilePath(source)) && !FileSystem.isDirectory(FilePath(source))
+        try stage("create mount point \(target)") {
+            if sourceIsFile {
+                var parent = target
+                parent.removeLastComponent()
+                try FileSystem.makeDirectories(parent)
+                if !FileSystem.exists(target) { try FileSystem.writeFile(target, "") }
+            } else {
+                try FileSystem.makeDirectories(target)
+            }
+        }
+        let stageName = "mounts[\(index)] \(type) on \(mount.destination)"
+        if type == "cgroup" || type == "cgroup2" {
+            return try mountCgroup(at: target, options: options, stageName: stageName)
+        }
+        if isBind {
+            narrate("mount(\"\(source)\", \"\(target)\", NULL, MS_BIND\(options.flags.contains(.recursive) ? "|MS_REC" : ""), NULL)", "mounts[\(index)]: \(mount.destination)")
+            try stage(stageName) { try Mount.mount(source: source, target: target, flags: options.flags.intersection([.bind, .recursive])) }
+            let remountFlags = options.flags.subtracting([.bind, .recursive, .remount])
+            if !remountFlags.isEmpty { try remount(target, flags: remountFlags, stageName: stageName) }
+        } else {
+            narrate("mount(\"\(source)\", \"\(target)\", \"\(type)\", \(describe(options.flags)), \(options.dataString.map { "\"\($0)\"" } ?? "NULL"))", "mounts[\(index)]: \(mount.destination)")
+            do {
+                try Mount.mount(source: source, target: target, type: type, flags: options.flags, data: options.dataString)
+            } catch let error as Errno where error == .notPermitted && (type == "sysfs" || type == "mqueue") {
+                // In a user namespace without its own network (sysfs) or IPC (mqueue)
+                // namespace the kernel refuses a new instance: bind the host's, as runc does.
+                let host = type == "sysfs" ? "/sys" : "/dev/mqueue"
+                narrate("  → EPERM: mount(\"\(host)\", \"\(target)\", NULL, MS_BIND|MS_REC, NULL)", "a user namespace may not mount a new \(type) here: bind the host's")
+                try stage(stageName) { try Mount.mount(source: host, target: target, flags: [.bind, .recursive]) }
+                let remountFlags = options.flags.subtracting([.bind, .recursive, .remount])
+                if !remountFlags.isEmpty { try remount(target, flags: remountFlags, stageName: stageName) }
+            } catch let error as Errno {
+                throw StageError(stage: stageName, errno: error)
+            }
+        }
+        if !options.propagation.isEmpty {
+            try stage("\(stageName): propagation") { try Mount.mount(source: "none", target: target, flags: options.propagation) }
+        }
+    }
+
+    /// A bind mount takes its flags (ro, nosuid, ...) only on a second, remounting call.
+    /// In a user namespace, flags the original mount has are locked and must be kept.
+    func remount(_ target: FilePath, flags: MountFlags, stageName: String) throws {
+        var keep: MountFlags = []
+        var info = statvfs()
+        if statvfs(target.string, &info) == 0 {
+            let f = UInt(info.f_flag)
+            if f & 2 != 0 { keep.insert(.noSetuid) }    // ST_NOSUID
+            if f & 4 != 0 { keep.insert(.noDevices) }   // ST_NODEV
+            if f & 8 != 0 { keep.insert(.noExec) }      // ST_NOEXEC
+            if f & 1 != 0 && flags.contains(.readOnly) { keep.insert(.readOnly) }  // ST_RDONLY
+        }
+        try stage("\(stageName): remount") {
+            try Mount.mount(source: "none", target: target, flags: flags.union(keep).union([.bind, .remount]))
+        }
+    }
+
+    /// A `cgroup` mount shows the container its own cgroup: a tmpfs with one bind of each
+    /// v1 hierarchy's container directory, or the v2 directory itself.
+    func mountCgroup(at target: FilePath, options: MountOptions, stageName: String) throws {
+        let readOnly = options.flags.contains(.readOnly)
+        let base = options.flags.intersection([.noSetuid, .noDevices, .noExec])
+        if let v2 = cgroupDirectories[""] {
+            narrate("mount(\"\(v2)\", \"\(target)\", NULL, MS_BIND|MS_REC, NULL)", "the container's own cgroup as its /sys/fs/cgroup")
+            try stage(stageName) { try Mount.mount(source: v2.string, target: target, flags: [.bind, .recursive]) }
+        } else {
+            narrate("mount(\"tmpfs\", \"\(target)\", \"tmpfs\", …) + MS_BIND of each hierarchy's container cgroup",
+                    "cgroup v1: one folder per controller, each showing the container's own cgroup")
+            try stage(stageName) { try Mount.mount(source: "tmpfs", target: target, type: "tmpfs", flags: base, data: "mode=755") }
+            for (controller, directory) in cgroupDirectories.sorted(by: { $0.key < $1.key }) {
+                let point = target.appending(controller)
+                try stage("\(stageName): \(controller)") {
+                    try FileSystem.makeDirectories(point)
+                    try Mount.mount(source: directory.string, target: point, flags: [.bind, .recursive])
+                }
+            }
+        }
+        if readOnly { try remount(target, flags: base.union(.readOnly), stageName: stageName) }
+    }
+
+    /// The device nodes every container gets (config-linux.md "Default Devices") and the
+    /// config's own: mknod(2), or, where that is refused (a user namespace), a bind mount
+    /// of the host's node. Then the /dev links.
+    func makeDevices() throws {
+        let dev = try FileSystem.resolve("/dev", inside: rootfs)
+        guard FileSystem.isDirectory(dev) else { return }
+        var devices: [OCIConfig.Device] = [
+            .init(type: .character, path: "/dev/null", major: 1, minor: 3), .init(type: .character, path: "/dev/zero", major: 1, minor: 5),
+            .init(type: .character, path: "/dev/full", major: 1, minor: 7), .init(type: .character, path: "/dev/random", major: 1, minor: 8),
+            .init(type: .character, path: "/dev/urandom", major: 1, minor: 9), .init(type: .character, path: "/dev/tty", major: 5, minor: 0),
+        ]
+        for device in config.linux?.devices ?? [] {
+            devices.removeAll { $0.path == device.path }
+            devices.append(device)
+        }
+        let canMknod = !namespaces.contains(.user)
+        narrate(canMknod ? "mknod(\"/dev/null\", S_IFCHR|0666, makedev(1, 3)) …" : "mount(\"/dev/null\", \"…/dev/null\", NULL, MS_BIND, NULL) …",
+                canMknod ? "the default devices, \(devices.count) nodes" : "a user namespace may not mknod: bind the host's nodes")
+        for device in devices {
+            let path = try FileSystem.resolve(FilePath(device.path), inside: rootfs)
+            var parent = path
+            parent.removeLastComponent()
+            try FileSystem.makeDirectories(parent)
+            if FileSystem.exists(path, followSymlinks: false) { unlink(path.string) }
+            let mode = mode_t(device.fileMode ?? 0o666)
+            if canMknod {
+                let kind: mode_t
+                switch device.type {
+                case .character, .unbuffered: kind = S_IFCHR
+                case .block: kind = S_IFBLK
+                case .fifo: kind = S_IFIFO
+                default: kind = S_IFCHR
+                }
+                let number = dev_t(iso_makedev(UInt32(device.major ?? 0), UInt32(device.minor ?? 0)))
+                try stage("mknod \(device.path)") {
+                    try pathCall(path) { mknod($0, kind | (mode & 0o7777), number) }
+                    try pathCall(path) { chmod($0, mode & 0o7777) }
+                    if device.uid != nil || device.gid != nil {
+                        try pathCall(path) { chown($0, device.uid ?? 0, device.gid ?? 0) }
+                    }
+                }
+            } else {
+                try stage("bind \(device.path)") {
+                    try FileSystem.writeFile(path, "", mode: 0o644)
+                    try Mount.mount(source: device.path, target: path, flags: [.bind])
+                }
+            }
+        }
+        let links = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+            + (FileSystem.isDirectory(dev.appending("pts")) ? [("ptmx", "pts/ptmx")] : [])
+            + (FileSystem.exists("/proc/kcore") ? [("core", "/proc/kcore")] : [])
+        for (name, target) in links where !FileSystem.exists(dev.appending(name), followSymlinks: false) {
+            try stage("/dev/\(name) link") { try FileSystem.symlink(target: target, at: dev.appending(name)) }
+        }
+    }
+
+    // MARK: 2. pivot_root and what must happen inside the new root
+
+    /// `stateDirectory` stays reachable through an open descriptor (the exec FIFO).
+    public func enterRoot() throws {
+        try timed("pivot_root") {
+            narrate("chdir(\"\(rootfs)\"); pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)",
+                    "the bundle's root becomes /, the host's root is stacked on it and then detached")
+            try stage("chdir(\"\(rootfs)\")") { try FileSystem.changeDirectory(rootfs) }
+            try stage("pivot_root(\".\", \".\")") { try Mount.pivotRoot(newRoot: ".", putOld: ".") }
+            try stage("umount2(old root, MNT_DETACH)") { try Mount.unmount(".", detach: true) }
+            try stage("chdir(\"/\")") { try FileSystem.changeDirectory("/") }
+            if let propagation = config.linux?.rootfsPropagation {
+                let flags = MountOptions([propagation.rawValue]).propagation
+                try stage("rootfsPropagation \(propagation.rawValue)") { try Mount.mount(source: "none", target: "/", flags: flags) }
+            }
+        }
+        try timed("masked and read-only paths") {
+            let masked = config.linux?.maskedPaths ?? []
+            let readOnly = config.linux?.readonlyPaths ?? []
+            if !masked.isEmpty { narrate("mount(\"/dev/null\" or tmpfs, …) × \(masked.count)", "maskedPaths: hide what reveals the host (/proc/kcore, /proc/keys, …)") }
+            for path in masked where FileSystem.exists(FilePath(path)) {
+                if FileSystem.isDirectory(FilePath(path)) {
+                    try stage("mask \(path)") { try Mount.mount(source: "tmpfs", target: FilePath(path), type: "tmpfs", flags: [.readOnly]) }
+                } else {
+                    try stage("mask \(path)") { try Mount.mount(source: "/dev/null", target: FilePath(path), flags: [.bind]) }
+                }
+            }
+            if !readOnly.isEmpty { narrate("mount(p, p, NULL, MS_BIND|MS_REC) + MS_REMOUNT|MS_RDONLY × \(readOnly.count)", "readonlyPaths: /proc/sys and friends, readable but not writable") }
+            for path in readOnly where FileSystem.exists(FilePath(path)) {
+                try stage("read-only \(path)") { try Mount.mount(source: path, target: FilePath(path), flags: [.bind, .recursive]) }
+                try remount(FilePath(path), flags: [.readOnly, .recursive], stageName: "read-only \(path)")
+            }
+            for (key, value) in (config.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
+                let file = "/proc/sys/" + key.split(separator: ".").joined(separator: "/")
+                narrate("echo \(value) > \(file)", "sysctl \(key)")
+                try stage("sysctl \(key)") { try FileSystem.writeFile(FilePath(file), value) }
+            }
+            if config.root.readonly == true {
+                narrate("mount(NULL, \"/\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)", "root.readonly: the container cannot write its root filesystem")
+                try remount("/", flags: [.readOnly], stageName: "read-only root")
+            }
+        }
+    }
+
+    // MARK: 3. The process's own settings
+
+    public func applyProcess() throws {
+        let process = config.process
+        try timed("hostname, rlimits") {
+            if let hostname = config.hostname, !hostname.isEmpty {
+                guard namespaces.contains(.uts) else {
+                    throw IsolationError("config.json sets hostname but has no uts namespace", hint: "add {\"type\": \"uts\"} to linux.namespaces")
+                }
+                narrate("sethostname(\"\(hostname)\")", "our UTS namespace's name")
+                do { try Identity.setHostname(hostname) } catch let error as Errno { throw StageError(stage: "sethostname", errno: error) }
+            }
+            if let domain = config.domainname, !domain.isEmpty {
+                let bytes = Array(domain.utf8).map { CChar(bitPattern: $0) }
+                try stage("setdomainname") { _ = try valueOrErrno { setdomainname(bytes, bytes.count) } }
+            }
+            for limit in process?.rlimits ?? [] {
+                narrate("setrlimit(\(limit.type.rawValue), {\(limit.soft), \(limit.hard)})", "process.rlimits")
+                if iso_setrlimit(BundleSetup.rlimitNumber(limit.type), limit.soft, limit.hard) != 0 {
+                    let error = currentErrno()
+                    throw StageError(stage: "setrlimit(\(limit.type.rawValue), soft \(limit.soft), hard \(limit.hard))", errno: error,
+                                     detail: error == .notPermitted ? "raising a hard limit needs CAP_SYS_RESOURCE, which this runtime does not have" : nil)
+                }
+            }
+            if let score = process?.oomScoreAdj {
+                narrate("echo \(score) > /proc/self/oom_score_adj", "process.oomScoreAdj")
+                try stage("oom_score_adj \(score)") { try FileSystem.writeFile("/proc/self/oom_score_adj", "\(score)") }
+            }
+        }
+        try timed("user and capabilities") {
+            guard let process else { return }
+            if let apparmor = process.apparmorProfile, !apparmor.isEmpty {
+                throw IsolationError("process.apparmorProfile '\(apparmor)' is set, but this runtime does not load AppArmor profiles",
+                                     hint: "remove apparmorProfile from config.json")
+            }
+            let user = process.user
+            let capabilities = process.capabilities
+            if capabilities != nil { try stage("prctl(PR_SET_KEEPCAPS)") { _ = try valueOrErrno { iso_set_keep_capabilities(1) } } }
+            if let bounding = capabilities?.bounding {
+                let keep = Set(try bounding.map { try BundleSetup.capability($0) })
+                narrate("prctl(PR_CAPBSET_DROP, …) for all but \(bounding.count)", "the bounding set limits what this process and its children can ever gain")
+                for value in 0..<Int32(cap_max_bits()) where !keep.contains(value) {
+                    if iso_drop_bounding_capability(value) != 0 && Glibc.errno != EINVAL {
+                        throw StageError(stage: "prctl(PR_CAPBSET_DROP, \(value))", errno: currentErrno())
+                    }
+                }
+            }
+            let groups = (user.additionalGids ?? []).map { gid_t($0) }
+            narrate("setgroups(\(groups)); setresgid(\(user.gid)); setresuid(\(user.uid))", "process.user: drop root's identity last, after everything that needs it")
+            if !(namespaces.contains(.user) && (try? FileSystem.readString("/proc/self/setgroups"))?.hasPrefix("deny") == true) {
+                try stage("setgroups") { _ = try valueOrErrno { groups.withUnsafeBufferPointer { buffer -> Int32 in setgroups(buffer.count, buffer.baseAddress) } } }
+            }
+            try stage("setresgid(\(user.gid))") { _ = try valueOrErrno { iso_setresgid(user.gid, user.gid, user.gid) } }
+            try stage("setresuid(\(user.uid))") { _ = try valueOrErrno { iso_setresuid(user.uid, user.uid, user.uid) } }
+            if let capabilities {
+                narrate("cap_set_proc(effective \(capabilities.effective?.count ?? 0), permitted \(capabilities.permitted?.count ?? 0), inheritable \(capabilities.inheritable?.count ?? 0)); PR_CAP_AMBIENT_RAISE × \(capabilities.ambient?.count ?? 0)",
+                        "process.capabilities with libcap (capabilities(7))")
+                try BundleSetup.setCapabilities(capabilities)
+            }
+            if let umask = user.umask { _ = Glibc.umask(mode_t(umask)) }
+        }
+        try timed("no_new_privs, seccomp") {
+            if process?.noNewPrivileges == true {
+                narrate("prctl(PR_SET_NO_NEW_PRIVS, 1)", "execve can never grant more privileges (setuid bits, file capabilities)")
+                try stage("prctl(PR_SET_NO_NEW_PRIVS)") { _ = try valueOrErrno { iso_set_no_new_privs() } }
+            }
+            if let seccomp = config.linux?.seccomp {
+                throw IsolationError("linux.seccomp is set (default action \(seccomp.defaultAction.rawValue)), but this runtime does not load seccomp filters yet",
+                                     hint: "remove linux.seccomp from config.json (podman: --security-opt seccomp=unconfined)")
+            }
+        }
+        if let cwd = process?.cwd {
+            try stage("chdir(\"\(cwd)\")") {
+                if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
+                try FileSystem.changeDirectory(FilePath(cwd))
+            }
+        }
+    }
+
+    static func setCapabilities(_ capabilities: OCIConfig.Capabilities) throws {
+        guard let caps = cap_init() else { throw StageError(stage: "cap_init", errno: currentErrno()) }
+        defer { cap_free(UnsafeMutableRawPointer(caps)) }
+        for (flag, names) in [(CAP_EFFECTIVE, capabilities.effective), (CAP_PERMITTED, capabilities.permitted), (CAP_INHERITABLE, capabilities.inheritable)] {
+            var values = try (names ?? []).map { cap_value_t(try capability($0)) }
+            if !values.isEmpty && cap_set_flag(caps, flag, Int32(values.count), &values, CAP_SET) != 0 {
+                throw StageError(stage: "cap_set_flag", errno: currentErrno())
+            }
+        }
+        if cap_set_proc(caps) != 0 { throw StageError(stage: "cap_set_proc", errno: currentErrno(), detail: "permitted must hold effective and inheritable") }
+        _ = iso_clear_ambient_capabilities()
+        for name in capabilities.ambient ?? [] {
+            if iso_raise_ambient_capability(try capability(name)) != 0 {
+                throw StageError(stage: "prctl(PR_CAP_AMBIENT_RAISE, \(name))", errno: currentErrno(), detail: "an ambient capability must be permitted and inheritable")
+            }
+        }
+    }
+
+    /// `CAP_SYS_ADMIN` → its number, with libcap (cap_from_name(3)).
+    static func capability(_ name: String) throws -> Int32 {
+        guard let value = Capability(name: name) else {
+            throw IsolationError("process.capabilities: '\(name)' is not a capability this kernel and libcap know",
+                                 hint: "names look like CAP_NET_BIND_SERVICE (capabilities(7))")
+        }
+        return value.rawValue
+    }
+
+    static func rlimitNumber(_ type: OCIConfig.RlimitType) -> Int32 {
+        switch type {
+        case .cpu: return 0
+        case .fileSize: return 1
+        case .data: return 2
+        case .stack: return 3
+        case .core: return 4
+        case .residentSet: return 5
+        case .processes: return 6
+        case .openFiles: return 7
+        case .memoryLock: return 8
+        case .addressSpace: return 9
+        case .locks: return 10
+        case .pendingSignals: return 11
+        case .messageQueue: return 12
+        case .nice: return 13
+        case .realtimePriority: return 14
+        case .realtimeTime: return 15
+        }
+    }
+
+    func stage(_ name: String, _ body: () throws -> Void) throws {
+        do { try body() } catch let error as Errno { throw StageError(stage: name, errno: error) }
+    }
+
+    func describe(_ flags: MountFlags) -> String {
+        let names: [(MountFlags, String)] = [(.readOnly, "MS_RDONLY"), (.noSetuid, "MS_NOSUID"), (.noDevices, "MS_NODEV"), (.noExec, "MS_NOEXEC"),
+                                             (.strictAccessTime, "MS_STRICTATIME"), (.relativeAccessTime, "MS_RELATIME"), (.noAccessTime, "MS_NOATIME")]
+        let present = names.filter { flags.contains($0.0) }.map(\.1)
+        return present.isEmpty ? "0" : present.joined(separator: "|")
+    }
+}
+
+/// CLOCK_MONOTONIC in seconds.
+public func monotonicNow() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

@@ -1,0 +1,59 @@
+import Glibc
+import SystemPackage
+
+extension Runtime {
+    /// The container's init: the hidden `init` command that `create` clones. Sets the
+    /// container up from the inside (`BundleSetup`), says "ready" on the sync pipe,
+    /// waits on the exec FIFO for `start`, and execs the process. Returns only by exiting.
+    ///
+    /// `narrate` hears each step (the lesson prints them with their timings).
+    public static func containerInit(
+        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32,
+        cgroupDirectories: [String: FilePath], narrate: @escaping (String, String) -> Void,
+        timings: ([(stage: String, seconds: Double)]) -> Void = { _ in }
+    ) -> Never {
+        // The sync pipe must not reach the container's process.
+        _ = fcntl(syncFD, F_SETFD, FD_CLOEXEC)
+        func report(_ line: String) {
+            let bytes = Array((line + "\n").utf8)
+            _ = bytes.withUnsafeBufferPointer { write(syncFD, $0.baseAddress, $0.count) }
+        }
+        do {
+            let config = try OCIConfig.load(bundle: bundle)
+            guard let process = config.process else { throw IsolationError("config.json has no process") }
+            let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
+                                    cgroupDirectories: cgroupDirectories, narrate: narrate)
+            try setup.prepareRoot()
+            // The state folder is on the host: keep a descriptor to it across pivot_root, to
+            // open the exec FIFO from inside later (openat(2) resolves from the descriptor).
+            let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+            guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
+            try setup.enterRoot()
+            try setup.applyProcess()
+            let environment = process.env ?? []
+            let path = environment.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? Exec.containerPath
+            let program = try Exec.resolve(process.args[0], path: path)
+            timings(setup.timings)
+            narrate("open(\"exec.fifo\", O_WRONLY)", "created: wait here until `start` opens the other end")
+            report("ready")
+            close(syncFD)
+            let fifo = openat(state, "exec.fifo", O_WRONLY | O_CLOEXEC)
+            guard fifo >= 0 else {
+                printError("container init: open exec.fifo: \(currentErrno())")
+                exit(1)
+            }
+            var go: UInt8 = 0x30
+            _ = write(fifo, &go, 1)
+            close(fifo)
+            close(state)
+            narrate("execve(\"\(program)\", \(process.args))", "start: the init becomes the container's process; PID 1 is now your program")
+            try Exec.replaceProcess(program, arguments: process.args, environment: environment)
+        } catch let error as ExecError {
+            report("error exec: \(error.description)")
+            exit(127)
+        } catch {
+            report("error \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+            exit(1)
+        }
+    }
+}

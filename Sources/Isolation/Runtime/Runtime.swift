@@ -1,0 +1,252 @@
+import CIsolation
+import Glibc
+import SystemPackage
+
+/// An OCI runtime: the lifecycle of runtime-spec runtime.md, over `ContainerStore`.
+///
+///     create → (created) → start → (running) → the process exits → (stopped) → delete
+///
+/// `create` clones the container's init in its new namespaces, joins it to its cgroup
+/// before it may exec, and returns once the init has set everything up and waits on the
+/// exec FIFO; `start` opens the FIFO, and the init execs the process. Each command is
+/// a separate, short process: all that lasts is the init and the container's folder.
+public struct Runtime {
+    public var store: ContainerStore
+    /// Hears the parent's steps (the lesson narrates them).
+    public var narrate: (String, String) -> Void
+    /// The parent's timings of the last `create`.
+    public private(set) var timings: [(stage: String, seconds: Double)] = []
+
+    public init(store: ContainerStore = ContainerStore(), narrate: @escaping (String, String) -> Void = { _, _ in }) {
+        self.store = store
+        self.narrate = narrate
+    }
+
+    public struct CreateOptions {
+        public var bundle: FilePath
+        public var pidFile: FilePath?
+        public var consoleSocket: FilePath?
+        public var preserveFDs: Int = 0
+        /// The init narrates its own steps (to the container's stdout).
+        public var narrateInit = false
+        public init(bundle: FilePath) { self.bundle = bundle }
+    }
+
+    /// Creates container `id` from a bundle. The init is our child until we exit; then
+    /// it is re-parented to our parent if that is a subreaper (conmon, containerd's shim).
+    public mutating func create(id: String, options: CreateOptions) throws -> ChildProcess {
+        timings = []
+        var start = monotonicNow()
+        func lap(_ stage: String) { let now = monotonicNow(); timings.append((stage, now - start)); start = now }
+
+        try Preflight.require([Preflight.root(why: "namespaces, mounts and cgroups need root")])
+        try ContainerStore.validate(id: id)
+        let bundle = try FileSystem.realPath(options.bundle)
+        let config = try OCIConfig.load(bundle: bundle)
+        let rootfs = try BundleSetup.rootfs(of: config, bundle: bundle)
+        guard let process = config.process else {
+            throw IsolationError("config.json has no process", hint: "a container to create needs process.args and process.cwd")
+        }
+        if process.terminal == true && options.consoleSocket == nil {
+            throw IsolationError("process.terminal is true, but no --console-socket was given", hint: "pass --console-socket PATH, or set terminal to false")
+        }
+        if process.terminal == true {
+            throw IsolationError("process.terminal is true: terminals (--console-socket) are not supported by this runtime yet",
+                                 hint: "set process.terminal to false in config.json")
+        }
+        if let hooks = config.hooks, [hooks.prestart, hooks.createRuntime, hooks.createContainer, hooks.startContainer, hooks.poststart, hooks.poststop].contains(where: { !($0 ?? []).isEmpty }) {
+            throw IsolationError("config.json has hooks, which this runtime does not run yet", hint: "remove hooks from config.json")
+        }
+        let namespaces = config.linux?.namespaces ?? []
+        let joined = namespaces.filter { $0.path != nil }
+        if joined.contains(where: { $0.type == .mount }) {
+            throw IsolationError("joining an existing mount namespace (linux.namespaces[].path for mount) is not supported",
+                                 hint: "let the runtime create the mount namespace: remove its path")
+        }
+        let newKinds = Namespaces(namespaces.filter { $0.path == nil }.map(\.type.kind))
+        if newKinds.contains(.user) && (config.linux?.uidMappings ?? []).isEmpty {
+            throw IsolationError("a new user namespace needs linux.uidMappings and linux.gidMappings")
+        }
+        lap("parse")
+
+        // Nothing was created before this line; from here, a failure undoes what was done.
+        let directory = try store.reserve(id)
+        var cgroup: Cgroup? = nil
+        var child: ChildProcess? = nil
+        do {
+            let fifo = store.fifo(id)
+            narrate("mkfifo(\"\(fifo)\", 0622)", "the init will wait on this FIFO until `start`")
+            try pathCall(fifo) { mkfifo($0, 0o622) }
+            // 0622 despite the umask: the init may open it after it has become another user.
+            try pathCall(fifo) { chmod($0, 0o622) }
+
+            let cgroupPath = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
+            let limits = ResourceLimits(oci: config.linux?.resources)
+            let narrate = self.narrate
+            cgroup = try Cgroup.create(path: cgroupPath, limits: limits, log: { path, value in
+                narrate("echo \"\(value)\" > \(path)", "linux.resources")
+            })
+            lap("cgroup")
+
+            // Namespaces given by path are joined here, by this short-lived process, so
+            // the init is cloned into them (a PID namespace is entered by children only).
+            for namespace in joined.sorted(by: { a, _ in a.type == .user }) {
+                narrate("setns(open(\"\(namespace.path!)\"), \(namespace.type.kind.cloneFlagName))", "join an existing \(namespace.type.rawValue) namespace")
+                try Namespaces.join(path: FilePath(namespace.path!), kind: namespace.type.kind)
+            }
+
+            // The init reports "ready" or "error …" through a pipe whose write end it
+            // inherits at a fixed, high descriptor (the process's own 3… are --preserve-fds).
+            let sync = try makePipe()
+            let syncFD = fcntl(sync.write, F_DUPFD, 100)
+            close(sync.write)
+            defer { close(sync.read) }
+            guard syncFD >= 0 else { throw StageError(stage: "dup the sync pipe", errno: currentErrno()) }
+
+            // Only 0, 1, 2, the sync pipe and --preserve-fds (3 … 3+N-1) reach the init.
+            FileSystem.closeOnExecAll(except: Set([syncFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+            var spawn = SpawnOptions()
+            spawn.namespaces = newKinds
+            spawn.waitForRelease = true
+            if let offsets = config.linux?.timeOffsets {
+                spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
+                spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
+            }
+            var arguments = ["init", "--bundle", bundle.string, "--state-dir", directory.string, "--sync-fd", "\(syncFD)"]
+            for (controller, path) in cgroup!.directories.sorted(by: { $0.key < $1.key }) { arguments += ["--cgroup", "\(controller)=\(path)"] }
+            if options.narrateInit { arguments.append("--narrate") }
+            narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execve(\"/proc/self/exe\", [\"init\", …])",
+                    "the container's first process, in its new namespaces, held before exec")
+            do {
+                child = try ChildProcess.spawn("/proc/self/exe", arguments: [CommandLine.arguments.first ?? "runtime"] + arguments,
+                                               environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], options: spawn)
+            } catch {
+                close(syncFD)
+                throw error
+            }
+            close(syncFD)
+            lap("namespaces")
+            if newKinds.contains(.user), let linux = config.linux {
+                let map = UserNamespace(
+                    uidMap: (linux.uidMappings ?? []).map { IDMapping(inside: $0.containerID, outside: $0.hostID, count: $0.size) },
+                    gidMap: (linux.gidMappings ?? []).map { IDMapping(inside: $0.containerID, outside: $0.hostID, count: $0.size) })
+                try map.write(to: child!.pid, narrate: narrate)
+            }
+            narrate("echo \(child!.pid) > …/\(cgroup!.relativePath)/cgroup.procs", "join the cgroup before the init may run: no instant without limits")
+            try cgroup!.addProcess(child!.pid)
+            try child!.release()
+            lap("cgroup join")
+
+            // Wait for the init's word: everything is set up, or what failed.
+            let message = readAll(sync.read).split(separator: "\n").first.map(String.init) ?? ""
+            if message != "ready" {
+                let status = try? child!.wait()
+                let detail = message.hasPrefix("error ") ? String(message.dropFirst(6)) : "the container's init \(status.map { "\($0)" } ?? "ended") before it was ready"
+                throw IsolationError(detail)
+            }
+            lap("container setup")
+            guard let info = ProcessInfoStat(pid: child!.pid) else { throw IsolationError("the container's init \(child!.pid) vanished") }
+            let record = ContainerRecord(
+                ociVersion: config.ociVersion, id: id, bundle: bundle.string, rootfs: rootfs.string,
+                pid: child!.pid, startTime: info.startTime, created: Double(time(nil)),
+                cgroupPath: cgroup!.relativePath, annotations: config.annotations)
+            try store.save(record)
+            if let pidFile = options.pidFile {
+                let temporary = FilePath(pidFile.string + ".tmp")
+                try FileSystem.writeFile(temporary, "\(child!.pid)")
+                try pathCall(temporary) { rename($0, pidFile.string) }
+            }
+            cgroup!.keep()
+            return child!
+        } catch {
+            if let child { _ = try? child.signal(SIGKILL); _ = try? child.wait() }
+            cgroup?.destroy()
+            try? store.remove(id)
+            throw error
+        }
+    }
+
+    /// Lets a created container's init exec its process.
+    public func start(id: String) throws {
+        let record = try store.load(id)
+        let status = store.status(of: record)
+        guard status == .created else {
+            throw IsolationError("cannot start container '\(id)': it is \(status.rawValue), not created")
+        }
+        let fifo = store.fifo(id)
+        // O_NONBLOCK: the open must not hang if the init died; poll for its byte instead.
+        let fd = open(fifo.string, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw StageError(stage: "open \(fifo)", errno: currentErrno()) }
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        for _ in 0..<2000 {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, 10)
+            if read(fd, &byte, 1) == 1 {
+                unlink(fifo.string)
+                return
+            }
+            if store.status(of: record) == .stopped {
+                unlink(fifo.string)
+                throw IsolationError("container '\(id)' stopped before it could start")
+            }
+        }
+        throw IsolationError("container '\(id)' did not start within 20 s")
+    }
+
+    public func state(id: String) throws -> OCIState {
+        store.state(of: try store.load(id))
+    }
+
+    /// kill(2) to the container's init, when it is created, running or paused.
+    public func kill(id: String, signal: Int32) throws {
+        let record = try store.load(id)
+        let status = store.status(of: record)
+        guard status != .stopped else {
+            throw IsolationError("container '\(id)' is not running (it is stopped)")
+        }
+        try valueOrErrno { Glibc.kill(record.pid, signal) }
+    }
+
+    /// Removes a stopped container: its cgroup and its folder. A container that is not
+    /// stopped is an error that changes nothing (runtime.md), unless `force`, which
+    /// SIGKILLs it first.
+    public func delete(id: String, force: Bool) throws {
+        let record: ContainerRecord
+        do { record = try store.load(id) } catch {
+            // A half-made container (no record yet) may still be removed by force.
+            if force && FileSystem.isDirectory(store.directory(id)) { try store.remove(id); return }
+            throw error
+        }
+        var status = store.status(of: record)
+        if status != .stopped {
+            guard force else {
+                throw IsolationError("cannot delete container '\(id)': it is \(status.rawValue)", hint: "stop it first (kill), or use delete --force")
+            }
+            let cgroup = try? Cgroup.existing(path: record.cgroupPath)
+            if status == .paused { try? cgroup?.setFrozen(false) }
+            _ = Glibc.kill(record.pid, SIGKILL)
+            for _ in 0..<500 where status != .stopped {
+                usleep(10_000)
+                status = store.status(of: record)
+            }
+        }
+        if let cgroup = try? Cgroup.existing(path: record.cgroupPath) { cgroup.destroy() }
+        try store.remove(id)
+    }
+
+    public func pause(id: String, frozen: Bool) throws {
+        let record = try store.load(id)
+        let status = store.status(of: record)
+        guard frozen ? status == .running : status == .paused else {
+            throw IsolationError("cannot \(frozen ? "pause" : "resume") container '\(id)': it is \(status.rawValue)")
+        }
+        try Cgroup.existing(path: record.cgroupPath).setFrozen(frozen)
+    }
+
+    /// The PIDs (host view) of every process in the container's cgroup.
+    public func processes(id: String) throws -> [pid_t] {
+        let record = try store.load(id)
+        return try Cgroup.existing(path: record.cgroupPath).processes()
+    }
+}

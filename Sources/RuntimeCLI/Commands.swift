@@ -1,0 +1,248 @@
+import ArgumentParser
+import Glibc
+import Isolation
+import SystemPackage
+
+/// runc's command line, over `Runtime`. Every command is synchronous: `create` and `run`
+/// fork, so no Dispatch, Task or NIO work is ever started here.
+public enum RuntimeCommands {
+    /// Engines write runc's global options before the command (`--root R create …`);
+    /// ArgumentParser reads a subcommand's options after its name. This moves the
+    /// global options that come before the command to just after it.
+    public static func arguments(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> [String] {
+        let withValue: Set<String> = ["--root", "--log", "--log-format", "--criu", "--rootless"]
+        let flags: Set<String> = ["--debug", "--systemd-cgroup"]
+        let names = Set(all.map { $0._commandName } + ["lesson", "help"])
+        var globals: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let word = arguments[index]
+            let key = String(word.split(separator: "=", maxSplits: 1).first ?? "")
+            if names.contains(word) {
+                return [word] + globals + arguments[(index + 1)...]
+            } else if withValue.contains(word), index + 1 < arguments.count {
+                globals += [word, arguments[index + 1]]
+                index += 2
+            } else if flags.contains(word) || (word.contains("=") && withValue.contains(key)) {
+                globals.append(word)
+                index += 1
+            } else {
+                return arguments  // not the shape we rewrite: let ArgumentParser explain
+            }
+        }
+        return arguments
+    }
+
+    public static let all: [ParsableCommand.Type] = [
+        Spec.self, Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self,
+        List.self, Ps.self, Pause.self, Resume.self, Init.self,
+    ]
+}
+
+public struct Spec: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Write a default config.json into the bundle.")
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: [.customShort("b"), .long], help: "The bundle folder.") public var bundle: String = "."
+    @Flag(help: "Set process.terminal (needs --console-socket at create).") public var terminal = false
+    public init() {}
+    public func run() throws {
+        try globals.reporting("spec") {
+            let path = FilePath(bundle).appending(OCIConfig.fileName)
+            if FileSystem.exists(path) { throw IsolationError("\(path) already exists", hint: "remove it first") }
+            let config = OCIConfig.defaultSpec(terminal: terminal, cgroupNamespace: CgroupMode.detect() == .unified)
+            try FileSystem.writeFile(path, config.encodedJSON())
+        }
+    }
+}
+
+public struct Create: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Create a container from a bundle; it waits for start.")
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: [.customShort("b"), .long], help: "The bundle folder.") public var bundle: String = "."
+    @Option(name: .customLong("pid-file"), help: "Write the container's PID here.") public var pidFile: String?
+    @Option(name: .customLong("console-socket"), help: "A unix socket to send the terminal's master to.") public var consoleSocket: String?
+    @Option(name: .customLong("preserve-fds"), help: "Pass descriptors 3 … 3+N-1 on to the process.") public var preserveFDs: Int = 0
+    @Flag(name: .customLong("no-pivot"), help: .hidden) public var noPivot = false
+    @Flag(name: .customLong("no-new-keyring"), help: .hidden) public var noNewKeyring = false
+    @Argument(help: "The container ID.") public var id: String
+    public init() {}
+    public func run() throws {
+        try globals.reporting("create") {
+            var runtime = globals.runtime
+            var options = Runtime.CreateOptions(bundle: FilePath(bundle))
+            options.pidFile = pidFile.map { FilePath($0) }
+            options.consoleSocket = consoleSocket.map { FilePath($0) }
+            options.preserveFDs = preserveFDs
+            _ = try runtime.create(id: id, options: options)
+        }
+    }
+}
+
+public struct Start: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Let a created container run its process.")
+    @OptionGroup public var globals: GlobalOptions
+    @Argument public var id: String
+    public init() {}
+    public func run() throws { try globals.reporting("start") { try globals.runtime.start(id: id) } }
+}
+
+public struct State: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Print the container's state as runtime-spec JSON.")
+    @OptionGroup public var globals: GlobalOptions
+    @Argument public var id: String
+    public init() {}
+    public func run() throws {
+        try globals.reporting("state") {
+            let bytes = try globals.runtime.state(id: id).encodedJSON()
+            say(String(decoding: bytes, as: UTF8.self))
+        }
+    }
+}
+
+public struct Kill: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGTERM) to the container's process.")
+    @OptionGroup public var globals: GlobalOptions
+    @Flag(name: .shortAndLong, help: .hidden) public var all = false
+    @Argument public var id: String
+    @Argument(help: "A number (9) or a name (KILL, SIGKILL).") public var signal: String = "SIGTERM"
+    public init() {}
+    public func run() throws {
+        try globals.reporting("kill") { try globals.runtime.kill(id: id, signal: try parseSignal(signal)) }
+    }
+}
+
+public struct Delete: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Remove a stopped container (--force: stop it first).")
+    @OptionGroup public var globals: GlobalOptions
+    @Flag(name: .shortAndLong) public var force = false
+    @Argument public var id: String
+    public init() {}
+    public func run() throws { try globals.reporting("delete") { try globals.runtime.delete(id: id, force: force) } }
+}
+
+public struct Run: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "create, start, wait, delete: exit with the process's status.")
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: [.customShort("b"), .long]) public var bundle: String = "."
+    @Option(name: .customLong("pid-file")) public var pidFile: String?
+    @Option(name: .customLong("console-socket")) public var consoleSocket: String?
+    @Flag(name: .shortAndLong, help: "Return after start, leaving the container running.") public var detach = false
+    @Argument public var id: String
+    public init() {}
+    public func run() throws {
+        var status = ExitStatus.exited(0)
+        try globals.reporting("run") {
+            var runtime = globals.runtime
+            var options = Runtime.CreateOptions(bundle: FilePath(bundle))
+            options.pidFile = pidFile.map { FilePath($0) }
+            options.consoleSocket = consoleSocket.map { FilePath($0) }
+            blockSignalsForSupervision()  // Ctrl-C goes to the container; we delete it after
+            let child = try runtime.create(id: id, options: options)
+            do {
+                try runtime.start(id: id)
+                if detach { return }
+                status = try child.waitForwardingSignals()
+            } catch {
+                try? runtime.delete(id: id, force: true)
+                throw error
+            }
+            try runtime.delete(id: id, force: true)
+        }
+        if status != .exited(0) { throw ExitCode(status.shellCode) }
+    }
+}
+
+public struct List: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "List the containers.")
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: .shortAndLong, help: "table or json.") public var format: String = "table"
+    @Flag(name: .shortAndLong, help: "IDs only.") public var quiet = false
+    public init() {}
+    public func run() throws {
+        try globals.reporting("list") {
+            let store = globals.runtime.store
+            let states = store.ids().compactMap { try? store.load($0) }.map { ($0, store.state(of: $0)) }
+            if quiet { for (record, _) in states { say(record.id) }; return }
+            if format == "json" {
+                let items = states.map { record, state in
+                    "{\"id\":\(jsonString(record.id)),\"pid\":\(state.pid ?? 0),\"status\":\"\(state.status.rawValue)\",\"bundle\":\(jsonString(record.bundle))}"
+                }
+                say("[" + items.joined(separator: ",") + "]")
+                return
+            }
+            say(pad("ID", 20) + pad("PID", 10) + pad("STATUS", 10) + "BUNDLE")
+            for (record, state) in states {
+                say(pad(record.id, 20) + pad("\(state.pid ?? 0)", 10) + pad(state.status.rawValue, 10) + record.bundle)
+            }
+        }
+    }
+}
+
+public struct Ps: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "The container's processes (host PIDs).")
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: .shortAndLong, help: "table or json.") public var format: String = "table"
+    @Argument public var id: String
+    @Argument(parsing: .captureForPassthrough, help: .hidden) public var psArguments: [String] = []
+    public init() {}
+    public func run() throws {
+        try globals.reporting("ps") {
+            let pids = try globals.runtime.processes(id: id)
+            if format == "json" {
+                say("[" + pids.map(String.init).joined(separator: ",") + "]")
+            } else {
+                say("PID")
+                for pid in pids { say("\(pid)") }
+            }
+        }
+    }
+}
+
+public struct Pause: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Freeze every process of the container.")
+    @OptionGroup public var globals: GlobalOptions
+    @Argument public var id: String
+    public init() {}
+    public func run() throws { try globals.reporting("pause") { try globals.runtime.pause(id: id, frozen: true) } }
+}
+
+public struct Resume: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Thaw a paused container.")
+    @OptionGroup public var globals: GlobalOptions
+    @Argument public var id: String
+    public init() {}
+    public func run() throws { try globals.reporting("resume") { try globals.runtime.pause(id: id, frozen: false) } }
+}
+
+/// Hidden: the container's init, cloned by `create`.
+public struct Init: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "(internal) the container's init.", shouldDisplay: false)
+    @Option public var bundle: String
+    @Option(name: .customLong("state-dir")) public var stateDirectory: String
+    @Option(name: .customLong("sync-fd")) public var syncFD: Int32
+    @Option(help: "controller=path") public var cgroup: [String] = []
+    @Flag public var narrate = false
+    public init() {}
+    public func run() throws {
+        var directories: [String: FilePath] = [:]
+        for entry in cgroup {
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2 { directories[String(parts[0])] = FilePath(String(parts[1])) }
+        }
+        let style = Style.standardOutput
+        Runtime.containerInit(
+            bundle: FilePath(bundle), stateDirectory: FilePath(stateDirectory), syncFD: syncFD,
+            cgroupDirectories: directories,
+            narrate: narrate ? { call, why in lessonStep(call, why) } : { _, _ in },
+            timings: narrate ? { timings in
+                say(style.dim("  inside, each stage took: " + timings.map { "\($0.stage) \(milliseconds($0.seconds))" }.joined(separator: " · ")))
+            } : { _ in })
+    }
+}
+
+/// `1.25 ms`.
+public func milliseconds(_ seconds: Double) -> String {
+    let hundredths = Int((seconds * 100_000).rounded())
+    let whole = hundredths / 100, fraction = hundredths % 100
+    return "\(whole).\(fraction < 10 ? "0" : "")\(fraction) ms"
+}

@@ -1,0 +1,242 @@
+// Chapter 04: the OCI runtime's lifecycle, its errors, and the config fields, observed
+// from outside (state, /proc, cgroup files) and from a probe inside the container.
+import Foundation
+import Isolation
+import SystemPackage
+import Testing
+
+/// A bundle in a temporary folder whose root.path is the built-in rootfs (read-only), and
+/// a state root of its own, so tests never see each other's containers.
+struct TestBundle {
+    let folder: TemporaryFolder
+    var path: String { folder.path + "/bundle" }
+    var stateRoot: String { folder.path + "/state" }
+
+    init(_ purpose: String, args: [String] = ["sleep", "30"], edit: (inout OCIConfig) -> Void = { _ in }) throws {
+        folder = try TemporaryFolder("ch04-\(purpose)")
+        try FileManager.default.createDirectory(atPath: folder.path + "/bundle", withIntermediateDirectories: true)
+        var config = OCIConfig.defaultSpec(args: args, cgroupNamespace: CgroupMode.detect() == .unified)
+        config.root = OCIConfig.Root(path: try builtInRootfs(), readonly: true)
+        edit(&config)
+        try Data(config.encodedJSON()).write(to: URL(fileURLWithPath: path + "/config.json"))
+    }
+
+    /// Runs `chapter-04 --root STATE ARGS`, output to files: a created container's init
+    /// inherits them, so reading pipes to their end would wait for the container.
+    func runtime(_ arguments: [String], timeout: TimeInterval = 30) throws -> RunResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
+        process.arguments = ["--root", stateRoot] + arguments
+        let out = folder.path + "/out-\(UUID().uuidString)", err = out + ".err"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        FileManager.default.createFile(atPath: err, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"]
+        try process.run()
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        process.waitUntilExit()
+        watchdog.cancel()
+        return RunResult(status: process.terminationStatus, reason: process.terminationReason,
+                         stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+    }
+
+    func state(_ id: String) throws -> [String: Any]? {
+        let result = try runtime(["state", id])
+        guard result.status == 0 else { return nil }
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    }
+
+    /// Polls until the container reaches `status` (a killed init takes a moment to go).
+    func waitFor(_ id: String, _ status: String) throws -> Bool {
+        for _ in 0..<200 {
+            if try state(id)?["status"] as? String == status { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    func remove() {
+        _ = try? runtime(["delete", "--force", "lifecycle"])
+        folder.remove()
+    }
+}
+
+/// The project's cgroup directories for a container ID, on either cgroup version.
+func containerCgroups(_ id: String) -> [String] {
+    Cleanup.cgroupParents().map { $0.string + "/" + id }.filter { FileManager.default.fileExists(atPath: $0) }
+}
+
+@Suite("chapter-04: an OCI runtime", .serialized, .enabled(if: isRoot, "a runtime needs root"))
+struct Chapter04Tests {
+    @Test("spec → create → state → start → kill → delete, every state checked")
+    func roundTrip() throws {
+        let bundle = try TestBundle("lifecycle")
+        defer { bundle.remove() }
+        try FileManager.default.removeItem(atPath: bundle.path + "/config.json")
+        let spec = try bundle.runtime(["spec", "--bundle", bundle.path])
+        #expect(spec.status == 0, "\(spec)")
+        #expect(try OCIConfig.load(bundle: FilePath(bundle.path)).process?.args == ["sh"])
+        // The test's own config again (sleep, the built-in rootfs).
+        let again = try TestBundle("lifecycle-config")
+        defer { again.folder.remove() }
+        try FileManager.default.removeItem(atPath: bundle.path + "/config.json")
+        try FileManager.default.copyItem(atPath: again.path + "/config.json", toPath: bundle.path + "/config.json")
+
+        let pidFile = bundle.folder.path + "/pid"
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "--pid-file", pidFile, "lifecycle"])
+        #expect(create.status == 0, "\(create)")
+        let created = try #require(try bundle.state("lifecycle"))
+        #expect(created["status"] as? String == "created")
+        #expect(created["id"] as? String == "lifecycle")
+        #expect(created["bundle"] as? String == bundle.path)
+        let pid = try #require(created["pid"] as? Int)
+        #expect(try String(contentsOfFile: pidFile, encoding: .utf8) == "\(pid)")
+        // From outside: the init is in new namespaces, in the container's cgroup, and
+        // has not exec'd the process yet.
+        let hostPID = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid") != hostPID)
+        #expect(!containerCgroups("lifecycle").isEmpty)
+        #expect(try !String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).hasPrefix("sleep"))
+
+        #expect(try bundle.runtime(["start", "lifecycle"]).status == 0)
+        #expect(try bundle.state("lifecycle")?["status"] as? String == "running")
+        #expect(try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).hasPrefix("sleep\u{0}30"))
+        #expect(try bundle.runtime(["start", "lifecycle"]).status != 0, "a running container started again")
+
+        // delete of a running container fails and changes nothing.
+        let refused = try bundle.runtime(["delete", "lifecycle"])
+        #expect(refused.status != 0 && refused.stderr.contains("running"), "\(refused)")
+        #expect(try bundle.state("lifecycle")?["status"] as? String == "running")
+
+        #expect(try bundle.runtime(["kill", "lifecycle", "KILL"]).status == 0)
+        #expect(try bundle.waitFor("lifecycle", "stopped"))
+        let stopped = try #require(try bundle.state("lifecycle"))
+        #expect(stopped["pid"] == nil)
+        #expect(try bundle.runtime(["kill", "lifecycle", "9"]).status != 0, "kill of a stopped container must fail")
+
+        #expect(try bundle.runtime(["delete", "lifecycle"]).status == 0)
+        let gone = try bundle.runtime(["state", "lifecycle"])
+        #expect(gone.status != 0 && gone.stderr.contains("does not exist"), "\(gone)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/lifecycle"))
+        #expect(containerCgroups("lifecycle").isEmpty)
+    }
+
+    @Test("unknown and duplicate IDs are errors that change nothing")
+    func ids() throws {
+        let bundle = try TestBundle("ids")
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "dup"]) }
+        for command in [["start", "nope"], ["state", "nope"], ["kill", "nope"], ["delete", "nope"], ["pause", "nope"]] {
+            let result = try bundle.runtime(command)
+            #expect(result.status != 0 && result.stderr.contains("does not exist"), "\(command): \(result)")
+        }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "dup"]).status == 0)
+        let second = try bundle.runtime(["create", "--bundle", bundle.path, "dup"])
+        #expect(second.status != 0 && second.stderr.contains("already exists"), "\(second)")
+        #expect(try bundle.state("dup")?["status"] as? String == "created", "the first container must be untouched")
+        let invalid = try bundle.runtime(["create", "--bundle", bundle.path, "../escape"])
+        #expect(invalid.status != 0 && invalid.stderr.contains("invalid container ID"))
+        #expect(try bundle.runtime(["delete", "--force", "dup"]).status == 0)
+        #expect(containerCgroups("dup").isEmpty)
+    }
+
+    @Test("bad bundles: clear errors, and no state folder, cgroup or mount left")
+    func badBundles() throws {
+        let bundle = try TestBundle("bad")
+        defer { bundle.remove() }
+        let config = bundle.path + "/config.json"
+        func expectRejected(_ text: String, _ expected: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            let result = try bundle.runtime(["create", "--bundle", bundle.path, "bad"])
+            #expect(result.status != 0, "\(result)", sourceLocation: sourceLocation)
+            #expect(result.stderr.contains(expected), "expected '\(expected)' in: \(result.stderr)", sourceLocation: sourceLocation)
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/bad"), sourceLocation: sourceLocation)
+            #expect(containerCgroups("bad").isEmpty, sourceLocation: sourceLocation)
+        }
+        try expectRejected("{\"ociVersion\": \"1.2.0\", ", "not valid JSON")
+        try expectRejected("{\"ociVersion\": \"1.2.0\", \"root\": {\"path\": \"rootfs\"}, \"process\": {\"args\": \"sh\", \"cwd\": \"/\"}}", "process.args")
+        try expectRejected("{\"ociVersion\": \"1.2.0\", \"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"}}", "root")
+        try expectRejected("{\"ociVersion\": \"1.2.0\", \"root\": {\"path\": \"/nonexistent-rootfs\"}, \"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"}, \"linux\": {\"namespaces\": [{\"type\": \"mount\"}]}}", "not a directory")
+        // A mount destination that climbs out through a symlink in the root filesystem.
+        let rootfs = bundle.folder.path + "/evil-rootfs"
+        try FileManager.default.createDirectory(atPath: rootfs + "/proc", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: rootfs + "/evil", withDestinationPath: "../../../../../../../tmp")
+        var evil = OCIConfig.defaultSpec(args: ["true"])
+        evil.root = OCIConfig.Root(path: rootfs)
+        evil.mounts = [OCIConfig.Mount(destination: "/evil/owned", type: "tmpfs", source: "tmpfs")]
+        try expectRejected(String(decoding: evil.encodedJSON(), as: UTF8.self), "climbs out of the root filesystem")
+        #expect(mounts(under: "/tmp/owned").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/owned"))
+        // A command that does not exist: runc's words, which engines turn into 127.
+        var missing = OCIConfig.defaultSpec(args: ["no-such-program"])
+        missing.root = OCIConfig.Root(path: try builtInRootfs(), readonly: true)
+        try expectRejected(String(decoding: missing.encodedJSON(), as: UTF8.self), "executable file not found")
+    }
+
+    @Test("config fields, seen from a probe inside the container")
+    func fieldsFromInside() throws {
+        let probe = """
+        echo hostname=$(hostname); echo uid=$(id -u) gid=$(id -g) groups=$(id -G); echo pid=$$; echo cwd=$(pwd)
+        echo env=$GREETING; echo nofile=$(ulimit -n)
+        grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t ' ' '
+        touch /cannot 2>/dev/null && echo rootfs=writable || echo rootfs=readonly
+        echo 1 > /proc/sys/kernel/ostype 2>/dev/null && echo procsys=writable || echo procsys=readonly
+        for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug /proc/latency_stats; do [ -e $p ] && { [ -c $p ] && echo "masked $p:null" || echo "masked $p:file"; }; done
+        grep -c ' /dev/shm ' /proc/self/mounts | sed 's/^/shm=/'
+        cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null | head -1 | sed 's/^/memory=/'
+        cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null | head -1 | sed 's/^/pids=/'
+        """
+        let bundle = try TestBundle("fields", args: ["sh", "-c", probe]) { config in
+            config.hostname = "probe-host"
+            config.process?.user = OCIConfig.User(uid: 1000, gid: 1000, additionalGids: [1001])
+            config.process?.env?.append("GREETING=hello")
+            config.process?.cwd = "/tmp"
+            config.process?.rlimits = [OCIConfig.Rlimit(type: .openFiles, hard: 512, soft: 256)]
+            config.linux?.resources = OCIConfig.Resources(memory: OCIConfig.Memory(limit: 100 << 20), pids: OCIConfig.Pids(limit: 42))
+        }
+        defer { bundle.remove() }
+        let result = try run(product("chapter-04"), ["--root", bundle.stateRoot, "run", "--bundle", bundle.path, "fields"])
+        #expect(result.status == 0, "\(result)")
+        let seen = Dictionary(result.stdout.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { return (parts[0], parts[1]) }
+            let words = line.split(separator: " ").map(String.init)
+            return words.count == 2 ? (words[0], words[1]) : nil
+        }, uniquingKeysWith: { a, _ in a })
+        #expect(seen["hostname"] == "probe-host")
+        #expect(result.stdout.contains("uid=1000 gid=1000 groups=1000 1001"), "\(result.stdout)")
+        #expect(seen["pid"] == "1")
+        #expect(seen["cwd"] == "/tmp")
+        #expect(seen["env"] == "hello")
+        #expect(seen["nofile"] == "256")
+        // CAP_AUDIT_WRITE (29), CAP_KILL (5), CAP_NET_BIND_SERVICE (10): 0x20000420. As
+        // uid 1000 without ambient capabilities, nothing is effective after execve.
+        #expect(seen["CapBnd:"] == "0000000020000420", "\(result.stdout)")
+        #expect(seen["CapEff:"] == "0000000000000000")
+        #expect(seen["NoNewPrivs:"] == "1")
+        #expect(seen["rootfs"] == "readonly")
+        #expect(seen["procsys"] == "readonly")
+        // maskedPaths: the files that exist are /dev/null now (a character device).
+        let masked = result.stdout.split(separator: "\n").filter { $0.hasPrefix("masked ") }
+        #expect(!masked.isEmpty && masked.allSatisfy { $0.hasSuffix(":null") }, "\(masked)")
+        #expect(seen["shm"] == "1")
+        #expect(seen["memory"] == "\(100 << 20)")
+        #expect(seen["pids"] == "42")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/fields"), "run must delete the container")
+        #expect(containerCgroups("fields").isEmpty)
+    }
+
+    @Test("the lesson: the bundle's config, the steps timed, created → running → stopped")
+    func lesson() throws {
+        let result = try run(product("chapter-04"), [], timeout: 60)
+        #expect(result.status == 0, "\(result)")
+        for expected in ["config.json", "pivot_root", "cap_set_proc", "each stage took", "state: created", "state: running",
+                         "state: stopped", "hello from oci-lesson, PID 1", "deleted"] {
+            #expect(result.stdout.contains(expected), "the lesson lacks \(expected)")
+        }
+        #expect(!result.stdout.contains("Error"))
+    }
+}
