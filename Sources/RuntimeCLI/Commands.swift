@@ -35,7 +35,7 @@ public enum RuntimeCommands {
 
     public static let all: [ParsableCommand.Type] = [
         Spec.self, Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self,
-        List.self, Ps.self, Pause.self, Resume.self, Init.self,
+        List.self, Ps.self, Pause.self, Resume.self, Exec.self, Init.self,
     ]
 }
 
@@ -246,3 +246,70 @@ public func milliseconds(_ seconds: Double) -> String {
     let whole = hundredths / 100, fraction = hundredths % 100
     return "\(whole).\(fraction < 10 ? "0" : "")\(fraction) ms"
 }
+
+public struct Exec: ParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Run another process in a running container.")
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: [.customShort("p"), .long], help: "A process.json (the config's process object).") public var process: String?
+    @Flag(name: .shortAndLong, help: "Return at once, leaving the process running.") public var detach = false
+    @Option(name: .customLong("pid-file")) public var pidFile: String?
+    @Flag(name: .shortAndLong, help: "A terminal (not supported yet).") public var tty = false
+    @Option(name: .customLong("console-socket")) public var consoleSocket: String?
+    @Option(help: "The working directory.") public var cwd: String?
+    @Option(name: [.customShort("e"), .long], help: "KEY=value, added to the environment.") public var env: [String] = []
+    @Option(name: [.customShort("u"), .long], help: "uid[:gid].") public var user: String?
+    @Option(name: [.customShort("g"), .customLong("additional-gids")]) public var additionalGids: [UInt32] = []
+    @Flag(name: .customLong("no-new-privs")) public var noNewPrivileges = false
+    @Option(name: .customLong("preserve-fds")) public var preserveFDs: Int = 0
+    @Argument(help: "The container ID.") public var id: String
+    @Argument(parsing: .captureForPassthrough, help: "COMMAND ARGS… (without --process).") public var command: [String] = []
+    public init() {}
+
+    public func run() throws {
+        var status = ExitStatus.exited(0)
+        try globals.reporting("exec") {
+            let runtime = globals.runtime
+            var spec: OCIConfig.Process
+            if let process {
+                // A process.json is the config's `process` object: decode it inside a minimal
+                // config, so its errors name their path (process.args …).
+                let text = try FileSystem.readString(FilePath(process))
+                let wrapped = "{\"ociVersion\": \"1.0.0\", \"root\": {\"path\": \"/\"}, \"process\": " + text + "}"
+                guard let decoded = try OCIConfig.decode(json: Array(wrapped.utf8), source: process).process else {
+                    throw IsolationError("\(process) holds no process")
+                }
+                spec = decoded
+            } else {
+                guard !command.isEmpty else {
+                    throw IsolationError("nothing to exec", hint: "give a command after the ID, or --process FILE")
+                }
+                guard var base = try runtime.createdConfig(id: id).process else { throw IsolationError("container '\(id)' has no process") }
+                base.args = command
+                base.terminal = tty
+                spec = base
+            }
+            if let cwd { spec.cwd = cwd }
+            if !env.isEmpty { spec.env = (spec.env ?? []) + env }
+            if let user {
+                let parts = user.split(separator: ":").map { UInt32($0) }
+                guard let uid = parts.first ?? nil, parts.count <= 2, !parts.contains(nil) else {
+                    throw IsolationError("--user '\(user)' is not uid[:gid]", hint: "numbers only, such as 1000:1000")
+                }
+                spec.user.uid = uid
+                spec.user.gid = parts.count == 2 ? parts[1]! : uid
+            }
+            if !additionalGids.isEmpty { spec.user.additionalGids = additionalGids }
+            if noNewPrivileges { spec.noNewPrivileges = true }
+            if tty { spec.terminal = true }
+            if !detach { blockSignalsForSupervision() }
+            var options = Runtime.ExecOptions(process: spec)
+            options.pidFile = pidFile.map { FilePath($0) }
+            options.preserveFDs = preserveFDs
+            let child = try runtime.exec(id: id, options: options)
+            if detach { return }
+            status = try child.waitForwardingSignals()
+        }
+        if status != .exited(0) { throw ExitCode(status.shellCode) }
+    }
+}
+

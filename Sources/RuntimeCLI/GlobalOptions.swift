@@ -29,6 +29,11 @@ public struct GlobalOptions: ParsableArguments {
             try body()
         } catch let exit as ExitCode {
             throw exit
+        } catch let error as ExecError {
+            // A command that cannot be found: runc's words, and the shell's status.
+            printError("\(CommandLine.arguments.first.map { FilePath($0).lastComponent?.string ?? $0 } ?? "runtime"): \(error)")
+            RuntimeLog(self).write(level: "error", error.description)
+            throw ExitCode(127)
         } catch {
             let message = Self.message(for: error)
             printError("\(CommandLine.arguments.first.map { FilePath($0).lastComponent?.string ?? $0 } ?? "runtime"): \(message)")

@@ -229,6 +229,48 @@ struct Chapter04Tests {
         #expect(containerCgroups("fields").isEmpty)
     }
 
+    @Test("exec joins a running container: its namespaces, its cgroup, another user; ps, pause and resume")
+    func execPsPause() throws {
+        let bundle = try TestBundle("exec")
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "ex"]) }
+        #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "ex"]).status == 0)
+        #expect(try bundle.state("ex")?["status"] as? String == "running")
+        let initPID = try #require(try bundle.state("ex")?["pid"] as? Int)
+
+        let me = getpid()
+        let probe = try bundle.runtime(["exec", "ex", "sh", "-c", "echo pid=$$; hostname; echo \"$(tr '\\0' ' ' < /proc/1/cmdline)\"; test -d /proc/\(me) && echo host-visible || echo host-hidden"])
+        #expect(probe.status == 0, "\(probe)")
+        let lines = probe.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "pid=2", "the exec'd shell is PID 2 of the container: \(probe.stdout)")
+        #expect(lines.dropFirst().first == "container")
+        #expect(lines.dropFirst(2).first?.hasPrefix("sleep 30") == true)
+        #expect(lines.last == "host-hidden", "the test process must not be visible from the container: \(probe.stdout)")
+
+        let user = try bundle.runtime(["exec", "-u", "1000:1000", "-e", "FOO=bar", "--cwd", "/tmp", "ex", "sh", "-c", "echo $(id -u):$(id -g):$FOO:$(pwd); exit 7"])
+        #expect(user.status == 7, "the exec'd process's status is exec's: \(user)")
+        #expect(user.stdout == "1000:1000:bar:/tmp\n")
+        let missing = try bundle.runtime(["exec", "ex", "no-such-program"])
+        #expect(missing.status == 127 && missing.stderr.contains("executable file not found"), "\(missing)")
+
+        let pidFile = bundle.folder.path + "/exec.pid"
+        #expect(try bundle.runtime(["exec", "--detach", "--pid-file", pidFile, "ex", "sh", "-c", "sleep 20"]).status == 0)
+        let execPID = try #require(Int(try String(contentsOfFile: pidFile, encoding: .utf8)))
+        let ps = try bundle.runtime(["ps", "--format", "json", "ex"])
+        let pids = try JSONSerialization.jsonObject(with: Data(ps.stdout.utf8)) as? [Int] ?? []
+        #expect(Set(pids) == [initPID, execPID], "\(ps.stdout)")
+
+        #expect(try bundle.runtime(["pause", "ex"]).status == 0)
+        #expect(try bundle.state("ex")?["status"] as? String == "paused")
+        let frozen = try String(contentsOfFile: "/proc/\(execPID)/status", encoding: .utf8)
+        #expect(frozen.contains("State:\tD") || frozen.contains("State:\tS") || frozen.contains("(frozen)") || frozen.contains("State:\tT"), "\(frozen)")
+        #expect(try bundle.runtime(["exec", "ex", "true"]).status != 0, "exec into a paused container must fail")
+        #expect(try bundle.runtime(["resume", "ex"]).status == 0)
+        #expect(try bundle.state("ex")?["status"] as? String == "running")
+        #expect(try bundle.runtime(["delete", "--force", "ex"]).status == 0)
+        #expect(containerCgroups("ex").isEmpty)
+        #expect(kill(pid_t(execPID), 0) != 0, "the exec'd process must be gone with the container")
+    }
+
     @Test("the lesson: the bundle's config, the steps timed, created → running → stopped")
     func lesson() throws {
         let result = try run(product("chapter-04"), [], timeout: 60)

@@ -246,6 +246,12 @@ public final class BundleSetup {
             }
         }
         try timed("masked and read-only paths") {
+            // sysctls first: /proc/sys is about to become read-only.
+            for (key, value) in (config.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
+                let file = "/proc/sys/" + key.split(separator: ".").joined(separator: "/")
+                narrate("echo \(value) > \(file)", "sysctl \(key)")
+                try stage("sysctl \(key)") { try FileSystem.writeFile(FilePath(file), value) }
+            }
             let masked = config.linux?.maskedPaths ?? []
             let readOnly = config.linux?.readonlyPaths ?? []
             if !masked.isEmpty { narrate("mount(\"/dev/null\" or tmpfs, …) × \(masked.count)", "maskedPaths: hide what reveals the host (/proc/kcore, /proc/keys, …)") }
@@ -260,11 +266,6 @@ public final class BundleSetup {
             for path in readOnly where FileSystem.exists(FilePath(path)) {
                 try stage("read-only \(path)") { try Mount.mount(source: path, target: FilePath(path), flags: [.bind, .recursive]) }
                 try remount(FilePath(path), flags: [.readOnly, .recursive], stageName: "read-only \(path)")
-            }
-            for (key, value) in (config.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
-                let file = "/proc/sys/" + key.split(separator: ".").joined(separator: "/")
-                narrate("echo \(value) > \(file)", "sysctl \(key)")
-                try stage("sysctl \(key)") { try FileSystem.writeFile(FilePath(file), value) }
             }
             if config.root.readonly == true {
                 narrate("mount(NULL, \"/\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)", "root.readonly: the container cannot write its root filesystem")
@@ -348,6 +349,14 @@ public final class BundleSetup {
             try stage("chdir(\"\(cwd)\")") {
                 if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
                 try FileSystem.changeDirectory(FilePath(cwd))
+            }
+            // CVE-2024-21626: a cwd such as /proc/self/fd/N can land on a descriptor the
+            // runtime still holds, outside the root. getcwd(3) then has no path from our
+            // root ("(unreachable)…", or ENOENT): refuse to exec from there.
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let inside = getcwd(&buffer, buffer.count) != nil && buffer[0] == CChar(UInt8(ascii: "/"))
+            if !inside {
+                throw IsolationError("process.cwd \(cwd) leads outside the container", hint: "use a directory inside the root filesystem")
             }
         }
     }

@@ -1,3 +1,4 @@
+import CIsolation
 import Glibc
 import SystemPackage
 
@@ -23,6 +24,10 @@ extension Runtime {
             guard let process = config.process else { throw IsolationError("config.json has no process") }
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
+            if (config.linux?.namespaces ?? []).contains(where: { $0.type == .cgroup && $0.path == nil }) {
+                narrate("unshare(CLONE_NEWCGROUP)", "now that we are in the container's cgroup, it becomes the root we see (cgroup_namespaces(7))")
+                if iso_unshare(Namespaces.cgroup.rawValue) != 0 { throw StageError(stage: "unshare(CLONE_NEWCGROUP)", errno: currentErrno()) }
+            }
             try setup.prepareRoot()
             // The state folder is on the host: keep a descriptor to it across pivot_root, to
             // open the exec FIFO from inside later (openat(2) resolves from the descriptor).

@@ -74,6 +74,8 @@ public struct Runtime {
         var cgroup: Cgroup? = nil
         var child: ChildProcess? = nil
         do {
+            // The config as it was at create: `exec` reads it later, whatever the bundle becomes.
+            try FileSystem.writeFile(directory.appending(OCIConfig.fileName), config.encodedJSON(), mode: 0o600)
             let fifo = store.fifo(id)
             narrate("mkfifo(\"\(fifo)\", 0622)", "the init will wait on this FIFO until `start`")
             try pathCall(fifo) { mkfifo($0, 0o622) }
@@ -106,7 +108,9 @@ public struct Runtime {
             // Only 0, 1, 2, the sync pipe and --preserve-fds (3 … 3+N-1) reach the init.
             FileSystem.closeOnExecAll(except: Set([syncFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
             var spawn = SpawnOptions()
-            spawn.namespaces = newKinds
+            // A cgroup namespace's root is the cgroup its creator is in: the init makes it
+            // itself (unshare), once we have moved it into the container's cgroup.
+            spawn.namespaces = newKinds.subtracting(.cgroup)
             spawn.waitForRelease = true
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
@@ -248,5 +252,70 @@ public struct Runtime {
     public func processes(id: String) throws -> [pid_t] {
         let record = try store.load(id)
         return try Cgroup.existing(path: record.cgroupPath).processes()
+    }
+
+    // MARK: exec
+
+    public struct ExecOptions {
+        public var process: OCIConfig.Process
+        public var pidFile: FilePath?
+        public var preserveFDs = 0
+        public init(process: OCIConfig.Process) { self.process = process }
+    }
+
+    /// The config a container was created with (kept in its state folder).
+    public func createdConfig(id: String) throws -> OCIConfig {
+        _ = try store.load(id)
+        return try OCIConfig.load(bundle: store.directory(id))
+    }
+
+    /// Starts another process in a running container. This short-lived process joins
+    /// the container's cgroup (while host paths resolve), then all its namespaces
+    /// (setns(2): user first, mount last), takes on the process's user, capabilities and
+    /// limits itself (as the container's init did), and spawns the program, which
+    /// inherits all of it. (Re-executing ourselves inside would need our shared
+    /// libraries in the container's root filesystem.) Returns the process, our child.
+    public func exec(id: String, options: ExecOptions) throws -> ChildProcess {
+        let record = try store.load(id)
+        let status = store.status(of: record)
+        guard status == .running else { throw IsolationError("cannot exec in container '\(id)': it is \(status.rawValue), not running") }
+        let config = try createdConfig(id: id)
+        if options.process.terminal == true {
+            throw IsolationError("exec with a terminal (--tty) is not supported by this runtime yet", hint: "leave out -t / terminal")
+        }
+        // The pid file is opened now, as root, on the host: later neither holds.
+        var pidFD: Int32 = -1
+        if let pidFile = options.pidFile {
+            pidFD = open(pidFile.string, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard pidFD >= 0 else { throw StageError(stage: "open \(pidFile)", errno: currentErrno()) }
+        }
+        defer { if pidFD >= 0 { close(pidFD) } }
+        narrate("echo \(getpid()) > …/\(record.cgroupPath)/cgroup.procs", "join the container's cgroup; the process inherits it")
+        try Cgroup.existing(path: record.cgroupPath).addProcess(getpid())
+
+        // Before setns: our /proc/self/fd is listed through the host's /proc. A descriptor
+        // inherited from our caller would keep a caller waiting for our end waiting for
+        // the exec'd process instead (a detached exec would never look detached).
+        FileSystem.closeOnExecAll(except: Set((0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+        let kinds = config.linux?.namespaceKinds ?? []
+        let order: [Namespaces] = [.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount]
+        for kind in order where kinds.contains(kind) {
+            narrate("setns(open(\"/proc/\(record.pid)/ns/\(kind.procName)\"), \(kind.cloneFlagName))", "join the container's \(kind.shortName) namespace")
+            try Namespaces.join(path: FilePath("/proc/\(record.pid)/ns/\(kind.procName)"), kind: kind)
+        }
+        var request = config
+        request.process = options.process
+        request.hostname = nil
+        request.domainname = nil
+        try BundleSetup(config: request, bundle: "/", namespaces: kinds, narrate: narrate).applyProcess()
+        let environment = options.process.env ?? []
+        let path = environment.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? Exec.containerPath
+        let program = try Exec.resolve(options.process.args[0], path: path)
+        let child = try ChildProcess.spawn(program, arguments: options.process.args, environment: environment)
+        if pidFD >= 0 {
+            let text = Array("\(child.pid)".utf8)
+            _ = text.withUnsafeBufferPointer { write(pidFD, $0.baseAddress, $0.count) }
+        }
+        return child
     }
 }
