@@ -24,9 +24,6 @@ public struct SpawnOptions {
     public var parentDeathSignal: Int32 = 0
     /// chdir(2) to this directory before exec.
     public var workingDirectory: FilePath?
-    /// Exec this open file (execveat with AT_EMPTY_PATH) rather than the path: for a
-    /// program opened before setns(2) into another mount namespace hid its path.
-    public var executableDescriptor: Int32 = -1
 
     public init() {}
 }
@@ -74,8 +71,7 @@ public final class ChildProcess {
                                     wait_for_release: options.waitForRelease ? 1 : 0,
                                     new_session: options.newSession ? 1 : 0,
                                     parent_death_signal: options.parentDeathSignal,
-                                    working_directory: cwd,
-                                    exec_fd: options.executableDescriptor)
+                                    working_directory: cwd)
                                 return iso_spawn(&attr, &child)
                             }
                         }

@@ -59,8 +59,6 @@ struct iso_spawn_attr {
     int new_session;         // 1: setsid() in the child
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)
     const char *working_directory; // NULL: inherit
-    int exec_fd;             // >= 0: execveat(exec_fd, "", AT_EMPTY_PATH) instead of path, for a
-                             // program opened before setns(2) moved us into another mount namespace
 };
 
 struct iso_child {
