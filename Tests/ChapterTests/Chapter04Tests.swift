@@ -271,6 +271,48 @@ struct Chapter04Tests {
         #expect(kill(pid_t(execPID), 0) != 0, "the exec'd process must be gone with the container")
     }
 
+    @Test("hooks: in the spec's order, each with the state on stdin; failures abort or warn as the spec says")
+    func hooks() throws {
+        let folder = try TemporaryFolder("ch04-hooks")
+        defer { folder.remove() }
+        let log = folder.path + "/hooks.log"
+        // A host hook: appends its stage and the state it read on stdin to the log.
+        func hostHook(_ stage: String) -> OCIConfig.Hook {
+            OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "read -r state; echo \"\(stage) $state\" >> \(log)"])
+        }
+        let bundle = try TestBundle("hooks", args: ["sh", "-c", "echo process-runs"]) { config in
+            config.hooks = OCIConfig.Hooks(
+                prestart: [hostHook("prestart")], createRuntime: [hostHook("createRuntime")],
+                createContainer: [hostHook("createContainer")],
+                // startContainer runs inside the container: its path is the container's /bin/sh.
+                startContainer: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "read -r state; echo \"startContainer in $(hostname)\""])],
+                poststart: [hostHook("poststart"), OCIConfig.Hook(path: "/bin/false")],
+                poststop: [hostHook("poststop")])
+        }
+        defer { bundle.remove() }
+        let result = try run(product("chapter-04"), ["--root", bundle.stateRoot, "run", "--bundle", bundle.path, "hooked"])
+        #expect(result.status == 0, "a failing poststart hook must only warn: \(result)")
+        #expect(result.stderr.contains("warning") && result.stderr.contains("poststart"), "\(result)")
+        #expect(result.stdout.contains("startContainer in container\nprocess-runs"), "\(result)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.map { String($0.split(separator: " ")[0]) } == ["prestart", "createRuntime", "createContainer", "poststart", "poststop"], "\(lines)")
+        // Each got the state JSON, with the container's ID and the status of its moment.
+        for line in lines { #expect(line.contains("\"id\":\"hooked\"") || line.contains("\"id\" : \"hooked\""), "\(line)") }
+        #expect(lines[0].contains("creating") && lines[3].contains("running") && lines[4].contains("stopped"), "\(lines)")
+
+        // A createRuntime hook that hangs past its timeout aborts create, leaving nothing.
+        let hanging = try TestBundle("hooks-hang") { config in
+            config.hooks = OCIConfig.Hooks(createRuntime: [OCIConfig.Hook(path: "/bin/sleep", args: ["sleep", "30"], timeout: 1)])
+        }
+        defer { hanging.remove() }
+        let started = Date()
+        let refused = try hanging.runtime(["create", "--bundle", hanging.path, "hang"])
+        #expect(refused.status != 0 && refused.stderr.contains("timed out"), "\(refused)")
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(!FileManager.default.fileExists(atPath: hanging.stateRoot + "/hang"))
+        #expect(containerCgroups("hang").isEmpty)
+    }
+
     @Test("the lesson: the bundle's config, the steps timed, created → running → stopped")
     func lesson() throws {
         let result = try run(product("chapter-04"), [], timeout: 60)

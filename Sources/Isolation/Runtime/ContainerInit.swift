@@ -9,16 +9,18 @@ extension Runtime {
     ///
     /// `narrate` hears each step (the lesson prints them with their timings).
     public static func containerInit(
-        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32,
+        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32, continueFD: Int32,
         cgroupDirectories: [String: FilePath], narrate: @escaping (String, String) -> Void,
         timings: ([(stage: String, seconds: Double)]) -> Void = { _ in }
     ) -> Never {
         // The sync pipe must not reach the container's process.
         _ = fcntl(syncFD, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(continueFD, F_SETFD, FD_CLOEXEC)
         func report(_ line: String) {
             let bytes = Array((line + "\n").utf8)
             _ = bytes.withUnsafeBufferPointer { write(syncFD, $0.baseAddress, $0.count) }
         }
+        var ready = false
         do {
             let config = try OCIConfig.load(bundle: bundle)
             guard let process = config.process else { throw IsolationError("config.json has no process") }
@@ -29,6 +31,21 @@ extension Runtime {
                 if iso_unshare(Namespaces.cgroup.rawValue) != 0 { throw StageError(stage: "unshare(CLONE_NEWCGROUP)", errno: currentErrno()) }
             }
             try setup.prepareRoot()
+            // Hooks, in the spec's order: the runtime's prestart and createRuntime (it runs
+            // them while we wait), then our createContainer, in the container's namespaces
+            // but before pivot_root, so their paths resolve on the host.
+            let hooks = config.hooks
+            var hostPID = getpid()
+            if !((hooks?.prestart ?? []) + (hooks?.createRuntime ?? [])).isEmpty {
+                report("hooks")
+                guard let pid = Int32(readLine(continueFD)) else { throw IsolationError("the runtime did not answer after its hooks") }
+                hostPID = pid
+            }
+            let id = stateDirectory.lastComponent?.string ?? ""
+            try Hooks.run(hooks?.createContainer, stage: "createContainer",
+                          state: OCIState(id: id, status: .creating, pid: hostPID, bundle: bundle.string, annotations: config.annotations),
+                          narrate: narrate)
+            close(continueFD)
             // The state folder is on the host: keep a descriptor to it across pivot_root, to
             // open the exec FIFO from inside later (openat(2) resolves from the descriptor).
             let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
@@ -42,6 +59,7 @@ extension Runtime {
             narrate("open(\"exec.fifo\", O_WRONLY)", "created: wait here until `start` opens the other end")
             report("ready")
             close(syncFD)
+            ready = true
             let fifo = openat(state, "exec.fifo", O_WRONLY | O_CLOEXEC)
             guard fifo >= 0 else {
                 printError("container init: open exec.fifo: \(currentErrno())")
@@ -51,13 +69,21 @@ extension Runtime {
             _ = write(fifo, &go, 1)
             close(fifo)
             close(state)
+            // startContainer: in the container, after start, before the process (its path
+            // resolves in the container). A failure stops the container here.
+            try Hooks.run(hooks?.startContainer, stage: "startContainer",
+                          state: OCIState(id: id, status: .created, pid: hostPID, bundle: bundle.string, annotations: config.annotations),
+                          narrate: narrate)
             narrate("execve(\"\(program)\", \(process.args))", "start: the init becomes the container's process; PID 1 is now your program")
             try Exec.replaceProcess(program, arguments: process.args, environment: environment)
         } catch let error as ExecError {
-            report("error exec: \(error.description)")
+            if ready { printError("container init: \(error)") } else { report("error exec: \(error.description)") }
             exit(127)
         } catch {
-            report("error \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+            // Before "ready" the runtime reports it; after, nobody listens on the pipe.
+            if ready { printError("container init: \(error)") } else {
+                report("error \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+            }
             exit(1)
         }
     }

@@ -54,9 +54,6 @@ public struct Runtime {
             throw IsolationError("process.terminal is true: terminals (--console-socket) are not supported by this runtime yet",
                                  hint: "set process.terminal to false in config.json")
         }
-        if let hooks = config.hooks, [hooks.prestart, hooks.createRuntime, hooks.createContainer, hooks.startContainer, hooks.poststart, hooks.poststop].contains(where: { !($0 ?? []).isEmpty }) {
-            throw IsolationError("config.json has hooks, which this runtime does not run yet", hint: "remove hooks from config.json")
-        }
         let namespaces = config.linux?.namespaces ?? []
         let joined = namespaces.filter { $0.path != nil }
         if joined.contains(where: { $0.type == .mount }) {
@@ -104,9 +101,15 @@ public struct Runtime {
             close(sync.write)
             defer { close(sync.read) }
             guard syncFD >= 0 else { throw StageError(stage: "dup the sync pipe", errno: currentErrno()) }
+            // And the other way: "go on" after the runtime's hooks, with the init's host PID.
+            let proceed = try makePipe()
+            let proceedFD = fcntl(proceed.read, F_DUPFD, 100)
+            close(proceed.read)
+            defer { close(proceed.write) }
+            guard proceedFD >= 0 else { throw StageError(stage: "dup the continue pipe", errno: currentErrno()) }
 
             // Only 0, 1, 2, the sync pipe and --preserve-fds (3 … 3+N-1) reach the init.
-            FileSystem.closeOnExecAll(except: Set([syncFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+            FileSystem.closeOnExecAll(except: Set([syncFD, proceedFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
             var spawn = SpawnOptions()
             // A cgroup namespace's root is the cgroup its creator is in: the init makes it
             // itself (unshare), once we have moved it into the container's cgroup.
@@ -116,7 +119,7 @@ public struct Runtime {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
             }
-            var arguments = ["init", "--bundle", bundle.string, "--state-dir", directory.string, "--sync-fd", "\(syncFD)"]
+            var arguments = ["init", "--bundle", bundle.string, "--state-dir", directory.string, "--sync-fd", "\(syncFD)", "--continue-fd", "\(proceedFD)"]
             for (controller, path) in cgroup!.directories.sorted(by: { $0.key < $1.key }) { arguments += ["--cgroup", "\(controller)=\(path)"] }
             if options.narrateInit { arguments.append("--narrate") }
             narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execve(\"/proc/self/exe\", [\"init\", …])",
@@ -126,9 +129,11 @@ public struct Runtime {
                                                environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], options: spawn)
             } catch {
                 close(syncFD)
+                close(proceedFD)
                 throw error
             }
             close(syncFD)
+            close(proceedFD)
             lap("namespaces")
             if newKinds.contains(.user), let linux = config.linux {
                 let map = UserNamespace(
@@ -141,8 +146,17 @@ public struct Runtime {
             try child!.release()
             lap("cgroup join")
 
-            // Wait for the init's word: everything is set up, or what failed.
-            let message = readAll(sync.read).split(separator: "\n").first.map(String.init) ?? ""
+            // The init's words: "hooks" once its mounts are made (before pivot_root), when the
+            // runtime's prestart and createRuntime hooks run; then "ready", or what failed.
+            var message = readLine(sync.read)
+            if message == "hooks" {
+                let state = OCIState(id: id, status: .creating, pid: child!.pid, bundle: bundle.string, annotations: config.annotations)
+                try Hooks.run(config.hooks?.prestart, stage: "prestart", state: state, narrate: narrate)
+                try Hooks.run(config.hooks?.createRuntime, stage: "createRuntime", state: state, narrate: narrate)
+                let go = Array("\(child!.pid)\n".utf8)
+                _ = go.withUnsafeBufferPointer { write(proceed.write, $0.baseAddress, $0.count) }
+                message = readLine(sync.read)
+            }
             if message != "ready" {
                 let status = try? child!.wait()
                 let detail = message.hasPrefix("error ") ? String(message.dropFirst(6)) : "the container's init \(status.map { "\($0)" } ?? "ended") before it was ready"
@@ -188,6 +202,11 @@ public struct Runtime {
             _ = poll(&pfd, 1, 10)
             if read(fd, &byte, 1) == 1 {
                 unlink(fifo.string)
+                if let hooks = (try? createdConfig(id: id))?.hooks?.poststart {
+                    for warning in Hooks.runWarning(hooks, stage: "poststart", state: store.state(of: record)) {
+                        printError("warning: \(warning)")
+                    }
+                }
                 return
             }
             if store.status(of: record) == .stopped {
@@ -236,7 +255,12 @@ public struct Runtime {
             }
         }
         if let cgroup = try? Cgroup.existing(path: record.cgroupPath) { cgroup.destroy() }
+        let poststop = (try? createdConfig(id: id))?.hooks?.poststop
+        let state = store.state(of: record)
         try store.remove(id)
+        for warning in Hooks.runWarning(poststop, stage: "poststop", state: state) {
+            printError("warning: \(warning)")
+        }
     }
 
     public func pause(id: String, frozen: Bool) throws {
@@ -318,4 +342,15 @@ public struct Runtime {
         }
         return child
     }
+}
+
+/// One line from a pipe, read byte by byte so nothing after it is consumed.
+func readLine(_ fd: Int32) -> String {
+    var bytes: [UInt8] = []
+    var byte: UInt8 = 0
+    while true {
+        let n = read(fd, &byte, 1)
+        if n == 1 { if byte == 10 { break }; bytes.append(byte) } else if n < 0 && Glibc.errno == EINTR { continue } else { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
