@@ -313,6 +313,33 @@ struct Chapter04Tests {
         #expect(containerCgroups("hang").isEmpty)
     }
 
+    @Test("seccomp: a named syscall is refused, one argument test is honoured, the rest allowed", arguments: [true, false])
+    func seccomp(noNewPrivileges: Bool) throws {
+        let probe = """
+        touch /dev/shm/f; chmod 600 /dev/shm/f 2>/dev/null && echo chmod=allowed || echo chmod=denied
+        kill -0 $$ 2>/dev/null && echo signal0=allowed || echo signal0=denied
+        kill -CONT $$ 2>/dev/null && echo cont=allowed || echo cont=denied
+        grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status | tr -d '\t'
+        """
+        let bundle = try TestBundle("seccomp", args: ["sh", "-c", probe]) { config in
+            config.process?.noNewPrivileges = noNewPrivileges
+            config.linux?.seccomp = OCIConfig.Seccomp(
+                defaultAction: .allow, architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                syscalls: [
+                    OCIConfig.Syscall(names: ["chmod", "fchmod", "fchmodat", "fchmodat2", "no_such_call"], action: .errno, errnoRet: 1),
+                    // kill(pid, 0) only: argument 1 equal to 0.
+                    OCIConfig.Syscall(names: ["kill"], action: .errno, errnoRet: 1,
+                                      args: [OCIConfig.SyscallArgument(index: 1, value: 0, op: .equal)]),
+                ])
+        }
+        defer { bundle.remove() }
+        let result = try run(product("chapter-04"), ["--root", bundle.stateRoot, "run", "--bundle", bundle.path, "filtered"])
+        #expect(result.status == 0, "\(result)")
+        let lines = Set(result.stdout.split(separator: "\n").map(String.init))
+        #expect(lines.isSuperset(of: ["chmod=denied", "signal0=denied", "cont=allowed", "Seccomp:2"]), "\(result.stdout)")
+        #expect(lines.contains("NoNewPrivs:\(noNewPrivileges ? 1 : 0)"))
+    }
+
     @Test("the lesson: the bundle's config, the steps timed, created → running → stopped")
     func lesson() throws {
         let result = try run(product("chapter-04"), [], timeout: 60)

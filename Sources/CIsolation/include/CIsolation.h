@@ -123,4 +123,11 @@ int iso_send_fd(int socket, int fd, const char *message);
 /// CAP_SYS_ADMIN.
 int iso_seccomp_install(const void *instructions, unsigned short count);
 
+// MARK: Seccomp (syscalls.c)
+
+/// The native number of the system call `name`, or -1 if this architecture has none.
+int iso_syscall_number(const char *name);
+/// The AUDIT_ARCH_* value seccomp reports for this architecture's native calls.
+uint32_t iso_audit_arch(void);
+
 #endif

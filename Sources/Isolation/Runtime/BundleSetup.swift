@@ -276,8 +276,22 @@ public final class BundleSetup {
 
     // MARK: 3. The process's own settings
 
+    /// A filter to install right before execve (with no_new_privs; see `applyProcess`).
+    public private(set) var pendingSeccomp: SeccompFilter?
+
+    /// Installs the seccomp filter `applyProcess` left for the last moment, if any.
+    public func installPendingSeccomp() throws {
+        guard let filter = pendingSeccomp else { return }
+        narrate("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, {\(filter.instructions.count) BPF instructions})", "linux.seccomp, the last step before execve: from here every system call is checked")
+        try filter.install()
+        pendingSeccomp = nil
+    }
+
     public func applyProcess() throws {
         let process = config.process
+        // Compile the seccomp profile first: a profile that cannot be compiled must stop
+        // us before anything else changes.
+        let seccomp = try config.linux?.seccomp.map { try SeccompFilter($0) }
         try timed("hostname, rlimits") {
             if let hostname = config.hostname, !hostname.isEmpty {
                 guard namespaces.contains(.uts) else {
@@ -301,6 +315,15 @@ public final class BundleSetup {
             if let score = process?.oomScoreAdj {
                 narrate("echo \(score) > /proc/self/oom_score_adj", "process.oomScoreAdj")
                 try stage("oom_score_adj \(score)") { try FileSystem.writeFile("/proc/self/oom_score_adj", "\(score)") }
+            }
+        }
+        if let seccomp, process?.noNewPrivileges != true {
+            // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the next
+            // step drops: install it now (as runc does). The profile must then allow the
+            // calls that follow (setresuid, capset, prctl, execve).
+            try timed("seccomp") {
+                narrate("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, {\(seccomp.instructions.count) BPF instructions})", "linux.seccomp, before capabilities are dropped (no no_new_privs)")
+                try seccomp.install()
             }
         }
         try timed("user and capabilities") {
@@ -340,9 +363,11 @@ public final class BundleSetup {
                 narrate("prctl(PR_SET_NO_NEW_PRIVS, 1)", "execve can never grant more privileges (setuid bits, file capabilities)")
                 try stage("prctl(PR_SET_NO_NEW_PRIVS)") { _ = try valueOrErrno { iso_set_no_new_privs() } }
             }
-            if let seccomp = config.linux?.seccomp {
-                throw IsolationError("linux.seccomp is set (default action \(seccomp.defaultAction.rawValue)), but this runtime does not load seccomp filters yet",
-                                     hint: "remove linux.seccomp from config.json (podman: --security-opt seccomp=unconfined)")
+            if let seccomp, process?.noNewPrivileges == true {
+                if !seccomp.unknownNames.isEmpty {
+                    narrate("(seccomp: no such syscall here: \(seccomp.unknownNames.prefix(5).joined(separator: ", "))\(seccomp.unknownNames.count > 5 ? ", …" : ""))", "skipped, as runc does")
+                }
+                pendingSeccomp = seccomp
             }
         }
         if let cwd = process?.cwd {

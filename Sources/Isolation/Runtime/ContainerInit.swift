@@ -75,6 +75,7 @@ extension Runtime {
                           state: OCIState(id: id, status: .created, pid: hostPID, bundle: bundle.string, annotations: config.annotations),
                           narrate: narrate)
             narrate("execve(\"\(program)\", \(process.args))", "start: the init becomes the container's process; PID 1 is now your program")
+            try setup.installPendingSeccomp()
             try Exec.replaceProcess(program, arguments: process.args, environment: environment)
         } catch let error as ExecError {
             if ready { printError("container init: \(error)") } else { report("error exec: \(error.description)") }

@@ -331,7 +331,10 @@ public struct Runtime {
         request.process = options.process
         request.hostname = nil
         request.domainname = nil
-        try BundleSetup(config: request, bundle: "/", namespaces: kinds, narrate: narrate).applyProcess()
+        let setup = BundleSetup(config: request, bundle: "/", namespaces: kinds, narrate: narrate)
+        try setup.applyProcess()
+        // The filter binds us too: the profile must allow clone and wait4, as any does.
+        try setup.installPendingSeccomp()
         let environment = options.process.env ?? []
         let path = environment.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? Exec.containerPath
         let program = try Exec.resolve(options.process.args[0], path: path)
