@@ -354,7 +354,9 @@ public final class BundleSetup {
             if let capabilities {
                 narrate("cap_set_proc(effective \(capabilities.effective?.count ?? 0), permitted \(capabilities.permitted?.count ?? 0), inheritable \(capabilities.inheritable?.count ?? 0)); PR_CAP_AMBIENT_RAISE × \(capabilities.ambient?.count ?? 0)",
                         "process.capabilities with libcap (capabilities(7))")
-                try BundleSetup.setCapabilities(capabilities)
+                try BundleSetup.setCapabilities(capabilities, skipped: { name in
+                    narrate("  (ambient \(name) not raised: it is not inheritable)", "runc only warns about this too")
+                })
             }
             if let umask = user.umask { _ = Glibc.umask(mode_t(umask)) }
         }
@@ -386,7 +388,7 @@ public final class BundleSetup {
         }
     }
 
-    static func setCapabilities(_ capabilities: OCIConfig.Capabilities) throws {
+    static func setCapabilities(_ capabilities: OCIConfig.Capabilities, skipped: (String) -> Void = { _ in }) throws {
         guard let caps = cap_init() else { throw StageError(stage: "cap_init", errno: currentErrno()) }
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
         for (flag, names) in [(CAP_EFFECTIVE, capabilities.effective), (CAP_PERMITTED, capabilities.permitted), (CAP_INHERITABLE, capabilities.inheritable)] {
@@ -397,10 +399,11 @@ public final class BundleSetup {
         }
         if cap_set_proc(caps) != 0 { throw StageError(stage: "cap_set_proc", errno: currentErrno(), detail: "permitted must hold effective and inheritable") }
         _ = iso_clear_ambient_capabilities()
-        for name in capabilities.ambient ?? [] {
-            if iso_raise_ambient_capability(try capability(name)) != 0 {
-                throw StageError(stage: "prctl(PR_CAP_AMBIENT_RAISE, \(name))", errno: currentErrno(), detail: "an ambient capability must be permitted and inheritable")
-            }
+        // The kernel raises an ambient capability only if it is permitted *and*
+        // inheritable; `runc spec` lists ambient ones without inheritable, and runc only
+        // warns. So do we (in the narration): the rest of the config still holds.
+        for name in capabilities.ambient ?? [] where iso_raise_ambient_capability(try capability(name)) != 0 {
+            skipped(name)
         }
     }
 
