@@ -10,7 +10,11 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -52,4 +56,32 @@ int iso_send_fd(int socket, int fd, const char *message) {
 int iso_seccomp_install(const void *instructions, unsigned short count) {
     struct sock_fprog program = {.len = count, .filter = (struct sock_filter *)instructions};
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0);
+}
+
+int iso_connect_unix(const char *path) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(address.sun_path)) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) { int saved = errno; close(fd); errno = saved; return -1; }
+    return fd;
+}
+
+int iso_open_pty(int *master, int *slave, char *slave_name, size_t name_length) {
+    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    if (unlockpt(m) != 0 || ptsname_r(m, slave_name, name_length) != 0) { int saved = errno; close(m); errno = saved; return -1; }
+    int s = open(slave_name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) { int saved = errno; close(m); errno = saved; return -1; }
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+int iso_set_controlling_terminal(int fd) { return ioctl(fd, TIOCSCTTY, 0); }
+
+int iso_set_window_size(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize size = {.ws_row = rows, .ws_col = columns};
+    return ioctl(fd, TIOCSWINSZ, &size);
 }

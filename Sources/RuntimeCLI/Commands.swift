@@ -221,6 +221,7 @@ public struct Init: ParsableCommand {
     @Option(name: .customLong("state-dir")) public var stateDirectory: String
     @Option(name: .customLong("sync-fd")) public var syncFD: Int32
     @Option(name: .customLong("continue-fd")) public var continueFD: Int32
+    @Option(name: .customLong("console-fd")) public var consoleFD: Int32 = -1
     @Option(help: "controller=path") public var cgroup: [String] = []
     @Flag public var narrate = false
     public init() {}
@@ -232,7 +233,7 @@ public struct Init: ParsableCommand {
         }
         let style = Style.standardOutput
         Runtime.containerInit(
-            bundle: FilePath(bundle), stateDirectory: FilePath(stateDirectory), syncFD: syncFD, continueFD: continueFD,
+            bundle: FilePath(bundle), stateDirectory: FilePath(stateDirectory), syncFD: syncFD, continueFD: continueFD, consoleFD: consoleFD,
             cgroupDirectories: directories,
             narrate: narrate ? { call, why in lessonStep(call, why) } : { _, _ in },
             timings: narrate ? { timings in

@@ -351,3 +351,80 @@ struct Chapter04Tests {
         #expect(!result.stdout.contains("Error"))
     }
 }
+
+/// A console socket server, as conmon and containerd's shim are: receives the pty master
+/// over SCM_RIGHTS, types into it, and prints what the container wrote.
+let consoleServer = """
+import os, socket, sys, time
+path = sys.argv[1]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+server.listen(1)
+print("listening", flush=True)
+connection, _ = server.accept()
+message, fds, _, _ = socket.recv_fds(connection, 1024, 1)
+master = fds[0]
+print("slave=" + message.decode(), flush=True)
+os.write(master, b"typed-in\\n")
+data = b""
+deadline = time.time() + 20
+while time.time() < deadline:
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+print(data.decode(errors="replace"), flush=True)
+"""
+
+let python3: String? = ["/usr/bin/python3", "/usr/local/bin/python3", "/root/.pyenv/shims/python3"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+}
+
+@Suite("chapter-04: terminals", .enabled(if: isRoot && python3 != nil, "needs root, and python3 for the console socket server"))
+struct Chapter04TerminalTests {
+    @Test("process.terminal: the pty's master arrives over --console-socket; the process has a terminal")
+    func consoleSocket() throws {
+        let probe = "read line; echo \"got $line\"; tty; test -t 0 && echo stdin-is-a-tty; stty size"
+        let bundle = try TestBundle("tty", args: ["sh", "-c", probe]) { config in
+            config.process?.terminal = true
+            config.process?.consoleSize = OCIConfig.ConsoleSize(height: 33, width: 99)
+        }
+        defer { bundle.remove() }
+        let socketPath = bundle.folder.path + "/console.sock"
+        try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: python3!)
+        server.arguments = [bundle.folder.path + "/server.py", socketPath]
+        let serverOut = Pipe()
+        server.standardOutput = serverOut
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+
+        let result = try bundle.runtime(["run", "--console-socket", socketPath, "--bundle", bundle.path, "tty"])
+        #expect(result.status == 0, "\(result)")
+        server.waitUntilExit()
+        let seen = String(decoding: serverOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(seen.contains("slave=/dev/pts/0"), "the container's own devpts numbers from 0: \(seen)")
+        #expect(seen.contains("got typed-in"), "\(seen)")
+        #expect(seen.contains("/dev/pts/0\r\nstdin-is-a-tty"), "\(seen)")
+        #expect(seen.contains("33 99"), "consoleSize: \(seen)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/tty"))
+    }
+
+    @Test("a terminal without a console socket, or a socket without a terminal, is a clear error")
+    func mismatch() throws {
+        let withTerminal = try TestBundle("tty-missing") { $0.process?.terminal = true }
+        defer { withTerminal.remove() }
+        let noSocket = try withTerminal.runtime(["create", "--bundle", withTerminal.path, "t1"])
+        #expect(noSocket.status != 0 && noSocket.stderr.contains("--console-socket"), "\(noSocket)")
+        let plain = try TestBundle("tty-extra")
+        defer { plain.remove() }
+        let extra = try plain.runtime(["create", "--console-socket", "/nonexistent.sock", "--bundle", plain.path, "t2"])
+        #expect(extra.status != 0 && extra.stderr.contains("process.terminal is false"), "\(extra)")
+        #expect(!FileManager.default.fileExists(atPath: plain.stateRoot + "/t2"))
+    }
+}

@@ -123,6 +123,19 @@ int iso_send_fd(int socket, int fd, const char *message);
 /// CAP_SYS_ADMIN.
 int iso_seccomp_install(const void *instructions, unsigned short count);
 
+// MARK: Terminals (process.c)
+
+/// socket(AF_UNIX, SOCK_STREAM) + connect(2) to `path` (sockaddr_un is awkward in Swift).
+/// Returns the descriptor (close-on-exec) or -1 with errno.
+int iso_connect_unix(const char *path);
+/// A new pseudo-terminal from /dev/ptmx (of the devpts we see): unlockpt, ptsname, and the
+/// slave opened. Returns 0, or -1 with errno. Both descriptors are close-on-exec.
+int iso_open_pty(int *master, int *slave, char *slave_name, size_t name_length);
+/// ioctl(TIOCSCTTY): make `fd`, a terminal, the controlling terminal of our new session.
+int iso_set_controlling_terminal(int fd);
+/// ioctl(TIOCSWINSZ).
+int iso_set_window_size(int fd, unsigned short rows, unsigned short columns);
+
 // MARK: Seccomp (syscalls.c)
 
 /// The native number of the system call `name`, or -1 if this architecture has none.

@@ -9,13 +9,14 @@ extension Runtime {
     ///
     /// `narrate` hears each step (the lesson prints them with their timings).
     public static func containerInit(
-        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32, continueFD: Int32,
+        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32, continueFD: Int32, consoleFD: Int32 = -1,
         cgroupDirectories: [String: FilePath], narrate: @escaping (String, String) -> Void,
         timings: ([(stage: String, seconds: Double)]) -> Void = { _ in }
     ) -> Never {
         // The sync pipe must not reach the container's process.
         _ = fcntl(syncFD, F_SETFD, FD_CLOEXEC)
         _ = fcntl(continueFD, F_SETFD, FD_CLOEXEC)
+        if consoleFD >= 0 { _ = fcntl(consoleFD, F_SETFD, FD_CLOEXEC) }
         func report(_ line: String) {
             let bytes = Array((line + "\n").utf8)
             _ = bytes.withUnsafeBufferPointer { write(syncFD, $0.baseAddress, $0.count) }
@@ -51,6 +52,24 @@ extension Runtime {
             let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
             guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
             try setup.enterRoot()
+            if process.terminal == true {
+                // The container's own pty, from its own devpts (so it is numbered and owned
+                // inside): the master goes to the engine, the slave becomes our 0, 1, 2
+                // and, in a new session, our controlling terminal.
+                guard consoleFD >= 0 else { throw IsolationError("process.terminal is true, but there is no console socket") }
+                var master: Int32 = -1, slave: Int32 = -1
+                var name = [CChar](repeating: 0, count: 128)
+                narrate("open(\"/dev/ptmx\"); unlockpt; open(ptsname); sendmsg(console socket, SCM_RIGHTS master)", "process.terminal: the engine gets the terminal's master end")
+                guard iso_open_pty(&master, &slave, &name, name.count) == 0 else { throw StageError(stage: "open a pseudo-terminal", errno: currentErrno()) }
+                if let size = process.consoleSize { _ = iso_set_window_size(slave, UInt16(size.height), UInt16(size.width)) }
+                _ = fchown(slave, process.user.uid, process.user.gid)
+                guard iso_send_fd(consoleFD, master, String(cString: name)) == 0 else { throw StageError(stage: "send the terminal over the console socket", errno: currentErrno()) }
+                close(master)
+                close(consoleFD)
+                guard setsid() >= 0, iso_set_controlling_terminal(slave) == 0 else { throw StageError(stage: "setsid and TIOCSCTTY", errno: currentErrno()) }
+                for target in Int32(0)...2 where dup2(slave, target) < 0 { throw StageError(stage: "dup2 the terminal", errno: currentErrno()) }
+                close(slave)
+            }
             try setup.applyProcess()
             let environment = process.env ?? []
             let path = environment.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? Exec.containerPath

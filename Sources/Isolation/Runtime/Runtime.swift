@@ -50,9 +50,8 @@ public struct Runtime {
         if process.terminal == true && options.consoleSocket == nil {
             throw IsolationError("process.terminal is true, but no --console-socket was given", hint: "pass --console-socket PATH, or set terminal to false")
         }
-        if process.terminal == true {
-            throw IsolationError("process.terminal is true: terminals (--console-socket) are not supported by this runtime yet",
-                                 hint: "set process.terminal to false in config.json")
+        if process.terminal != true && options.consoleSocket != nil {
+            throw IsolationError("--console-socket was given, but process.terminal is false", hint: "set process.terminal to true, or leave --console-socket out")
         }
         let namespaces = config.linux?.namespaces ?? []
         let joined = namespaces.filter { $0.path != nil }
@@ -108,8 +107,18 @@ public struct Runtime {
             defer { close(proceed.write) }
             guard proceedFD >= 0 else { throw StageError(stage: "dup the continue pipe", errno: currentErrno()) }
 
-            // Only 0, 1, 2, the sync pipe and --preserve-fds (3 … 3+N-1) reach the init.
-            FileSystem.closeOnExecAll(except: Set([syncFD, proceedFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+            // With a terminal, the engine listens on --console-socket for the pty's master:
+            // we connect now, on the host; the init sends the master once it made the pty.
+            var consoleFD: Int32 = -1
+            if let socket = options.consoleSocket {
+                let connected = iso_connect_unix(socket.string)
+                guard connected >= 0 else { throw StageError(stage: "connect to --console-socket \(socket)", errno: currentErrno()) }
+                consoleFD = fcntl(connected, F_DUPFD, 100)
+                close(connected)
+            }
+            defer { if consoleFD >= 0 { close(consoleFD) } }
+            // Only 0, 1, 2, the sync pipes, the console and --preserve-fds (3 … 3+N-1) reach the init.
+            FileSystem.closeOnExecAll(except: Set([syncFD, proceedFD, consoleFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
             var spawn = SpawnOptions()
             // A cgroup namespace's root is the cgroup its creator is in: the init makes it
             // itself (unshare), once we have moved it into the container's cgroup.
@@ -121,6 +130,7 @@ public struct Runtime {
             }
             var arguments = ["init", "--bundle", bundle.string, "--state-dir", directory.string, "--sync-fd", "\(syncFD)", "--continue-fd", "\(proceedFD)"]
             for (controller, path) in cgroup!.directories.sorted(by: { $0.key < $1.key }) { arguments += ["--cgroup", "\(controller)=\(path)"] }
+            if consoleFD >= 0 { arguments += ["--console-fd", "\(consoleFD)"] }
             if options.narrateInit { arguments.append("--narrate") }
             narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execve(\"/proc/self/exe\", [\"init\", …])",
                     "the container's first process, in its new namespaces, held before exec")
