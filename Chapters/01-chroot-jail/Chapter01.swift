@@ -74,9 +74,9 @@ func spawnJailed(_ root: RootFilesystem, _ command: [String], narrate: Bool, std
 }
 
 /// Runs a command in the jail and returns what it printed (for the side-by-side views).
-func captureJailed(_ root: RootFilesystem, _ command: [String]) throws -> String {
+func captureJailed(_ root: RootFilesystem, _ command: [String], narrate: Bool = false) throws -> String {
     let pipe = try makePipe()
-    let child = try spawnJailed(root, command, narrate: false, stdout: FileDescriptor(rawValue: pipe.write))
+    let child = try spawnJailed(root, command, narrate: narrate, stdout: FileDescriptor(rawValue: pipe.write))
     close(pipe.write)
     let output = readAll(pipe.read)
     close(pipe.read)

@@ -86,12 +86,7 @@ struct Lesson: ParsableCommand {
 
     /// The first jailed run narrates its own system calls as it makes them.
     func captureJailedNarrated(_ root: RootFilesystem, _ command: [String]) throws -> String {
-        let pipe = try makePipe()
-        let child = try spawnJailed(root, command, narrate: true, stdout: FileDescriptor(rawValue: pipe.write))
-        close(pipe.write)
-        let output = readAll(pipe.read)
-        close(pipe.read)
-        try child.wait()
+        let output = try captureJailed(root, command, narrate: true)
         // The narration went to the child's stdout before execve; the program's output follows.
         let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
         let narration = lines.prefix(while: { $0.hasPrefix("  ") })
