@@ -133,6 +133,12 @@ struct Chapter04Tests {
             let result = try bundle.runtime(command)
             #expect(result.status != 0 && result.stderr.contains("does not exist"), "\(command): \(result)")
         }
+        // As runc: delete --force of a container that does not exist succeeds (podman
+        // calls it after a create that failed), and leaves nothing.
+        let forced = try bundle.runtime(["delete", "--force", "nope"])
+        #expect(forced.status == 0 && forced.stderr.isEmpty, "\(forced)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/nope"))
+        #expect(try bundle.runtime(["delete", "--force", "../escape"]).status != 0, "an invalid ID stays an error")
         #expect(try bundle.runtime(["create", "--bundle", bundle.path, "dup"]).status == 0)
         let second = try bundle.runtime(["create", "--bundle", bundle.path, "dup"])
         #expect(second.status != 0 && second.stderr.contains("already exists"), "\(second)")

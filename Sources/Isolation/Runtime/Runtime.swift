@@ -247,9 +247,13 @@ public struct Runtime {
     public func delete(id: String, force: Bool) throws {
         let record: ContainerRecord
         do { record = try store.load(id) } catch {
-            // A half-made container (no record yet) may still be removed by force.
-            if force && FileSystem.isDirectory(store.directory(id)) { try store.remove(id); return }
-            throw error
+            // With force, as runc: a half-made container (a folder, no record yet) is
+            // removed, and one that does not exist is already gone. Engines rely on it:
+            // podman calls `delete --force` after a `create` that failed.
+            guard force else { throw error }
+            try ContainerStore.validate(id: id)
+            if FileSystem.isDirectory(store.directory(id)) { try store.remove(id) }
+            return
         }
         var status = store.status(of: record)
         if status != .stopped {
