@@ -8,11 +8,18 @@ public enum Exec {
 
     /// Finds `command` in `path` the way execvp(3) does, as seen from our root directory.
     /// A command with no match throws an error with runc's words, "executable file not
-    /// found in $PATH", which engines such as podman turn into exit status 127.
+    /// found in $PATH", which engines such as podman turn into exit status 127. A path
+    /// that names no executable file is "permission denied" (status 126), found here, before
+    /// the container is ready, as runc does: once started, nobody would hear the error.
     public static func resolve(_ command: String, path: String = containerPath) throws -> FilePath {
         if command.contains("/") {
-            guard FileSystem.exists(FilePath(command)) else {
+            var info = stat()
+            guard stat(command, &info) == 0 else {
                 throw ExecError(command: command, reason: "no such file or directory")
+            }
+            // access(2) with X_OK: root passes if any execute bit is set, as execve(2) wants.
+            guard (info.st_mode & S_IFMT) == S_IFREG, access(command, X_OK) == 0 else {
+                throw ExecError(command: command, reason: "permission denied")
             }
             return FilePath(command)
         }
@@ -36,4 +43,26 @@ public struct ExecError: Error, CustomStringConvertible {
     public var command: String
     public var reason: String
     public var description: String { "\(command): \(reason)" }
+    public init(command: String, reason: String) {
+        self.command = command
+        self.reason = reason
+    }
+
+    /// Reads back a `description` (the container's init sends it to the runtime as text).
+    public init?(parsing text: String) {
+        for reason in ["permission denied", "no such file or directory", "executable file not found in $PATH"] {
+            var index = text.startIndex
+            while index < text.endIndex {
+                if text[index...].hasPrefix(": " + reason) {
+                    self.init(command: String(text[..<index]), reason: String(text[index...].dropFirst(2)))
+                    return
+                }
+                index = text.index(after: index)
+            }
+        }
+        return nil
+    }
+
+    /// The shell's status: 126 for a file that cannot be executed, 127 for one not found.
+    public var status: Int32 { reason == "permission denied" ? 126 : 127 }
 }

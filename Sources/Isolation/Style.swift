@@ -77,7 +77,7 @@ public func reportingErrors(_ program: String, _ body: () throws -> Void) {
         try body()
     } catch let error as ExecError {
         printError("\(program): \(error)")
-        exit(127)
+        exit(error.status)
     } catch let error as IsolationError {
         printError("\(program): \(error)")
         exit(1)

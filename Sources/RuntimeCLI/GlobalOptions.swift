@@ -33,7 +33,7 @@ public struct GlobalOptions: ParsableArguments {
             // A command that cannot be found: runc's words, and the shell's status.
             printError("\(CommandLine.arguments.first.map { FilePath($0).lastComponent?.string ?? $0 } ?? "runtime"): \(error)")
             RuntimeLog(self).write(level: "error", error.description)
-            throw ExitCode(127)
+            throw ExitCode(error.status)
         } catch {
             let message = Self.message(for: error)
             printError("\(CommandLine.arguments.first.map { FilePath($0).lastComponent?.string ?? $0 } ?? "runtime"): \(message)")

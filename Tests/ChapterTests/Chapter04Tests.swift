@@ -180,6 +180,11 @@ struct Chapter04Tests {
         var missing = OCIConfig.defaultSpec(args: ["no-such-program"])
         missing.root = OCIConfig.Root(path: try builtInRootfs(), readonly: true)
         try expectRejected(String(decoding: missing.encodedJSON(), as: UTF8.self), "executable file not found")
+        // A file that is not executable: found at create, with the words engines turn into 126.
+        missing.process?.args = ["/etc/passwd"]
+        try expectRejected(String(decoding: missing.encodedJSON(), as: UTF8.self), "/etc/passwd: permission denied")
+        let run = try bundle.runtime(["run", "--bundle", bundle.path, "bad"])
+        #expect(run.status == 126 && run.stderr.contains("permission denied"), "\(run)")
     }
 
     @Test("config fields, seen from a probe inside the container")

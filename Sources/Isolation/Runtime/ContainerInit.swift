@@ -98,7 +98,7 @@ extension Runtime {
             try Exec.replaceProcess(program, arguments: process.args, environment: environment)
         } catch let error as ExecError {
             if ready { printError("container init: \(error)") } else { report("error exec: \(error.description)") }
-            exit(127)
+            exit(error.status)
         } catch {
             // Before "ready" the runtime reports it; after, nobody listens on the pipe.
             if ready { printError("container init: \(error)") } else {

@@ -167,6 +167,10 @@ public struct Runtime {
                 _ = go.withUnsafeBufferPointer { write(proceed.write, $0.baseAddress, $0.count) }
                 message = readLine(sync.read)
             }
+            if message.hasPrefix("error exec: "), let error = ExecError(parsing: String(message.dropFirst(12))) {
+                _ = try? child!.wait()
+                throw error  // the shell's status (126, 127) for `run`; runc's words for engines
+            }
             if message != "ready" {
                 let status = try? child!.wait()
                 let detail = message.hasPrefix("error ") ? String(message.dropFirst(6)) : "the container's init \(status.map { "\($0)" } ?? "ended") before it was ready"
