@@ -20,6 +20,7 @@ struct Chapter04: ParsableCommand {
         defaultSubcommand: Lesson.self)
 
     static func main() {
+        RuntimeCommands.logCall()
         main(RuntimeCommands.arguments())
     }
 }

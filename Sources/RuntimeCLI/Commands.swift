@@ -33,6 +33,28 @@ public enum RuntimeCommands {
         return arguments
     }
 
+    /// The call log, a lesson's window on an engine: when `<root>/calls.log` exists, every
+    /// call appends one line to it, saying who called (the parent's name and PID) and
+    /// with which arguments. Create the file to turn it on; engines pass no option or
+    /// environment for it (podman's own calls carry almost no environment).
+    public static func logCall(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
+        var root = ContainerStore.defaultRoot.string
+        for (index, word) in arguments.enumerated() {
+            if word == "--root", index + 1 < arguments.count { root = arguments[index + 1]; break }
+            if word.hasPrefix("--root=") { root = String(word.dropFirst(7)); break }
+            if !word.hasPrefix("-") && index > 0 && !arguments[index - 1].hasPrefix("--") { break }
+        }
+        // No O_CREAT: only an existing file turns the log on.
+        let fd = open(root + "/calls.log", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let parent = getppid()
+        let name = ((try? FileSystem.readString(FilePath("/proc/\(parent)/comm"))) ?? "?").split(separator: "\n").first.map(String.init) ?? "?"
+        let line = "\(RuntimeLog.now()) \(name)[\(parent)] → \(arguments.joined(separator: " "))\n"
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count) }
+    }
+
     public static let all: [ParsableCommand.Type] = [
         Spec.self, Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self,
         List.self, Ps.self, Pause.self, Resume.self, Exec.self, Init.self,

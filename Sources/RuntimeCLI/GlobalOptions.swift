@@ -80,7 +80,10 @@ struct RuntimeLog {
         close(fd)
     }
 
-    func timestamp() -> String {
+    func timestamp() -> String { Self.now() }
+
+    /// The time now, as RFC 3339 in UTC with nanoseconds (runc's log format).
+    static func now() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var seconds = now.tv_sec

@@ -11,4 +11,5 @@ struct Isorun: ParsableCommand {
         subcommands: RuntimeCommands.all)
 }
 
+RuntimeCommands.logCall()
 Isorun.main(RuntimeCommands.arguments())

@@ -439,3 +439,24 @@ struct Chapter04TerminalTests {
         #expect(!FileManager.default.fileExists(atPath: plain.stateRoot + "/t2"))
     }
 }
+
+// Read by chapter 05, which shows what engines call.
+extension Chapter04Tests {
+    @Test("the call log: with <root>/calls.log present, each call is one line naming its caller; absent, nothing is written")
+    func callLog() throws {
+        let bundle = try TestBundle("calls")
+        defer { bundle.remove() }
+        _ = try bundle.runtime(["state", "quiet"])
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/calls.log"), "the log is never created by the runtime")
+        try FileManager.default.createDirectory(atPath: bundle.stateRoot, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: bundle.stateRoot + "/calls.log", contents: nil)
+        _ = try bundle.runtime(["state", "nope"])
+        _ = try bundle.runtime(["delete", "--force", "nope"])
+        let lines = try String(contentsOfFile: bundle.stateRoot + "/calls.log", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2, "\(lines)")
+        // The caller is this test process: its name as the kernel knows it (15 characters at most).
+        let me = String((try String(contentsOfFile: "/proc/self/comm", encoding: .utf8)).dropLast())
+        #expect(lines.first?.hasSuffix("\(me)[\(getpid())] → --root \(bundle.stateRoot) state nope") == true, "\(lines)")
+        #expect(lines.last?.hasSuffix(" → --root \(bundle.stateRoot) delete --force nope") == true, "\(lines)")
+    }
+}
