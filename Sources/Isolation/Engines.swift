@@ -1,0 +1,151 @@
+import Glibc
+import SystemPackage
+
+/// Real engines driving this project's runtime, each kept inside one folder so that
+/// nothing of the machine's own podman or containerd is touched: chapter 05 and its
+/// tests write these files, run the engines' clients, and remove the folder after.
+public enum Engines {
+    /// The Debian package that brings a program, for "install it" messages.
+    public static func package(for program: String) -> String {
+        switch program {
+        case "podman", "conmon": return "podman"
+        case "containerd", "ctr", "containerd-shim-runc-v2": return "containerd"
+        default: return program
+        }
+    }
+
+    /// The programs an engine needs that are not installed (empty: all there).
+    public static func missing(_ programs: [String]) -> [String] {
+        programs.filter { Command.find($0) == nil }
+    }
+
+    /// The image both engines run: the project's root filesystem, imported as is.
+    public static let imageName = "localhost/\(projectPrefix)-rootfs:latest"
+
+    /// podman, told by two files (containers.conf(5), containers-storage.conf(5)) to keep
+    /// everything in `folder`, to call `runtime`, and to need nothing this machine lacks.
+    public struct Podman: Sendable {
+        public let folder: FilePath
+        public let runtime: FilePath
+        /// The runtime's name in containers.conf: podman passes `--log FILE
+        /// --log-format=json` only to runtimes named in `runtime_supports_json`.
+        public let runtimeName: String
+
+        public init(folder: FilePath, runtime: FilePath, runtimeName: String = "isorun") {
+            self.folder = folder
+            self.runtime = runtime
+            self.runtimeName = runtimeName
+        }
+
+        public var containersConf: FilePath { folder.appending("containers.conf") }
+        public var storageConf: FilePath { folder.appending("storage.conf") }
+
+        /// Every podman call gets these (podman reads no other configuration then).
+        public var environment: [String: String] {
+            ["CONTAINERS_CONF": containersConf.string, "CONTAINERS_STORAGE_CONF": storageConf.string]
+        }
+
+        /// The cgroup parent of this folder's containers, below the project's cgroups:
+        /// podman would use /libpod_parent otherwise, and puts conmon in `<parent>/conmon`.
+        public var cgroupParent: String {
+            "/\(projectPrefix)/podman-\(folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "test")"
+        }
+
+        /// Writes containers.conf and storage.conf.
+        ///
+        /// - `netns = "none"`: no network setup (netavark, iptables) for these lessons.
+        /// - `cgroup_manager = "cgroupfs"`: podman writes cgroup paths itself; the
+        ///   systemd manager needs a running systemd (and the runtime's --systemd-cgroup).
+        /// - `events_logger = "file"`, `log_driver = "k8s-file"`: no journald.
+        /// - `default_ulimits`: podman asks for 1048576 open files and processes unless
+        ///   told otherwise; without CAP_SYS_RESOURCE no runtime can raise a hard limit,
+        ///   so ask for what podman itself may have (it runs with at most 32768 processes).
+        /// - `static_dir` stays unset: podman derives it from the storage's graphroot.
+        public func writeConfiguration() throws {
+            for name in ["storage", "run", "tmp", "volumes"] { try FileSystem.makeDirectories(folder.appending(name)) }
+            var limit = rlimit()
+            getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+            let files = min(UInt64(limit.rlim_max), 1_048_576)
+            getrlimit(__rlimit_resource_t(__RLIMIT_NPROC.rawValue), &limit)
+            let processes = min(UInt64(limit.rlim_max), 32768)
+            let containers = """
+                # podman for the Isolation workshop: everything in \(folder), runtime \(runtimeName).
+                [containers]
+                netns = "none"
+                default_ulimits = ["nofile=\(files):\(files)", "nproc=\(processes):\(processes)"]
+
+                log_driver = "k8s-file"
+
+                [engine]
+                cgroup_manager = "cgroupfs"
+                events_logger = "file"
+                events_logfile_path = "\(folder.appending("events.log"))"
+                tmp_dir = "\(folder.appending("tmp"))"
+                volume_path = "\(folder.appending("volumes"))"
+                runtime = "\(runtimeName)"
+                runtime_supports_json = ["\(runtimeName)"]
+
+                [engine.runtimes]
+                \(runtimeName) = ["\(runtime)"]
+
+                """
+            let storage = """
+                # vfs: plain copies, works on any file system (overlay may not, nested).
+                [storage]
+                driver = "vfs"
+                graphroot = "\(folder.appending("storage"))"
+                runroot = "\(folder.appending("run"))"
+
+                """
+            try FileSystem.writeFile(containersConf, containers)
+            try FileSystem.writeFile(storageConf, storage)
+        }
+
+        /// Removes this podman's cgroups (conmon's and any container's left behind).
+        public func removeCgroups() {
+            let name = String(cgroupParent.split(separator: "/").last ?? "")
+            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(name)) {
+                _ = Cleanup.removeCgroupTree(parent.appending(name), report: { _ in })
+            }
+        }
+    }
+
+    /// containerd on its own socket, with its root and state in `folder`.
+    public struct Containerd: Sendable {
+        public let folder: FilePath
+        public init(folder: FilePath) { self.folder = folder }
+
+        public var config: FilePath { folder.appending("config.toml") }
+        public var address: FilePath { folder.appending("containerd.sock") }
+        /// The runc shim's `--root` is `<runc root>/<namespace>`: our runtime's state folder.
+        public var runcRoot: FilePath { folder.appending("runc") }
+        public var log: FilePath { folder.appending("containerd.log") }
+
+        /// Writes config.toml (containerd-config.toml(5)): no CRI plugin (no kubelet
+        /// here), no debug or metrics listeners, sockets in the folder.
+        public func writeConfiguration() throws {
+            for name in ["root", "state", "runc"] { try FileSystem.makeDirectories(folder.appending(name)) }
+            let text = """
+                # containerd for the Isolation workshop: everything in \(folder).
+                version = 2
+                root = "\(folder.appending("root"))"
+                state = "\(folder.appending("state"))"
+                disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+                [grpc]
+                  address = "\(address)"
+
+                [ttrpc]
+                  address = "\(address).ttrpc"
+
+                [debug]
+                  address = ""
+
+                [metrics]
+                  address = ""
+
+                """
+            try FileSystem.writeFile(config, text)
+        }
+    }
+}

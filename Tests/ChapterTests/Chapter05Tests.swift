@@ -1,0 +1,280 @@
+// Chapter 05: real engines (podman with conmon, containerd with its runc shim) driving
+// isorun. Each test keeps the engine's state in a temporary folder and removes its
+// containers, images, cgroups, state folders and any containerd it started.
+import Foundation
+import Isolation
+import SystemPackage
+import Testing
+
+let podmanInstalled = Engines.missing(["podman", "conmon"]).isEmpty
+let containerdInstalled = Engines.missing(["containerd", "ctr", "containerd-shim-runc-v2"]).isEmpty
+
+/// The runtime's call log in `root` (`<root>/calls.log`, see `RuntimeCommands.logCall`):
+/// turned on for a test, and off again after if the test turned it on.
+struct CallLog {
+    let path: String
+    let created: Bool
+    init(root: String) throws {
+        path = root + "/calls.log"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        created = !FileManager.default.fileExists(atPath: path)
+        if created { FileManager.default.createFile(atPath: path, contents: nil) }
+    }
+    /// The calls made for container `id`: each line's arguments, after the `→`.
+    func calls(for id: String) -> [String] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard line.split(separator: " ").contains(where: { $0 == id }), let arrow = line.range(of: " → ") else { return nil }
+            return String(line[arrow.upperBound...])
+        }
+    }
+    /// The IDs the runtime was asked to create since `mark` lines.
+    func createdIDs() -> [String] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.contains(" create ") }.compactMap { $0.split(separator: " ").last.map(String.init) }
+    }
+    func remove() { if created { try? FileManager.default.removeItem(atPath: path) } }
+}
+
+/// Runs an engine's client to completion (SIGKILL after `timeout`), with stdin, stdout and
+/// stderr in files of `folder`: posix_spawn(3) and waitpid(2) on that one PID. Foundation's
+/// Process sometimes never saw `podman run -d` exit (the zombie stayed, waitUntilExit hung),
+/// and what a detached engine leaves running must not hold our pipes open.
+func runEngine(_ executable: String, _ arguments: [String], environment: [String: String],
+               stdin: String? = nil, in folder: String, timeout: TimeInterval = 60) throws -> RunResult {
+    let base = folder + "/io-\(UUID().uuidString)"
+    try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: base + ".in"))
+    defer { for suffix in [".in", ".out", ".err"] { try? FileManager.default.removeItem(atPath: base + suffix) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, base + ".in", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+    let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (argv + envp).forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EINVAL) }
+    var status: Int32 = 0
+    let deadline = Date().addingTimeInterval(timeout)
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        if Date() > deadline { kill(pid, SIGKILL); waitpid(pid, &status, 0); break }
+        usleep(5_000)
+    }
+    let signaled = status & 0x7f != 0
+    return RunResult(status: signaled ? status & 0x7f : (status >> 8) & 0xff, reason: signaled ? .uncaughtSignal : .exit,
+                     stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+                     stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+}
+
+/// Kills what is left of an engine in `folder` (conmon, podman's clean-up, a shim),
+/// found by its command line, and unmounts what it left mounted there.
+func stopProcessesAndMounts(under folder: String) {
+    for _ in 0..<50 {
+        let pids = processes(mentioning: folder)
+        if pids.isEmpty { break }
+        usleep(100_000)
+    }
+    for pid in processes(mentioning: folder) { kill(pid, SIGKILL) }
+    for point in mounts(under: folder).sorted(by: { $0.count > $1.count }) {
+        try? Mount.unmount(FilePath(point), detach: true)
+    }
+}
+
+func processes(mentioning text: String) -> [pid_t] {
+    let me = getpid()
+    return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }.filter { pid in
+        guard pid != me, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: data, as: UTF8.self).contains(text)
+    }
+}
+
+/// podman with a folder of its own and the built isorun as its runtime, and the project's
+/// root filesystem imported as an image.
+final class PodmanUnderTest {
+    let folder: TemporaryFolder
+    let engine: Engines.Podman
+    let calls: CallLog
+
+    init(_ purpose: String) throws {
+        folder = try TemporaryFolder("ch05-\(purpose)")
+        engine = Engines.Podman(folder: FilePath(folder.path), runtime: FilePath(product("isorun")))
+        calls = try CallLog(root: ContainerStore.defaultRoot.string)
+        do {
+            try engine.writeConfiguration()
+            let tar = folder.path + "/rootfs.tar"
+            let packed = try run("/bin/tar", ["-C", try builtInRootfs(), "-cf", tar, "."])
+            try #require(packed.status == 0, "tar: \(packed)")
+            let imported = try podman(["import", tar, Engines.imageName])
+            try #require(imported.status == 0, "podman import: \(imported)")
+            try FileManager.default.removeItem(atPath: tar)
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    func podman(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 60) throws -> RunResult {
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in engine.environment { environment[key] = value }
+        return try runEngine(Command.find("podman")!.string, arguments, environment: environment, stdin: stdin, in: folder.path, timeout: timeout)
+    }
+
+    /// `podman run` (or create) with the cgroup parent of this folder.
+    func runArguments(_ arguments: [String]) -> [String] {
+        ["run", "--cgroup-parent", engine.cgroupParent] + arguments
+    }
+
+    /// No container, state folder or cgroup is left of the IDs podman created.
+    func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let left = try podman(["ps", "--all", "--quiet"])
+        #expect(left.stdout.isEmpty, "containers left: \(left.stdout)", sourceLocation: sourceLocation)
+        for id in calls.createdIDs() where id.count == 64 {
+            #expect(!FileManager.default.fileExists(atPath: ContainerStore.defaultRoot.string + "/" + id), "state of \(id) left", sourceLocation: sourceLocation)
+            let cgroups = Cleanup.cgroupParents().map { $0.string + "/" + engine.cgroupParent.split(separator: "/").last! + "/libpod-" + id }
+            #expect(cgroups.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "cgroup of \(id) left", sourceLocation: sourceLocation)
+        }
+    }
+
+    func remove() {
+        _ = try? podman(["rm", "--all", "--force", "--time", "0"])
+        _ = try? podman(["rmi", "--all", "--force"])
+        stopProcessesAndMounts(under: folder.path)
+        engine.removeCgroups()
+        calls.remove()
+        folder.remove()
+    }
+}
+
+@Suite("chapter-05: podman runs isorun", .serialized, .enabled(if: isRoot, "engines need root"),
+       .enabled(if: podmanInstalled, "podman is not installed: apt-get install podman (it brings conmon)"))
+struct Chapter05PodmanTests {
+    @Test("podman run: output, exit codes, 127 and 126, env, workdir, user, hostname, -i, -t, --read-only")
+    func runs() throws {
+        let engine = try PodmanUnderTest("run")
+        defer { engine.remove() }
+        let image = Engines.imageName
+
+        let hello = try engine.podman(engine.runArguments(["--rm", "--hostname", "probe", image, "sh", "-c", "echo hello from $(hostname), PID $$"]))
+        #expect(hello.status == 0 && hello.stdout == "hello from probe, PID 1\n", "\(hello)")
+        let three = try engine.podman(engine.runArguments(["--rm", image, "sh", "-c", "exit 3"]))
+        #expect(three.status == 3, "\(three)")
+        let missing = try engine.podman(engine.runArguments(["--rm", image, "no-such-program"]))
+        #expect(missing.status == 127 && missing.stderr.contains("executable file not found"), "\(missing)")
+        let notExecutable = try engine.podman(engine.runArguments(["--rm", image, "/etc/passwd"]))
+        #expect(notExecutable.status == 126 && notExecutable.stderr.contains("permission denied"), "\(notExecutable)")
+
+        let fields = try engine.podman(engine.runArguments([
+            "--rm", "-e", "GREETING=hi", "-w", "/tmp", "-u", "1000:1000", image,
+            "sh", "-c", "echo $GREETING $(pwd) $(id -u):$(id -g)",
+        ]))
+        #expect(fields.stdout == "hi /tmp 1000:1000\n", "\(fields)")
+
+        let input = try engine.podman(engine.runArguments(["--rm", "-i", image, "sh", "-c", "read line; echo got: $line"]), stdin: "piped in\n")
+        #expect(input.stdout == "got: piped in\n", "\(input)")
+        // -t: conmon listens on --console-socket; the process sees a terminal, and its
+        // newlines come back as CR LF (the pty's line discipline).
+        let terminal = try engine.podman(engine.runArguments(["--rm", "-t", image, "sh", "-c", "tty; [ -t 1 ] && echo stdout-is-a-tty"]))
+        #expect(terminal.status == 0 && terminal.stdout == "/dev/pts/0\r\nstdout-is-a-tty\r\n", "\(terminal)")
+
+        let readOnly = try engine.podman(engine.runArguments(["--rm", "--read-only", image, "sh", "-c", "touch /new 2>&1; echo status=$?"]))
+        #expect(readOnly.stdout.contains("Read-only file system") && readOnly.stdout.contains("status=1"), "\(readOnly)")
+        let writable = try engine.podman(engine.runArguments(["--rm", image, "sh", "-c", "touch /new && echo status=$?"]))
+        #expect(writable.stdout == "status=0\n", "\(writable)")
+
+        // What conmon asked of the runtime, in order, with the log options podman gives
+        // runtimes named in runtime_supports_json.
+        let ids = engine.calls.createdIDs()
+        #expect(ids.count >= 9, "\(ids)")
+        if let id = ids.first {
+            let calls = engine.calls.calls(for: id)
+            #expect(calls.count == 3, "\(calls)")
+            if calls.count == 3 {
+                #expect(calls[0].contains("--log-format=json --log ") && calls[0].contains(" create --bundle ") && calls[0].contains("--pid-file"))
+                #expect(calls[1] == "start \(id)")
+                #expect(calls[2] == "delete --force \(id)")
+            }
+        }
+        try engine.expectNothingLeft()
+    }
+
+    @Test("podman run --memory, --cpus, --pids-limit: read back from inside the container")
+    func limits() throws {
+        let engine = try PodmanUnderTest("limits")
+        defer { engine.remove() }
+        // The container's cgroup files, on v1 (one mount per controller) or v2.
+        let probe = """
+            cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
+            { cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us && cat /sys/fs/cgroup/cpu/cpu.cfs_period_us; } 2>/dev/null | paste -sd ' ' || cat /sys/fs/cgroup/cpu.max
+            cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max
+            """
+        let result = try engine.podman(engine.runArguments(["--rm", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "50", Engines.imageName, "sh", "-c", probe]))
+        #expect(result.status == 0 && result.stdout == "67108864\n50000 100000\n50\n", "\(result)")
+        try engine.expectNothingLeft()
+    }
+
+    @Test("podman -d, exec (exit code, -i, -u, -w, -e), pause, unpause, stop, restart, kill (137), rm")
+    func detached() throws {
+        let engine = try PodmanUnderTest("detached")
+        defer { engine.remove() }
+        // PID 1 with a SIGTERM handler, so that `stop` ends it with SIGTERM, not SIGKILL.
+        let script = "trap 'echo got SIGTERM; exit 0' TERM; echo started; while :; do sleep 0.1; done"
+        let started = try engine.podman(engine.runArguments(["-d", "--name", "web", Engines.imageName, "sh", "-c", script]))
+        try #require(started.status == 0, "\(started)")
+        let id = started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func inspect(_ format: String) throws -> String {
+            try engine.podman(["inspect", "web", "--format", format]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try inspect("{{.State.Status}}") == "running")
+        let pid = try inspect("{{.State.Pid}}")
+        // The init's parent is conmon, the subreaper, not the runtime (which has exited).
+        let parent = ProcessInfoStat(pid: pid_t(pid) ?? 0)?.parent ?? 0
+        let parentName = (try? String(contentsOfFile: "/proc/\(parent)/comm", encoding: .utf8)) ?? ""
+        #expect(parentName == "conmon\n", "the container's init \(pid) has parent \(parent) '\(parentName)'")
+
+        let exec = try engine.podman(["exec", "web", "sh", "-c", "echo in $(hostname) as PID $$; exit 4"])
+        #expect(exec.status == 4 && exec.stdout.hasPrefix("in \(id.prefix(12)) as PID "), "\(exec)")
+        let fields = try engine.podman(["exec", "-u", "1000", "-w", "/tmp", "-e", "X=y", "web", "sh", "-c", "echo $(id -u) $(pwd) $X"])
+        #expect(fields.stdout == "1000 /tmp y\n", "\(fields)")
+        let input = try engine.podman(["exec", "-i", "web", "cat"], stdin: "through exec\n")
+        #expect(input.stdout == "through exec\n", "\(input)")
+        let missing = try engine.podman(["exec", "web", "no-such-program"])
+        #expect(missing.status == 127, "\(missing)")
+
+        #expect(try engine.podman(["pause", "web"]).status == 0)
+        #expect(try inspect("{{.State.Status}}") == "paused")
+        let frozen = Cleanup.cgroupParents().compactMap { parent -> String? in
+            try? String(contentsOfFile: parent.string + "/" + engine.engine.cgroupParent.split(separator: "/").last! + "/libpod-\(id)/freezer.state", encoding: .utf8)
+        }
+        #expect(frozen.isEmpty || frozen.contains("FROZEN\n"), "\(frozen)")
+        #expect(try engine.podman(["unpause", "web"]).status == 0)
+        #expect(try inspect("{{.State.Status}}") == "running")
+
+        let stop = try engine.podman(["stop", "--time", "10", "web"])
+        #expect(stop.status == 0, "\(stop)")
+        #expect(try inspect("{{.State.Status}}") == "exited")
+        #expect(try inspect("{{.State.ExitCode}}") == "0", "SIGTERM reached the trap")
+        #expect(try engine.podman(["logs", "web"]).stdout.contains("got SIGTERM"))
+
+        // restart: conmon calls create again with the same ID.
+        let restart = try engine.podman(["restart", "web"])
+        #expect(restart.status == 0, "\(restart)")
+        #expect(try inspect("{{.State.Status}}") == "running")
+        #expect(try inspect("{{.State.Pid}}") != pid)
+        #expect(engine.calls.calls(for: id).filter { $0.contains(" create ") }.count == 2, "\(engine.calls.calls(for: id))")
+
+        #expect(try engine.podman(["kill", "web"]).status == 0)
+        let wait = try engine.podman(["wait", "web"])
+        #expect(wait.stdout == "137\n", "\(wait)")
+        let removed = try engine.podman(["rm", "web"])
+        #expect(removed.status == 0, "\(removed)")
+
+        let calls = engine.calls.calls(for: id)
+        for expected in ["exec --pid-file", "--process", "--detach", "pause \(id)", "resume \(id)", "kill \(id) 15", "kill \(id) 9", "delete --force \(id)"] {
+            #expect(calls.contains { $0.contains(expected) }, "no call with '\(expected)' in \(calls)")
+        }
+        try engine.expectNothingLeft()
+    }
+}
