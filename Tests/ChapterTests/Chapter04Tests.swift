@@ -415,6 +415,44 @@ struct Chapter04TerminalTests {
         #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/tty"))
     }
 
+    @Test("exec --tty: a new pty from the container's devpts, its master over --console-socket, the controlling terminal of the process")
+    func execTerminal() throws {
+        let bundle = try TestBundle("exec-tty")
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "et"]) }
+        #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "et"]).status == 0)
+        let socketPath = bundle.folder.path + "/console.sock"
+        try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: python3!)
+        server.arguments = [bundle.folder.path + "/server.py", socketPath]
+        let serverOut = Pipe()
+        server.standardOutput = serverOut
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+
+        // `ps -o pid,tty` would need procps; the shell's /proc/PID/stat: tty_nr (field 7) and the
+        // session (field 6) say the same: a controlling terminal, and we lead its session.
+        let probe = "read line; echo \"got $line\"; tty; test -t 0 && echo stdin-is-a-tty; "
+            + "set -- $(cat /proc/$$/stat); echo \"session=$6 me=$1 tty_nr=$7\"; id -u; exit 3"
+        let result = try bundle.runtime(["exec", "--tty", "--console-socket", socketPath, "-u", "1000:1000", "et", "sh", "-c", probe])
+        #expect(result.status == 3, "exec's status is the process's: \(result)")
+        server.waitUntilExit()
+        let seen = String(decoding: serverOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(seen.contains("slave=/dev/pts/"), "\(seen)")
+        #expect(seen.contains("got typed-in"), "\(seen)")
+        #expect(seen.contains("stdin-is-a-tty"), "\(seen)")
+        #expect(seen.contains("\r\n1000\r\n"), "the process runs as -u 1000: \(seen)")
+        let fields = seen.components(separatedBy: "session=").last?.split(separator: " ") ?? []
+        let session = fields.first.map(String.init), me = fields.dropFirst().first.map { String($0.dropFirst(3)) }
+        #expect(session != nil && session == me, "the exec'd process leads its own session: \(seen)")
+        #expect(!seen.contains("tty_nr=0\r"), "it has a controlling terminal: \(seen)")
+        // What the engine must not be told to do: a terminal needs a socket, and back.
+        let noSocket = try bundle.runtime(["exec", "--tty", "et", "true"])
+        #expect(noSocket.status != 0 && noSocket.stderr.contains("--console-socket"), "\(noSocket)")
+        #expect(try bundle.runtime(["delete", "--force", "et"]).status == 0)
+    }
+
     @Test("a terminal without a console socket, or a socket without a terminal, is a clear error")
     func mismatch() throws {
         let withTerminal = try TestBundle("tty-missing") { $0.process?.terminal = true }

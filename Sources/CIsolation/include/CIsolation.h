@@ -42,6 +42,7 @@ enum iso_spawn_stage {
     ISO_STAGE_PARENT_DEATH = 5,  // prctl(PR_SET_PDEATHSIG)
     ISO_STAGE_CHDIR = 6,         // chdir to the working directory
     ISO_STAGE_EXEC = 7,          // execve
+    ISO_STAGE_CONTROLLING_TERMINAL = 8, // ioctl(0, TIOCSCTTY)
 };
 
 struct iso_spawn_attr {
@@ -57,6 +58,7 @@ struct iso_spawn_attr {
     int stderr_fd;
     int wait_for_release;    // 1: the child blocks until iso_spawn_release()
     int new_session;         // 1: setsid() in the child
+    int controlling_terminal; // 1: after setsid, stdin (a terminal) becomes the controlling terminal
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)
     const char *working_directory; // NULL: inherit
 };

@@ -111,8 +111,7 @@ public struct Runtime {
             // we connect now, on the host; the init sends the master once it made the pty.
             var consoleFD: Int32 = -1
             if let socket = options.consoleSocket {
-                let connected = iso_connect_unix(socket.string)
-                guard connected >= 0 else { throw StageError(stage: "connect to --console-socket \(socket)", errno: currentErrno()) }
+                let connected = try PseudoTerminal.connect(socket)
                 consoleFD = fcntl(connected, F_DUPFD, 100)
                 close(connected)
             }
@@ -293,6 +292,8 @@ public struct Runtime {
     public struct ExecOptions {
         public var process: OCIConfig.Process
         public var pidFile: FilePath?
+        /// Where the engine listens for the terminal's master (with `process.terminal`).
+        public var consoleSocket: FilePath?
         public var preserveFDs = 0
         public init(process: OCIConfig.Process) { self.process = process }
     }
@@ -314,8 +315,10 @@ public struct Runtime {
         let status = store.status(of: record)
         guard status == .running else { throw IsolationError("cannot exec in container '\(id)': it is \(status.rawValue), not running") }
         let config = try createdConfig(id: id)
-        if options.process.terminal == true {
-            throw IsolationError("exec with a terminal (--tty) is not supported by this runtime yet", hint: "leave out -t / terminal")
+        let wantsTerminal = options.process.terminal == true
+        if wantsTerminal != (options.consoleSocket != nil) {
+            throw IsolationError(wantsTerminal ? "a terminal (--tty, process.terminal) needs --console-socket" : "--console-socket was given, but no terminal (--tty, process.terminal) was asked for",
+                                 hint: wantsTerminal ? "pass --console-socket PATH, where the engine listens for the terminal's master" : "add --tty, or leave --console-socket out")
         }
         // The pid file is opened now, as root, on the host: later neither holds.
         var pidFD: Int32 = -1
@@ -324,6 +327,9 @@ public struct Runtime {
             guard pidFD >= 0 else { throw StageError(stage: "open \(pidFile)", errno: currentErrno()) }
         }
         defer { if pidFD >= 0 { close(pidFD) } }
+        // The console socket is a host path too: connect before entering the container.
+        let console = try options.consoleSocket.map { try PseudoTerminal.connect($0) } ?? -1
+        defer { if console >= 0 { close(console) } }
         narrate("echo \(getpid()) > …/\(record.cgroupPath)/cgroup.procs", "join the container's cgroup; the process inherits it")
         try Cgroup.existing(path: record.cgroupPath).addProcess(getpid())
 
@@ -331,12 +337,22 @@ public struct Runtime {
         // inherited from our caller would keep a caller waiting for our end waiting for
         // the exec'd process instead (a detached exec would never look detached).
         FileSystem.closeOnExecAll(except: Set((0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+        if console >= 0 { _ = fcntl(console, F_SETFD, FD_CLOEXEC) }
         let kinds = config.linux?.namespaceKinds ?? []
         let order: [Namespaces] = [.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount]
         for kind in order where kinds.contains(kind) {
             narrate("setns(open(\"/proc/\(record.pid)/ns/\(kind.procName)\"), \(kind.cloneFlagName))", "join the container's \(kind.shortName) namespace")
             try Namespaces.join(path: FilePath("/proc/\(record.pid)/ns/\(kind.procName)"), kind: kind)
         }
+        // After setns(CLONE_NEWNS) our root is the container's: /dev/ptmx is its devpts,
+        // so the terminal is numbered and owned inside, as the init's is.
+        var terminal: PseudoTerminal? = nil
+        if console >= 0 {
+            narrate("open(\"/dev/ptmx\"); sendmsg(console socket, SCM_RIGHTS master)", "exec --tty: the engine gets the terminal's master end")
+            terminal = try PseudoTerminal.open(sendingMasterTo: console, size: options.process.consoleSize,
+                                               owner: (options.process.user.uid, options.process.user.gid))
+        }
+        defer { if let terminal { close(terminal.slave) } }
         var request = config
         request.process = options.process
         request.hostname = nil
@@ -348,7 +364,17 @@ public struct Runtime {
         let environment = options.process.env ?? []
         let path = environment.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? Exec.containerPath
         let program = try Exec.resolve(options.process.args[0], path: path)
-        let child = try ChildProcess.spawn(program, arguments: options.process.args, environment: environment)
+        var spawn = SpawnOptions()
+        if let terminal {
+            // The slave is the process's 0, 1, 2; in a new session it becomes its controlling terminal.
+            let slave = FileDescriptor(rawValue: terminal.slave)
+            spawn.standardInput = slave
+            spawn.standardOutput = slave
+            spawn.standardError = slave
+            spawn.newSession = true
+            spawn.controllingTerminal = true
+        }
+        let child = try ChildProcess.spawn(program, arguments: options.process.args, environment: environment, options: spawn)
         if pidFD >= 0 {
             let text = Array("\(child.pid)".utf8)
             _ = text.withUnsafeBufferPointer { write(pidFD, $0.baseAddress, $0.count) }
