@@ -229,6 +229,56 @@ struct Chapter04Tests {
         #expect(containerCgroups("fields").isEmpty)
     }
 
+    @Test("linux.namespaces[].path: mount, uts and ipc namespaces held by another process are joined, not made")
+    func joinNamespacesByPath() throws {
+        // A holder on the host with its own mount, UTS and IPC namespaces (unshare(1)),
+        // as a pod's infrastructure container would be. Its mount namespace is a copy of
+        // the host's, so the bundle's rootfs is visible there.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        holder.arguments = ["--mount", "--uts", "--ipc", "--propagation", "private", "sh", "-c", "hostname held-by-holder; exec sleep 30"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let held = holder.processIdentifier
+        func inode(_ pid: pid_t, _ kind: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)") }
+        for _ in 0..<200 where inode(held, "uts") == inode(getpid(), "uts") || (try? String(contentsOfFile: "/proc/\(held)/comm", encoding: .utf8)) != "sleep\n" { usleep(10_000) }
+
+        let bundle = try TestBundle("nspath") { config in
+            config.hostname = nil
+            let namespaces = config.linux?.namespaces ?? []
+            config.linux?.namespaces = namespaces.map { namespace in
+                switch namespace.type {
+                case .mount, .uts, .ipc: return OCIConfig.Namespace(type: namespace.type, path: "/proc/\(held)/ns/\(namespace.type.kind.procName)")
+                default: return namespace
+                }
+            }
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nspath"]) }
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "nspath"])
+        #expect(create.status == 0, "\(create)")
+        let pid = pid_t(try #require(try bundle.state("nspath")?["pid"] as? Int))
+        for kind in ["mnt", "uts", "ipc"] {
+            #expect(inode(pid, kind) == inode(held, kind), "\(kind): the container is in the holder's namespace")
+            #expect(inode(pid, kind) != inode(getpid(), kind), "\(kind): not the host's")
+        }
+        #expect(inode(pid, "pid") != inode(getpid(), "pid"), "a namespace without a path is still made new")
+        // The container's rootfs mounts live in the holder's mount namespace, not ours.
+        let hostMounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        #expect(!hostMounts.contains(bundle.folder.path), "\(hostMounts)")
+        // A path to a namespace of another type is refused (setns checks the type).
+        let wrong = try TestBundle("nspath-wrong") { config in
+            let namespaces = config.linux?.namespaces ?? []
+            config.linux?.namespaces = namespaces.map { namespace in
+                namespace.type == .uts ? OCIConfig.Namespace(type: .uts, path: "/proc/\(held)/ns/ipc") : namespace
+            }
+        }
+        defer { wrong.remove() }
+        let refused = try wrong.runtime(["create", "--bundle", wrong.path, "wrong"])
+        #expect(refused.status != 0 && refused.stderr.contains("setns"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: wrong.stateRoot + "/wrong"))
+        #expect(containerCgroups("wrong").isEmpty)
+    }
+
     @Test("exec joins a running container: its namespaces, its cgroup, another user; ps, pause and resume")
     func execPsPause() throws {
         let bundle = try TestBundle("exec")

@@ -27,6 +27,12 @@ extension Runtime {
             guard let process = config.process else { throw IsolationError("config.json has no process") }
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
+            if let mount = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil }), let path = mount.path {
+                // We were cloned into our parent's mount namespace; the config's is joined
+                // here, and from now on every path (the rootfs, the mounts) is looked up in it.
+                narrate("setns(open(\"\(path)\"), CLONE_NEWNS)", "join an existing mount namespace: the rootfs and mounts are set up there")
+                try Namespaces.join(path: FilePath(path), kind: .mount)
+            }
             if (config.linux?.namespaces ?? []).contains(where: { $0.type == .cgroup && $0.path == nil }) {
                 narrate("unshare(CLONE_NEWCGROUP)", "now that we are in the container's cgroup, it becomes the root we see (cgroup_namespaces(7))")
                 if iso_unshare(Namespaces.cgroup.rawValue) != 0 { throw StageError(stage: "unshare(CLONE_NEWCGROUP)", errno: currentErrno()) }

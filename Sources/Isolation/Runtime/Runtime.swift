@@ -54,12 +54,15 @@ public struct Runtime {
             throw IsolationError("--console-socket was given, but process.terminal is false", hint: "set process.terminal to true, or leave --console-socket out")
         }
         let namespaces = config.linux?.namespaces ?? []
-        let joined = namespaces.filter { $0.path != nil }
-        if joined.contains(where: { $0.type == .mount }) {
-            throw IsolationError("joining an existing mount namespace (linux.namespaces[].path for mount) is not supported",
-                                 hint: "let the runtime create the mount namespace: remove its path")
+        // A mount namespace given by path is joined by the init itself (see containerInit):
+        // if we joined it here, the bundle, the state folder and /proc/self/exe would be
+        // looked up in the other namespace.
+        let joined = namespaces.filter { $0.path != nil && $0.type != .mount }
+        if let mount = namespaces.first(where: { $0.type == .mount && $0.path != nil }), newKinds(namespaces).contains(.user) {
+            throw IsolationError("linux.namespaces: joining the mount namespace \(mount.path!) from a new user namespace is not possible",
+                                 hint: "setns(2) needs CAP_SYS_ADMIN in the user namespace that owns it: join the user namespace too, or create the mount namespace")
         }
-        let newKinds = Namespaces(namespaces.filter { $0.path == nil }.map(\.type.kind))
+        let newKinds = newKinds(namespaces)
         if newKinds.contains(.user) && (config.linux?.uidMappings ?? []).isEmpty {
             throw IsolationError("a new user namespace needs linux.uidMappings and linux.gidMappings")
         }
@@ -191,6 +194,11 @@ public struct Runtime {
             try? store.remove(id)
             throw error
         }
+    }
+
+    /// The namespaces the container gets new (those without a path).
+    func newKinds(_ namespaces: [OCIConfig.Namespace]) -> Namespaces {
+        Namespaces(namespaces.filter { $0.path == nil }.map(\.type.kind))
     }
 
     /// Lets a created container's init exec its process.
