@@ -279,6 +279,36 @@ struct Chapter04Tests {
         #expect(containerCgroups("wrong").isEmpty)
     }
 
+    @Test("linux.resources.devices: deny all, then the defaults and linux.devices; a node made with CAP_MKNOD cannot be opened")
+    func deviceRules() throws {
+        // Root in the container with CAP_MKNOD can make any node; the device controller
+        // decides which ones open. 1:5 is /dev/zero (a default), 10:237 loop-control is not
+        // allowed: EPERM before any driver is asked. 1:7 /dev/full comes from linux.devices.
+        let probe = "exec 2>&1; mknod /dev/z c 1 5 && (exec 3</dev/z) && echo zero-node-opened; "
+            + "mknod /dev/lc c 10 237 && { (exec 3</dev/lc) || echo loop-control-refused; }; "
+            + "(exec 3</dev/extra-full) && echo extra-opened; (exec 3</dev/null) && echo null-opened"
+        let bundle = try TestBundle("devices", args: ["sh", "-c", probe]) { config in
+            config.process?.capabilities = OCIConfig.Capabilities(bounding: ["CAP_MKNOD"], effective: ["CAP_MKNOD"], permitted: ["CAP_MKNOD"])
+            config.linux?.devices = [OCIConfig.Device(type: .character, path: "/dev/extra-full", major: 1, minor: 7, fileMode: 0o666)]
+            #expect(config.linux?.resources?.devices == [OCIConfig.DeviceRule(allow: false, access: "rwm")], "the default spec denies every device")
+        }
+        defer { bundle.remove() }
+        let result = try run(product("chapter-04"), ["--root", bundle.stateRoot, "run", "--bundle", bundle.path, "devices"])
+        #expect(result.status == 0, "\(result)")
+        for line in ["zero-node-opened", "loop-control-refused", "extra-opened", "null-opened"] {
+            #expect(result.stdout.contains(line), "\(line): \(result.stdout)")
+        }
+        #expect(result.stdout.contains("Operation not permitted"), "\(result.stdout)")
+
+        let invalid = try TestBundle("devices-bad") { config in
+            config.linux?.resources?.devices = [OCIConfig.DeviceRule(allow: true, type: .character, major: 1, minor: 3, access: "rwx")]
+        }
+        defer { invalid.remove() }
+        let refused = try invalid.runtime(["create", "--bundle", invalid.path, "bad"])
+        #expect(refused.status != 0 && refused.stderr.contains("linux.resources.devices[0].access"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: invalid.stateRoot + "/bad") && containerCgroups("bad").isEmpty)
+    }
+
     @Test("exec joins a running container: its namespaces, its cgroup, another user; ps, pause and resume")
     func execPsPause() throws {
         let bundle = try TestBundle("exec")

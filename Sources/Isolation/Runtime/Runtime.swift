@@ -66,6 +66,8 @@ public struct Runtime {
         if newKinds.contains(.user) && (config.linux?.uidMappings ?? []).isEmpty {
             throw IsolationError("a new user namespace needs linux.uidMappings and linux.gidMappings")
         }
+        var limits = ResourceLimits(oci: config.linux?.resources)
+        limits.devices = try Runtime.deviceAccess(config.linux)
         lap("parse")
 
         // Nothing was created before this line; from here, a failure undoes what was done.
@@ -82,7 +84,6 @@ public struct Runtime {
             try pathCall(fifo) { chmod($0, 0o622) }
 
             let cgroupPath = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
-            let limits = ResourceLimits(oci: config.linux?.resources)
             let narrate = self.narrate
             cgroup = try Cgroup.create(path: cgroupPath, limits: limits, log: { path, value in
                 narrate("echo \"\(value)\" > \(path)", "linux.resources")
@@ -194,6 +195,28 @@ public struct Runtime {
             try? store.remove(id)
             throw error
         }
+    }
+
+    /// The device rules for the container's cgroup: the config's `linux.resources.devices`
+    /// in order, then what every container needs (runc's defaults) and the config's own
+    /// `linux.devices`, so that a "deny all" first still leaves /dev/null working.
+    /// nil when the config has no device rules (the controller is left alone).
+    static func deviceAccess(_ linux: OCIConfig.Linux?) throws -> DeviceAccess? {
+        guard let list = linux?.resources?.devices else { return nil }
+        var rules: [DeviceAccess.Rule] = []
+        for (index, rule) in list.enumerated() {
+            guard let access = DeviceAccess.Access(rule.access ?? "") else {
+                throw IsolationError("linux.resources.devices[\(index)].access is '\(rule.access ?? "")'", hint: "write any of r (read), w (write) and m (mknod), such as \"rwm\"")
+            }
+            let kind: DeviceAccess.Rule.Kind = switch rule.type { case .character: .character; case .block: .block; default: .all }
+            rules.append(DeviceAccess.Rule(allow: rule.allow, kind: kind, major: rule.major.flatMap { $0 < 0 ? nil : $0 },
+                                           minor: rule.minor.flatMap { $0 < 0 ? nil : $0 }, access: access))
+        }
+        rules += DeviceAccess.containerDefaults
+        for device in linux?.devices ?? [] where device.type != .fifo {
+            rules.append(DeviceAccess.Rule(allow: true, kind: device.type == .block ? .block : .character, major: device.major, minor: device.minor))
+        }
+        return DeviceAccess(rules)
     }
 
     /// The namespaces the container gets new (those without a path).
