@@ -86,6 +86,8 @@ public struct Runtime {
             let cgroupPath = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
             let narrate = self.narrate
             cgroup = try Cgroup.create(path: cgroupPath, limits: limits, log: { path, value in
+                // The join (cgroup.procs, in every hierarchy) is narrated once, below.
+                guard path.lastComponent?.string != "cgroup.procs" else { return }
                 narrate("echo \"\(value)\" > \(path)", "linux.resources")
             })
             lap("cgroup")
