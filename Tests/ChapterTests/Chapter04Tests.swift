@@ -106,7 +106,7 @@ struct Chapter04Tests {
 
         #expect(try bundle.runtime(["start", "lifecycle"]).status == 0)
         #expect(try bundle.state("lifecycle")?["status"] as? String == "running")
-        #expect(try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).hasPrefix("sleep\u{0}30"))
+        #expect(try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).hasPrefix("sleep\u{0}600"))
         #expect(try bundle.runtime(["start", "lifecycle"]).status != 0, "a running container started again")
 
         // delete of a running container fails and changes nothing.
