@@ -19,6 +19,25 @@ public enum Engines {
         programs.filter { Command.find($0) == nil }
     }
 
+    /// The processes whose command line mentions `text` (an engine's folder: conmon,
+    /// podman's clean-up and containerd's shims all name it).
+    public static func processes(mentioning text: String) -> [pid_t] {
+        let me = getpid()
+        return ((try? FileSystem.contentsOfDirectory("/proc")) ?? []).compactMap { pid_t($0) }.filter { pid in
+            guard pid != me, let bytes = try? FileSystem.readFile(FilePath("/proc/\(pid)/cmdline")) else { return false }
+            return String(decoding: bytes, as: UTF8.self).contains(text)
+        }
+    }
+
+    /// Waits up to 5 s for what an engine left running in `folder` to end, SIGKILLs the
+    /// rest, and unmounts what is still mounted there (deepest first).
+    public static func stopProcessesAndMounts(under folder: FilePath) {
+        for _ in 0..<50 where !processes(mentioning: folder.string).isEmpty { usleep(100_000) }
+        for pid in processes(mentioning: folder.string) { kill(pid, SIGKILL) }
+        let points = ((try? MountInfo.table()) ?? []).map(\.mountPoint).filter { $0.hasPrefix(folder.string + "/") }
+        for point in points.sorted(by: { $0.count > $1.count }) { try? Mount.unmount(FilePath(point), detach: true) }
+    }
+
     /// The image both engines run: the project's root filesystem, imported as is.
     public static let imageName = "localhost/\(projectPrefix)-rootfs:latest"
 
@@ -120,6 +139,30 @@ public enum Engines {
         /// The runc shim's `--root` is `<runc root>/<namespace>`: our runtime's state folder.
         public var runcRoot: FilePath { folder.appending("runc") }
         public var log: FilePath { folder.appending("containerd.log") }
+
+        /// The cgroup parent of this folder's containers (`ctr run --cgroup PARENT/ID`),
+        /// below the project's cgroups; ctr would use /<namespace>/<id> otherwise.
+        public var cgroupParent: String {
+            "/\(projectPrefix)/containerd-\(folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "test")"
+        }
+
+        /// Removes this containerd's cgroups (what a runtime left behind, and the parent).
+        public func removeCgroups() {
+            let name = String(cgroupParent.split(separator: "/").last ?? "")
+            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(name)) {
+                _ = Cleanup.removeCgroupTree(parent.appending(name), report: { _ in })
+            }
+        }
+
+        /// ctr and the shims make /run/containerd/fifo and /run/containerd/s whatever the
+        /// configuration says. Whether /run/containerd was there before we started.
+        public static func runDirectoryExists() -> Bool { FileSystem.exists("/run/containerd") }
+
+        /// Removes /run/containerd when we made it (rmdir(2): only what is empty).
+        public static func removeRunDirectory(existedBefore: Bool) {
+            guard !existedBefore else { return }
+            for path in ["/run/containerd/fifo", "/run/containerd/s", "/run/containerd"] { rmdir(path) }
+        }
 
         /// Writes config.toml (containerd-config.toml(5)): no CRI plugin (no kubelet
         /// here), no debug or metrics listeners, sockets in the folder.

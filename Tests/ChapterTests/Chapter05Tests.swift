@@ -69,28 +69,6 @@ func runEngine(_ executable: String, _ arguments: [String], environment: [String
                      stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
-/// Kills what is left of an engine in `folder` (conmon, podman's clean-up, a shim),
-/// found by its command line, and unmounts what it left mounted there.
-func stopProcessesAndMounts(under folder: String) {
-    for _ in 0..<50 {
-        let pids = processes(mentioning: folder)
-        if pids.isEmpty { break }
-        usleep(100_000)
-    }
-    for pid in processes(mentioning: folder) { kill(pid, SIGKILL) }
-    for point in mounts(under: folder).sorted(by: { $0.count > $1.count }) {
-        try? Mount.unmount(FilePath(point), detach: true)
-    }
-}
-
-func processes(mentioning text: String) -> [pid_t] {
-    let me = getpid()
-    return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }.filter { pid in
-        guard pid != me, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        return String(decoding: data, as: UTF8.self).contains(text)
-    }
-}
-
 /// podman with a folder of its own and the built isorun as its runtime, and the project's
 /// root filesystem imported as an image.
 final class PodmanUnderTest {
@@ -141,7 +119,7 @@ final class PodmanUnderTest {
     func remove() {
         _ = try? podman(["rm", "--all", "--force", "--time", "0"])
         _ = try? podman(["rmi", "--all", "--force"])
-        stopProcessesAndMounts(under: folder.path)
+        Engines.stopProcessesAndMounts(under: FilePath(folder.path))
         engine.removeCgroups()
         calls.remove()
         folder.remove()
@@ -215,7 +193,7 @@ struct Chapter05PodmanTests {
         try engine.expectNothingLeft()
     }
 
-    @Test("podman -d, exec (exit code, -i, -u, -w, -e), pause, unpause, stop, restart, kill (137), rm")
+    @Test("podman -d, exec (exit code, -i, -t, -u, -w, -e), pause, unpause, stop, restart, kill (137), rm")
     func detached() throws {
         let engine = try PodmanUnderTest("detached")
         defer { engine.remove() }
@@ -238,6 +216,8 @@ struct Chapter05PodmanTests {
         #expect(exec.status == 4 && exec.stdout.hasPrefix("in \(id.prefix(12)) as PID "), "\(exec)")
         let fields = try engine.podman(["exec", "-u", "1000", "-w", "/tmp", "-e", "X=y", "web", "sh", "-c", "echo $(id -u) $(pwd) $X"])
         #expect(fields.stdout == "1000 /tmp y\n", "\(fields)")
+        let terminal = try engine.podman(["exec", "-t", "web", "sh", "-c", "tty; exit 5"])
+        #expect(terminal.status == 5 && terminal.stdout.hasPrefix("/dev/pts/") && terminal.stdout.hasSuffix("\r\n"), "\(terminal)")
         let input = try engine.podman(["exec", "-i", "web", "cat"], stdin: "through exec\n")
         #expect(input.stdout == "through exec\n", "\(input)")
         let missing = try engine.podman(["exec", "web", "no-such-program"])
@@ -276,5 +256,170 @@ struct Chapter05PodmanTests {
             #expect(calls.contains { $0.contains(expected) }, "no call with '\(expected)' in \(calls)")
         }
         try engine.expectNothingLeft()
+    }
+}
+
+/// containerd started on a socket of its own, with its root, state and the runc shim's
+/// `--root` in a temporary folder; the image comes from podman (`podman save --format
+/// oci-archive`, then `ctr image import`), as no registry is reachable.
+final class ContainerdUnderTest {
+    let folder: TemporaryFolder
+    let engine: Engines.Containerd
+    var daemon: ChildProcess? = nil
+    let calls: CallLog
+    let isorun: String
+    let runDirectoryExisted = Engines.Containerd.runDirectoryExists()
+
+    init(_ purpose: String) throws {
+        folder = try TemporaryFolder("ch05-\(purpose)")
+        engine = Engines.Containerd(folder: FilePath(folder.path))
+        isorun = product("isorun")
+        // The shim calls the runtime with --root <runc root>/<namespace>.
+        calls = try CallLog(root: engine.runcRoot.string + "/default")
+        do {
+            try engine.writeConfiguration()
+            try startDaemon()
+            let podman = try PodmanUnderTest("\(purpose)-image")
+            defer { podman.remove() }
+            let archive = folder.path + "/image.tar"
+            let saved = try podman.podman(["save", "--format", "oci-archive", "-o", archive, Engines.imageName])
+            try #require(saved.status == 0, "podman save: \(saved)")
+            let imported = try ctr(["images", "import", "--base-name", String(Engines.imageName.split(separator: ":")[0]), archive])
+            try #require(imported.status == 0, "ctr images import: \(imported)")
+            try FileManager.default.removeItem(atPath: archive)
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    /// containerd --config FILE, its output in the folder; ready once `ctr version` answers.
+    func startDaemon() throws {
+        let log = try FileDescriptor.open(engine.log, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+        defer { try? log.close() }
+        var options = SpawnOptions()
+        options.standardOutput = log
+        options.standardError = log
+        options.newSession = true
+        daemon = try ChildProcess.spawn(Command.find("containerd")!, arguments: ["containerd", "--config", engine.config.string],
+                                        environment: Command.defaultEnvironment, options: options)
+        for _ in 0..<100 {
+            if FileManager.default.fileExists(atPath: engine.address.string), try ctr(["version"], timeout: 5).status == 0 { return }
+            usleep(100_000)
+        }
+        let text = (try? String(contentsOfFile: engine.log.string, encoding: .utf8)) ?? ""
+        throw IsolationError("containerd did not answer on \(engine.address) within 10 s", hint: String(text.suffix(2000)))
+    }
+
+    /// ctr on our socket; the native snapshotter (plain copies) works on any file system.
+    func ctr(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 60) throws -> RunResult {
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONTAINERD_ADDRESS"] = engine.address.string
+        environment["CONTAINERD_SNAPSHOTTER"] = "native"
+        return try runEngine(Command.find("ctr")!.string, arguments, environment: environment, stdin: stdin, in: folder.path, timeout: timeout)
+    }
+
+    /// The options that make the runc shim call isorun, with its state in our folder, and
+    /// the container's cgroup below ours.
+    func runOptions(_ id: String) -> [String] {
+        ["--runc-binary", isorun, "--runc-root", engine.runcRoot.string, "--cgroup", engine.cgroupParent + "/" + id]
+    }
+
+    func remove() {
+        if let daemon {
+            for task in ((try? ctr(["tasks", "list", "--quiet"]))?.stdout ?? "").split(separator: "\n") {
+                _ = try? ctr(["tasks", "kill", "--signal", "SIGKILL", String(task)])
+                _ = try? ctr(["tasks", "delete", "--force", String(task)])
+            }
+            for container in ((try? ctr(["containers", "list", "--quiet"]))?.stdout ?? "").split(separator: "\n") {
+                _ = try? ctr(["containers", "delete", String(container)])
+            }
+            for image in ((try? ctr(["images", "list", "--quiet"]))?.stdout ?? "").split(separator: "\n") {
+                _ = try? ctr(["images", "remove", String(image)])
+            }
+            _ = try? daemon.signal(SIGTERM)
+            _ = try? daemon.wait()
+        }
+        // A shim names our socket on its command line.
+        Engines.stopProcessesAndMounts(under: FilePath(folder.path))
+        engine.removeCgroups()
+        Engines.Containerd.removeRunDirectory(existedBefore: runDirectoryExisted)
+        calls.remove()
+        folder.remove()
+    }
+
+    /// The container's cgroup directories that exist now.
+    func cgroups(_ id: String) -> [String] {
+        let name = engine.cgroupParent.split(separator: "/").last!
+        return Cleanup.cgroupParents().map { $0.string + "/\(name)/\(id)" }.filter { FileManager.default.fileExists(atPath: $0) }
+    }
+}
+
+@Suite("chapter-05: containerd runs isorun", .serialized, .enabled(if: isRoot, "engines need root"),
+       .enabled(if: containerdInstalled, "containerd is not installed: apt-get install containerd (it brings ctr and the runc v2 shim)"),
+       .enabled(if: podmanInstalled, "the image is made with podman, which is not installed: apt-get install podman"))
+struct Chapter05ContainerdTests {
+    @Test("ctr run --rm: output and exit code; a detached task: exec (and with a tty), ps, pause, resume, kill, delete")
+    func tasks() throws {
+        let engine = try ContainerdUnderTest("containerd")
+        defer { engine.remove() }
+        let image = Engines.imageName
+
+        let once = try engine.ctr(["run", "--rm"] + engine.runOptions("once") + [image, "once", "sh", "-c", "echo hello from PID $$; exit 5"])
+        #expect(once.status == 5 && once.stdout == "hello from PID 1\n", "\(once)")
+        let onceCalls = engine.calls.calls(for: "once")
+        #expect(onceCalls.first?.hasPrefix("--root \(engine.engine.runcRoot)/default --log ") == true, "\(onceCalls)")
+        #expect(onceCalls.first.map { $0.contains(" --log-format json create --bundle ") && $0.contains(" --pid-file ") && $0.hasSuffix(" once") } == true, "\(onceCalls)")
+        #expect(onceCalls.contains { $0.hasSuffix(" start once") }, "\(onceCalls)")
+        #expect(onceCalls.contains { $0.hasSuffix(" delete once") || $0.hasSuffix(" delete --force once") }, "\(onceCalls)")
+        #expect(!FileManager.default.fileExists(atPath: engine.engine.runcRoot.string + "/default/once"))
+
+        let started = try engine.ctr(["run", "--detach"] + engine.runOptions("task") + [image, "task", "sleep", "300"])
+        try #require(started.status == 0, "\(started)")
+        func status() throws -> String {
+            let list = try engine.ctr(["tasks", "list"]).stdout
+            return list.split(separator: "\n").first { $0.hasPrefix("task ") }?.split(separator: " ", omittingEmptySubsequences: true).last.map(String.init) ?? "?"
+        }
+        #expect(try status() == "RUNNING")
+        let pid = try engine.ctr(["tasks", "list"]).stdout.split(separator: "\n").first { $0.hasPrefix("task ") }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "?"
+        // The init's parent is the shim, a subreaper; the runtime exited after start.
+        let parent = ProcessInfoStat(pid: pid_t(pid) ?? 0)?.parent ?? 0
+        let parentName = (try? String(contentsOfFile: "/proc/\(parent)/comm", encoding: .utf8)) ?? ""
+        #expect(parentName.hasPrefix("containerd-shim"), "the task's init \(pid) has parent \(parent) '\(parentName)'")
+
+        #expect(!engine.cgroups("task").isEmpty, "the task's cgroup is below \(engine.engine.cgroupParent)")
+        // exec with a terminal: the shim passes --console-socket, the process file says
+        // terminal: true. ctr wants a terminal of its own: script(1) gives it one.
+        if let script = Command.find("script") {
+            let ctr = Command.find("ctr")!.string
+            let tty = try runEngine(script.string, ["-qec", "\(ctr) tasks exec --tty --exec-id tty task sh -c 'tty; exit 7'", "/dev/null"],
+                                    environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERD_ADDRESS": engine.engine.address.string],
+                                    in: engine.folder.path)
+            #expect(tty.status == 7 && tty.stdout.hasPrefix("/dev/pts/") && tty.stdout.contains("\r\n"), "\(tty)")
+        }
+        let exec = try engine.ctr(["tasks", "exec", "--exec-id", "probe", "task", "sh", "-c", "echo in the task, PID 1 is $(cat /proc/1/comm); exit 6"])
+        #expect(exec.status == 6 && exec.stdout == "in the task, PID 1 is sleep\n", "\(exec)")
+        let ps = try engine.ctr(["tasks", "ps", "task"])
+        #expect(ps.status == 0 && ps.stdout.contains(pid), "\(ps)")
+
+        #expect(try engine.ctr(["tasks", "pause", "task"]).status == 0)
+        #expect(try status() == "PAUSED")
+        #expect(try engine.ctr(["tasks", "resume", "task"]).status == 0)
+        #expect(try status() == "RUNNING")
+        #expect(try engine.ctr(["tasks", "kill", "--signal", "SIGKILL", "task"]).status == 0)
+        var stopped = false
+        for _ in 0..<100 where !stopped { stopped = try status() == "STOPPED"; if !stopped { usleep(50_000) } }
+        #expect(stopped)
+        let deleted = try engine.ctr(["tasks", "delete", "task"])
+        #expect(deleted.status == 0, "\(deleted)")
+        #expect(try engine.ctr(["containers", "delete", "task"]).status == 0)
+
+        let calls = engine.calls.calls(for: "task")
+        for expected in ["create --bundle", "start task", "exec --process", "ps --format json task", "pause task", "resume task", "kill task 9", "delete task"] {
+            #expect(calls.contains { $0.contains(expected) }, "no call with '\(expected)' in \(calls)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: engine.engine.runcRoot.string + "/default/task"))
+        #expect(engine.cgroups("task").isEmpty && engine.cgroups("once").isEmpty, "\(engine.cgroups("task"))")
     }
 }
