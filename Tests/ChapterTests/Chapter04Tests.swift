@@ -182,6 +182,12 @@ struct Chapter04Tests {
         var missing = OCIConfig.defaultSpec(args: ["no-such-program"])
         missing.root = OCIConfig.Root(path: try builtInRootfs(), readonly: true)
         try expectRejected(String(decoding: missing.encodedJSON(), as: UTF8.self), "executable file not found")
+        // systemd's cgroupsPath form (podman or containerd with the systemd manager).
+        var systemd = OCIConfig.defaultSpec(args: ["true"])
+        systemd.root = OCIConfig.Root(path: try builtInRootfs(), readonly: true)
+        systemd.linux?.cgroupsPath = "system.slice:libpod:bad"
+        try expectRejected(String(decoding: systemd.encodedJSON(), as: UTF8.self), "systemd's slice:prefix:name form")
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/system.slice:libpod:bad"))
         // A file that is not executable: found at create, with the words engines turn into 126.
         missing.process?.args = ["/etc/passwd"]
         try expectRejected(String(decoding: missing.encodedJSON(), as: UTF8.self), "/etc/passwd: permission denied")

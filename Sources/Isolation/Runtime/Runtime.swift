@@ -53,6 +53,12 @@ public struct Runtime {
         if process.terminal != true && options.consoleSocket != nil {
             throw IsolationError("--console-socket was given, but process.terminal is false", hint: "set process.terminal to true, or leave --console-socket out")
         }
+        // systemd's form, "slice:prefix:name" (runc --systemd-cgroup; podman and containerd
+        // send it with their systemd cgroup manager), names a unit, not a folder.
+        if let path = config.linux?.cgroupsPath, !path.hasPrefix("/"), path.split(separator: ":", omittingEmptySubsequences: false).count == 3 {
+            throw IsolationError("linux.cgroupsPath '\(path)' is systemd's slice:prefix:name form, which this runtime does not support",
+                                 hint: "use cgroupfs paths: cgroup_manager = \"cgroupfs\" in containers.conf, SystemdCgroup = false in containerd")
+        }
         let namespaces = config.linux?.namespaces ?? []
         // A mount namespace given by path is joined by the init itself (see containerInit):
         // if we joined it here, the bundle, the state folder and /proc/self/exe would be
