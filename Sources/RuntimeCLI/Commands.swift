@@ -38,6 +38,8 @@ public enum RuntimeCommands {
     /// with which arguments. Create the file to turn it on; engines pass no option or
     /// environment for it (podman's own calls carry almost no environment).
     public static func logCall(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
+        // The container's init is this program again (`init …`, cloned by create): not a call.
+        if arguments.first == Init._commandName { return }
         var root = ContainerStore.defaultRoot.string
         for (index, word) in arguments.enumerated() {
             if word == "--root", index + 1 < arguments.count { root = arguments[index + 1]; break }

@@ -593,5 +593,10 @@ extension Chapter04Tests {
         let me = String((try String(contentsOfFile: "/proc/self/comm", encoding: .utf8)).dropLast())
         #expect(lines.first?.hasSuffix("\(me)[\(getpid())] → --root \(bundle.stateRoot) state nope") == true, "\(lines)")
         #expect(lines.last?.hasSuffix(" → --root \(bundle.stateRoot) delete --force nope") == true, "\(lines)")
+        // create: one line; the container's init (this program again, `init …`) is not a call.
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "logged"]).status == 0)
+        #expect(try bundle.runtime(["delete", "--force", "logged"]).status == 0)
+        let all = try String(contentsOfFile: bundle.stateRoot + "/calls.log", encoding: .utf8).split(separator: "\n")
+        #expect(all.count == 4 && all[2].hasSuffix(" create --bundle \(bundle.path) logged") && !all.contains { $0.contains(" → init ") }, "\(all)")
     }
 }
