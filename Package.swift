@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "chapter-04", targets: ["Chapter04"]),
         .executable(name: "isorun", targets: ["isorun"]),
         .executable(name: "doctor", targets: ["Doctor"]),
+        .executable(name: "chapter-05", targets: ["Chapter05"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -96,6 +97,16 @@ let package = Package(
                 "Isolation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .executableTarget(
+            name: "Chapter05",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/05-engines",
+            exclude: ["README.md"]
         ),
         .testTarget(
             name: "IsolationTests",

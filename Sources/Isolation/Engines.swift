@@ -50,10 +50,14 @@ public enum Engines {
         /// --log-format=json` only to runtimes named in `runtime_supports_json`.
         public let runtimeName: String
 
-        public init(folder: FilePath, runtime: FilePath, runtimeName: String = "isorun") {
+        /// The name of this podman's cgroup parent, below the project's cgroups.
+        public let cgroupName: String
+
+        public init(folder: FilePath, runtime: FilePath, runtimeName: String = "isorun", cgroupName: String? = nil) {
             self.folder = folder
             self.runtime = runtime
             self.runtimeName = runtimeName
+            self.cgroupName = cgroupName ?? "podman-" + (folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "\(getpid())")
         }
 
         public var containersConf: FilePath { folder.appending("containers.conf") }
@@ -66,9 +70,7 @@ public enum Engines {
 
         /// The cgroup parent of this folder's containers, below the project's cgroups:
         /// podman would use /libpod_parent otherwise, and puts conmon in `<parent>/conmon`.
-        public var cgroupParent: String {
-            "/\(projectPrefix)/podman-\(folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "test")"
-        }
+        public var cgroupParent: String { "/\(projectPrefix)/\(cgroupName)" }
 
         /// Writes containers.conf and storage.conf.
         ///
@@ -122,9 +124,8 @@ public enum Engines {
 
         /// Removes this podman's cgroups (conmon's and any container's left behind).
         public func removeCgroups() {
-            let name = String(cgroupParent.split(separator: "/").last ?? "")
-            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(name)) {
-                _ = Cleanup.removeCgroupTree(parent.appending(name), report: { _ in })
+            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(cgroupName)) {
+                _ = Cleanup.removeCgroupTree(parent.appending(cgroupName), report: { _ in })
             }
         }
     }
@@ -132,7 +133,13 @@ public enum Engines {
     /// containerd on its own socket, with its root and state in `folder`.
     public struct Containerd: Sendable {
         public let folder: FilePath
-        public init(folder: FilePath) { self.folder = folder }
+        /// The name of this containerd's cgroup parent, below the project's cgroups.
+        public let cgroupName: String
+
+        public init(folder: FilePath, cgroupName: String? = nil) {
+            self.folder = folder
+            self.cgroupName = cgroupName ?? "containerd-" + (folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "\(getpid())")
+        }
 
         public var config: FilePath { folder.appending("config.toml") }
         public var address: FilePath { folder.appending("containerd.sock") }
@@ -142,15 +149,12 @@ public enum Engines {
 
         /// The cgroup parent of this folder's containers (`ctr run --cgroup PARENT/ID`),
         /// below the project's cgroups; ctr would use /<namespace>/<id> otherwise.
-        public var cgroupParent: String {
-            "/\(projectPrefix)/containerd-\(folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "test")"
-        }
+        public var cgroupParent: String { "/\(projectPrefix)/\(cgroupName)" }
 
         /// Removes this containerd's cgroups (what a runtime left behind, and the parent).
         public func removeCgroups() {
-            let name = String(cgroupParent.split(separator: "/").last ?? "")
-            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(name)) {
-                _ = Cleanup.removeCgroupTree(parent.appending(name), report: { _ in })
+            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(cgroupName)) {
+                _ = Cleanup.removeCgroupTree(parent.appending(cgroupName), report: { _ in })
             }
         }
 

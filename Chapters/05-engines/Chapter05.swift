@@ -1,0 +1,48 @@
+// Chapter 05 — adding a runtime (engines choose their runtime: conmon, containerd's
+// shim, Docker's --add-runtime, Kubernetes' RuntimeClass).
+//
+// Chapter 04 made a runtime with runc's command line. Engines never run a container
+// themselves: they write a bundle and call a runtime, through a small monitor that stays
+// (conmon for podman, the shim for containerd). Here real engines call ours: a local
+// image made from the built-in root filesystem, run by podman and by containerd, with
+// every call the runtime received printed from its call log.
+//
+//   chapter-05             the lesson (root; podman and containerd from Debian)
+//
+// Read next: containers.conf(5), conmon(8), containerd-config.toml(5), ctr(8),
+// the runtime-spec's runtime.md, Kubernetes' "Runtime Class" page.
+import ArgumentParser
+import Glibc
+import Isolation
+import SystemPackage
+
+@main
+struct Chapter05: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chapter-05",
+        abstract: "Adding a runtime: podman and containerd run this project's runtime, isorun.")
+
+    @Option(name: .long, help: ArgumentHelp("A root filesystem instead of the built-in one.", valueName: "DIR"))
+    var rootfs: String?
+
+    func run() throws {
+        reportingErrors("chapter-05") {
+            try Preflight.require([Preflight.kernel(), Preflight.root(why: "engines create namespaces, mounts and cgroups")])
+            // isorun is built beside us (`swift build` builds every product).
+            var runtime = Identity.executablePath()
+            runtime.removeLastComponent()
+            runtime.append("isorun")
+            guard FileSystem.exists(runtime) else {
+                throw IsolationError("\(runtime) is missing", hint: "build it: swift build --product isorun")
+            }
+            let root: RootFilesystem
+            if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
+                root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
+            }
+            let lesson = Lesson(runtime: runtime, rootfs: root.path)
+            try lesson.run()
+        }
+    }
+}
+
+let style = Style.standardOutput

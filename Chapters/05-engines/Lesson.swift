@@ -1,0 +1,280 @@
+// The lesson: one image, two engines, one runtime, and every call the runtime received.
+import Glibc
+import Isolation
+import SystemPackage
+
+struct Lesson {
+    let runtime: FilePath
+    let rootfs: FilePath
+
+    func run() throws {
+        say(style.bold("Chapter 05 · Adding a runtime"))
+        say("Engines do not run containers: they write a bundle and call a runtime, through a small")
+        say("monitor that stays with the container (podman: conmon; containerd: its shim). Any program")
+        say("with runc's command line will do. Here podman and containerd call chapter 04's runtime:")
+        say("  " + style.cyan(runtime.string))
+        say()
+        let folder = try FileSystem.makeTemporaryDirectory(purpose: "engines")
+        defer { try? FileSystem.removeTree(folder) }
+
+        var archive: FilePath? = nil
+        let podmanMissing = Engines.missing(["podman", "conmon"])
+        if podmanMissing.isEmpty {
+            archive = try podman(in: folder.appending("podman"))
+        } else {
+            say(style.yellow("podman is not installed (\(podmanMissing.joined(separator: ", ")) missing): apt-get install podman — skipping podman."))
+            say()
+        }
+        let containerdMissing = Engines.missing(["containerd", "ctr", "containerd-shim-runc-v2"])
+        if !containerdMissing.isEmpty {
+            say(style.yellow("containerd is not installed (\(containerdMissing.joined(separator: ", ")) missing): apt-get install containerd — skipping containerd."))
+            say()
+        } else if let archive {
+            try containerd(in: folder.appending("containerd"), image: archive)
+        } else {
+            say(style.yellow("containerd: the image is made with podman (no registry here): apt-get install podman — skipping containerd."))
+            say()
+        }
+        registrations()
+    }
+
+    // MARK: podman
+
+    /// podman → conmon → isorun. Returns the image as an OCI archive, for containerd.
+    func podman(in folder: FilePath) throws -> FilePath {
+        try FileSystem.makeDirectories(folder)
+        let engine = Engines.Podman(folder: folder, runtime: runtime, cgroupName: "podman-lesson-\(getpid())")
+        let calls = try CallLog(root: ContainerStore.defaultRoot)
+        calls.clear()
+        defer {
+            // Whatever happened: containers, image, conmon and its clean-up, cgroups, the log.
+            _ = try? podman(engine, ["rm", "--all", "--force", "--time", "0"], show: false)
+            _ = try? podman(engine, ["rmi", "--all", "--force"], show: false)
+            Engines.stopProcessesAndMounts(under: folder)
+            engine.removeCgroups()
+            calls.remove()
+        }
+        say(style.bold("Step 1 · podman, told to use isorun") + "  (containers.conf, in \(folder))")
+        try engine.writeConfiguration()
+        for line in try FileSystem.readString(engine.containersConf).split(separator: "\n") { say(style.dim("  │ ") + line) }
+        say(style.dim("  runtime_supports_json: podman passes --log FILE --log-format=json, and reads errors from FILE."))
+        say(style.dim("  default_ulimits: podman asks for 1048576 files and processes; without CAP_SYS_RESOURCE no runtime can."))
+        say()
+
+        say(style.bold("Step 2 · An image from the root filesystem") + "  (no registry: a tar of \(rootfs))")
+        let tar = folder.appending("rootfs.tar")
+        try check(Command.run(Command.find("tar") ?? "/bin/tar", ["-C", rootfs.string, "-cf", tar.string, "."]), "tar")
+        try check(podman(engine, ["import", tar.string, Engines.imageName]), "podman import")
+        try? FileSystem.removeTree(tar)
+        say()
+
+        say(style.bold("Step 3 · podman run") + "  (conmon calls isorun create, then start; podman's clean-up calls delete)")
+        calls.clear()
+        _ = try podman(engine, ["run", "--rm", "--cgroup-parent", engine.cgroupParent, "--hostname", "from-podman", "--memory", "64m",
+                                Engines.imageName, "sh", "-c", "echo hello from $(hostname), PID $$; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"])
+        calls.show()
+        say()
+
+        say(style.bold("Step 4 · run -d, exec, stop, rm") + "  (the runtime exits after start: conmon, a subreaper, is the container's parent)")
+        calls.clear()
+        _ = try podman(engine, ["run", "-d", "--name", "lesson", "--cgroup-parent", engine.cgroupParent, Engines.imageName, "sleep", "60"])
+        let pid = try podman(engine, ["inspect", "--format", "{{.State.Pid}}", "lesson"], show: false).standardOutput.split(separator: "\n").first.map(String.init) ?? "?"
+        if let info = ProcessInfoStat(pid: pid_t(pid) ?? 0) {
+            let parent = (try? FileSystem.readString(FilePath("/proc/\(info.parent)/comm")))?.split(separator: "\n").first ?? "?"
+            say("  the container's PID 1 is host PID \(pid); its parent is \(info.parent) " + style.bold(String(parent)))
+        }
+        _ = try podman(engine, ["exec", "-e", "WHO=exec", "lesson", "sh", "-c", "echo hello from $WHO, PID $$ beside $(cat /proc/1/comm)"])
+        say(style.dim("  stop: SIGTERM (kill ID 15); sleep as PID 1 has no handler, so after 1 s SIGKILL (kill ID 9)"))
+        _ = try podman(engine, ["stop", "--time", "1", "lesson"])
+        _ = try podman(engine, ["rm", "lesson"])
+        calls.show()
+        say()
+
+        let archive = folder.appending("image.tar")
+        try check(podman(engine, ["save", "--format", "oci-archive", "-o", archive.string, Engines.imageName], show: false), "podman save")
+        return archive
+    }
+
+    func podman(_ engine: Engines.Podman, _ arguments: [String], show: Bool = true) throws -> CommandOutput {
+        let environment = Command.defaultEnvironment + engine.environment.map { "\($0.key)=\($0.value)" }
+        return try client("podman", arguments, environment: environment, show: show)
+    }
+
+    // MARK: containerd
+
+    /// containerd → containerd-shim-runc-v2 → isorun.
+    func containerd(in folder: FilePath, image: FilePath) throws {
+        try FileSystem.makeDirectories(folder)
+        let engine = Engines.Containerd(folder: folder, cgroupName: "containerd-lesson-\(getpid())")
+        say(style.bold("Step 5 · containerd on its own socket") + "  (config.toml, in \(folder))")
+        try engine.writeConfiguration()
+        for line in try FileSystem.readString(engine.config).split(separator: "\n") { say(style.dim("  │ ") + line) }
+        let log = try FileDescriptor.open(engine.log, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+        defer { try? log.close() }
+        var options = SpawnOptions()
+        options.standardOutput = log
+        options.standardError = log
+        options.newSession = true  // Ctrl-C in the lesson reaches us, and we stop it in order
+        let daemon = try ChildProcess.spawn(Command.find("containerd") ?? "/usr/bin/containerd", arguments: ["containerd", "--config", engine.config.string],
+                                            environment: Command.defaultEnvironment, options: options)
+        let runDirectoryExisted = Engines.Containerd.runDirectoryExists()
+        var calls: CallLog? = nil
+        defer {
+            for task in ((try? ctr(engine, ["tasks", "list", "--quiet"], show: false))?.standardOutput ?? "").split(separator: "\n") {
+                _ = try? ctr(engine, ["tasks", "kill", "--signal", "SIGKILL", String(task)], show: false)
+                _ = try? ctr(engine, ["tasks", "delete", "--force", String(task)], show: false)
+            }
+            for container in ((try? ctr(engine, ["containers", "list", "--quiet"], show: false))?.standardOutput ?? "").split(separator: "\n") {
+                _ = try? ctr(engine, ["containers", "delete", String(container)], show: false)
+            }
+            _ = try? ctr(engine, ["images", "remove", Engines.imageName], show: false)
+            _ = try? daemon.signal(SIGTERM)
+            _ = try? daemon.wait()
+            Engines.stopProcessesAndMounts(under: folder)
+            engine.removeCgroups()
+            Engines.Containerd.removeRunDirectory(existedBefore: runDirectoryExisted)
+            calls?.remove()
+        }
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = FileSystem.exists(engine.address) && (try? ctr(engine, ["version"], show: false))?.status == .exited(0)
+            if !ready { usleep(100_000) }
+        }
+        guard ready else {
+            throw IsolationError("containerd did not answer on \(engine.address) within 10 s", hint: "see \(engine.log)")
+        }
+        calls = try CallLog(root: engine.runcRoot.appending("default"))
+        try check(ctr(engine, ["images", "import", "--base-name", String(Engines.imageName.split(separator: ":")[0]), image.string]), "ctr images import")
+        say()
+
+        // --runc-binary: the shim's BinaryName. --cgroup: below the project's cgroups.
+        func runOptions(_ id: String) -> [String] {
+            ["--runc-binary", runtime.string, "--runc-root", engine.runcRoot.string, "--cgroup", engine.cgroupParent + "/" + id]
+        }
+        say(style.bold("Step 6 · ctr run --runc-binary") + "  (the runc v2 shim calls isorun with --root, --log, --log-format json)")
+        _ = try ctr(engine, ["run", "--rm"] + runOptions("lesson") + [Engines.imageName, "lesson", "sh", "-c", "echo hello from containerd, PID $$; exit 3"])
+        calls?.show()
+        say()
+
+        say(style.bold("Step 7 · A task: run -d, exec, ps, pause, resume, kill, delete"))
+        calls?.clear()
+        _ = try ctr(engine, ["run", "-d"] + runOptions("lesson-task") + [Engines.imageName, "lesson-task", "sleep", "60"])
+        _ = try ctr(engine, ["tasks", "exec", "--exec-id", "hello", "lesson-task", "sh", "-c", "echo hello from exec, PID $$"])
+        _ = try ctr(engine, ["tasks", "ps", "lesson-task"])
+        _ = try ctr(engine, ["tasks", "pause", "lesson-task"])
+        _ = try ctr(engine, ["tasks", "list"])
+        _ = try ctr(engine, ["tasks", "resume", "lesson-task"])
+        _ = try ctr(engine, ["tasks", "kill", "--signal", "SIGKILL", "lesson-task"])
+        for _ in 0..<100 {
+            let list = try ctr(engine, ["tasks", "list"], show: false).standardOutput
+            if list.contains("STOPPED") || !list.contains("lesson-task") { break }
+            usleep(50_000)
+        }
+        _ = try ctr(engine, ["tasks", "delete", "lesson-task"])
+        _ = try ctr(engine, ["containers", "delete", "lesson-task"])
+        calls?.show()
+        say()
+    }
+
+    func ctr(_ engine: Engines.Containerd, _ arguments: [String], show: Bool = true) throws -> CommandOutput {
+        // The native snapshotter copies: it works on any file system (overlay may not, nested).
+        let environment = Command.defaultEnvironment + ["CONTAINERD_ADDRESS=\(engine.address)", "CONTAINERD_SNAPSHOTTER=native"]
+        return try client("ctr", arguments, environment: environment, show: show)
+    }
+
+    // MARK: elsewhere
+
+    func registrations() {
+        let path = runtime.string
+        say(style.bold("Step 8 · The same runtime, registered elsewhere") + "  (not run here)")
+        say("  Docker: a name for the runtime, then pick it per container")
+        for line in [
+            "dockerd --add-runtime isorun=\(path)",
+            "# or /etc/docker/daemon.json: {\"runtimes\": {\"isorun\": {\"path\": \"\(path)\"}}}",
+            "docker run --runtime isorun --rm busybox echo hello",
+        ] { say(style.dim("  │ ") + line) }
+        say("  containerd's CRI plugin (/etc/containerd/config.toml): the runc shim, another binary")
+        for line in [
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.isorun]",
+            "  runtime_type = \"io.containerd.runc.v2\"",
+            "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.isorun.options]",
+            "    BinaryName = \"\(path)\"",
+        ] { say(style.dim("  │ ") + line) }
+        say("  CRI-O (/etc/crio/crio.conf.d/isorun.conf)")
+        for line in ["[crio.runtime.runtimes.isorun]", "runtime_path = \"\(path)\""] { say(style.dim("  │ ") + line) }
+        say("  Kubernetes: a RuntimeClass names the handler (the runtime's name in CRI), pods choose it")
+        for line in [
+            "apiVersion: node.k8s.io/v1", "kind: RuntimeClass", "metadata:", "  name: isorun", "handler: isorun", "---",
+            "apiVersion: v1", "kind: Pod", "metadata:", "  name: hello-isorun", "spec:", "  runtimeClassName: isorun",
+            "  containers:", "  - name: hello", "    image: busybox", "    command: [\"echo\", \"hello\"]",
+        ] { say(style.dim("  │ ") + line) }
+        say()
+        say("That is how gVisor (runsc) and Kata Containers plug in too: same calls, another isolation.")
+    }
+
+    // MARK: helpers
+
+    /// Runs an engine's client, printing the command, its output and its status.
+    func client(_ name: String, _ arguments: [String], environment: [String], show: Bool) throws -> CommandOutput {
+        guard let program = Command.find(name) else { throw IsolationError("\(name) is not installed", hint: "apt-get install \(Engines.package(for: name))") }
+        if show { say("  " + style.syscall("$ \(name) " + arguments.map(shellQuote).joined(separator: " "))) }
+        let output = try Command.run(program, arguments, environment: environment)
+        if show {
+            for line in (output.standardOutput + output.standardError).split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+                say("    " + line)
+            }
+            if output.status != .exited(0) { say(style.dim("    (\(output.status))")) }
+        }
+        return output
+    }
+
+    func check(_ output: CommandOutput, _ what: String) throws {
+        guard output.status == .exited(0) else {
+            throw IsolationError("\(what) failed (\(output.status)): \(output.standardError)")
+        }
+    }
+}
+
+/// The runtime's call log in `root` (`<root>/calls.log`): turned on for the lesson, off
+/// after (when the lesson turned it on), and shown with each caller.
+final class CallLog {
+    let path: FilePath
+    let created: Bool
+    /// Where this section starts: the log may be shared, so nothing is truncated.
+    var offset = 0
+
+    init(root: FilePath) throws {
+        try FileSystem.makeDirectories(root, mode: 0o711)
+        path = root.appending("calls.log")
+        created = !FileSystem.exists(path)
+        if created { try FileSystem.writeFile(path, "") }
+    }
+
+    /// Starts a new section: `show` prints what was logged after this.
+    func clear() { offset = ((try? FileSystem.readFile(path)) ?? []).count }
+
+    func show() {
+        let bytes = (try? FileSystem.readFile(path)) ?? []
+        let lines = String(decoding: bytes.dropFirst(offset), as: UTF8.self).split(separator: "\n")
+        offset = bytes.count
+        say(style.bold("  what the runtime was called with") + style.dim("  (\(path))"))
+        for line in lines {
+            // "<time> <caller>[pid] → <arguments>": drop the time, shorten the 64-hex IDs.
+            let words = line.split(separator: " ", maxSplits: 1)
+            guard words.count == 2 else { continue }
+            let text = words[1].split(separator: " ").map { word -> String in
+                word.count == 64 && word.allSatisfy(\.isHexDigit) ? String(word.prefix(12)) + "…" : shorten(String(word))
+            }.joined(separator: " ")
+            say("    " + text)
+        }
+    }
+
+    /// Long paths in the engines' folders, shortened to their last two parts.
+    func shorten(_ word: String) -> String {
+        guard word.hasPrefix("/"), word.count > 48 else { return word }
+        let parts = word.split(separator: "/")
+        return "…/" + parts.suffix(2).map { $0.count == 64 ? String($0.prefix(12)) + "…" : String($0) }.joined(separator: "/")
+    }
+
+    func remove() { if created { try? FileSystem.removeTree(path) } }
+}
