@@ -423,3 +423,46 @@ struct Chapter05ContainerdTests {
         #expect(engine.cgroups("task").isEmpty && engine.cgroups("once").isEmpty, "\(engine.cgroups("task"))")
     }
 }
+
+@Suite("chapter-05: the lesson", .enabled(if: isRoot, "engines need root"),
+       .enabled(if: podmanInstalled && containerdInstalled, "podman or containerd is not installed: apt-get install podman containerd"))
+struct Chapter05LessonTests {
+    @Test("the lesson: podman and containerd run the image with isorun, their calls shown, the registrations printed, nothing left")
+    func lesson() throws {
+        let folder = try TemporaryFolder("ch05-lesson")
+        defer { folder.remove() }
+        let logExisted = FileManager.default.fileExists(atPath: ContainerStore.defaultRoot.string + "/calls.log")
+        let result = try runEngine(product("chapter-05"), [], environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"],
+                                   in: folder.path, timeout: 180)
+        #expect(result.status == 0, "\(result)")
+        let out = result.stdout
+        // podman: the container's output, its memory limit read inside, conmon as its parent.
+        #expect(out.contains("hello from from-podman, PID 1\n    67108864\n"), "\(out)")
+        #expect(out.contains(" conmon\n"), "the container's parent is conmon")
+        // Who called what: conmon creates (with podman's JSON log options), podman starts and deletes.
+        #expect(out.contains("conmon[") && out.contains("--log-format=json --log ") && out.contains(" create --bundle "))
+        #expect(out.contains("] → start ") && out.contains("] → delete --force ") && out.contains(" 15\n") && out.contains(" 9\n"))
+        #expect(out.contains(" exec --pid-file ") && out.contains(" --process "))
+        // containerd: the shim calls with --root and a JSON log, the exit status comes back.
+        #expect(out.contains("hello from containerd, PID 1\n    (exited with status 3)"), "\(out)")
+        #expect(out.contains("containerd-shim[") && out.contains(" --log-format json create --bundle ") && out.contains(" ps --format json lesson-task"))
+        #expect(out.contains("PAUSED"))
+        // Elsewhere.
+        for text in ["dockerd --add-runtime isorun=", "BinaryName = ", "kind: RuntimeClass", "handler: isorun", "runtimeClassName: isorun"] {
+            #expect(out.contains(text), "missing '\(text)'")
+        }
+        // Nothing left: its folder, its cgroups, the call log it turned on.
+        let folders = out.split(separator: "\n").compactMap { line -> String? in
+            guard let range = line.range(of: "/tmp/isolation-engines-") else { return nil }
+            // "/tmp/isolation-engines-XXXXXX/podman…" → "/tmp/isolation-engines-XXXXXX"
+            return "/" + line[range.lowerBound...].split(separator: "/").prefix(2).joined(separator: "/")
+        }
+        #expect(!folders.isEmpty)
+        for path in Set(folders) { #expect(!FileManager.default.fileExists(atPath: path), "\(path) left") }
+        let cgroups = Cleanup.cgroupParents().flatMap { parent in
+            ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter { $0.hasPrefix("podman-lesson-") || $0.hasPrefix("containerd-lesson-") }
+        }
+        #expect(cgroups.isEmpty, "\(cgroups)")
+        if !logExisted { #expect(!FileManager.default.fileExists(atPath: ContainerStore.defaultRoot.string + "/calls.log")) }
+    }
+}
