@@ -599,4 +599,15 @@ extension Chapter04Tests {
         let all = try String(contentsOfFile: bundle.stateRoot + "/calls.log", encoding: .utf8).split(separator: "\n")
         #expect(all.count == 4 && all[2].hasSuffix(" create --bundle \(bundle.path) logged") && !all.contains { $0.contains(" → init ") }, "\(all)")
     }
+
+    @Test("process.capabilities {} (podman --cap-drop all): every set empty, the bounding set too, so root's execve gains nothing")
+    func emptyCapabilities() throws {
+        let bundle = try TestBundle("nocaps", args: ["sh", "-c", "grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status"]) { config in
+            config.process?.capabilities = OCIConfig.Capabilities()
+            config.process?.noNewPrivileges = false
+        }
+        defer { bundle.remove() }
+        let result = try bundle.runtime(["run", "--bundle", bundle.path, "nocaps"])
+        #expect(result.status == 0 && result.stdout == "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n", "\(result)")
+    }
 }

@@ -337,7 +337,10 @@ public final class BundleSetup {
             let user = process.user
             let capabilities = process.capabilities
             if capabilities != nil { try stage("prctl(PR_SET_KEEPCAPS)") { _ = try valueOrErrno { iso_set_keep_capabilities(1) } } }
-            if let bounding = capabilities?.bounding {
+            // A set left out of process.capabilities is empty, as in runc: `{}` (podman
+            // --cap-drop all) drops the bounding set too. Else root, without no_new_privs,
+            // would get the whole bounding set back at execve (capabilities(7)).
+            if let bounding = capabilities.map({ $0.bounding ?? [] }) {
                 let keep = Set(try bounding.map { try BundleSetup.capability($0) })
                 narrate("prctl(PR_CAPBSET_DROP, …) for all but \(bounding.count)", "the bounding set limits what this process and its children can ever gain")
                 for value in 0..<Int32(cap_max_bits()) where !keep.contains(value) {
