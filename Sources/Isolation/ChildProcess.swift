@@ -135,6 +135,7 @@ public final class ChildProcess {
         case ISO_STAGE_SESSION.rawValue: return "setsid()"
         case ISO_STAGE_PARENT_DEATH.rawValue: return "prctl(PR_SET_PDEATHSIG)"
         case ISO_STAGE_CHDIR.rawValue: return "chdir()"
+        case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0)/setresgid(0) in the new user namespace"
         case ISO_STAGE_EXEC.rawValue: return "execve(\"\(executable)\")"
         default: return "child setup stage \(stage)"
         }

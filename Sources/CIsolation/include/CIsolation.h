@@ -42,6 +42,7 @@ enum iso_spawn_stage {
     ISO_STAGE_PARENT_DEATH = 5,  // prctl(PR_SET_PDEATHSIG)
     ISO_STAGE_CHDIR = 6,         // chdir to the working directory
     ISO_STAGE_EXEC = 7,          // execve
+    ISO_STAGE_BECOME_ROOT = 8,   // setresuid/setresgid(0) in a new user namespace
 };
 
 struct iso_spawn_attr {

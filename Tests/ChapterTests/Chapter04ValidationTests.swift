@@ -1,0 +1,36 @@
+// Chapter 04: behaviours the OCI runtime-tools validation suite found missing or wrong,
+// each observed from outside (/proc, cgroup files, state) or by a probe inside.
+import Foundation
+import Isolation
+import SystemPackage
+import Testing
+
+@Suite("chapter-04: what the OCI validation suite checks", .serialized, .enabled(if: isRoot, "a runtime needs root"))
+struct Chapter04ValidationTests {
+    @Test("a user namespace whose root is not the host's root: the init becomes it, and keeps its capabilities")
+    func userNamespaceRootIsMapped() throws {
+        let bundle = try TestBundle("userns") { config in
+            config.linux?.namespaces?.append(OCIConfig.Namespace(type: .user))
+            config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65_536)]
+            config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65_536)]
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "userns"]) }
+        let run = try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "userns"])
+        #expect(run.status == 0, "\(run)")
+        let pid = try #require(try bundle.state("userns")?["pid"] as? Int)
+        // Seen from the host: the process is host uid/gid 100000 (the namespace's 0), with
+        // the config's capabilities (runc spec: AUDIT_WRITE, KILL, NET_BIND_SERVICE).
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let fields = Dictionary(status.split(separator: "\n").map { line -> (String, String) in
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            return (parts[0], parts.count > 1 ? parts[1] : "")
+        }, uniquingKeysWith: { a, _ in a })
+        #expect(fields["Uid"]?.split(separator: "\t").map(String.init) == ["100000", "100000", "100000", "100000"], "\(status)")
+        #expect(fields["Gid"]?.split(separator: "\t").first == "100000", "\(status)")
+        #expect(fields["CapEff"] == "0000000020000420", "\(status)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/user")
+                != FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/user"))
+        #expect(try bundle.runtime(["delete", "--force", "userns"]).status == 0)
+        #expect(containerCgroups("userns").isEmpty)
+    }
+}
