@@ -33,4 +33,18 @@ struct Chapter04ValidationTests {
         #expect(try bundle.runtime(["delete", "--force", "userns"]).status == 0)
         #expect(containerCgroups("userns").isEmpty)
     }
+
+    @Test("process.cwd is entered before a seccomp profile that denies getcwd(2) is installed")
+    func cwdBeforeSeccomp() throws {
+        let bundle = try TestBundle("cwd-seccomp", args: ["sh", "-c", "echo cwd=$(readlink /proc/self/cwd)"]) { config in
+            config.process?.cwd = "/tmp"
+            config.process?.noNewPrivileges = false
+            config.linux?.seccomp = OCIConfig.Seccomp(defaultAction: .allow, architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                                                      syscalls: [OCIConfig.Syscall(names: ["getcwd"], action: .errno, errnoRet: 1)])
+        }
+        defer { bundle.remove() }
+        let result = try bundle.runtime(["run", "--bundle", bundle.path, "cwd-seccomp"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "cwd=/tmp\n", "\(result)")
+    }
 }
