@@ -47,4 +47,24 @@ struct Chapter04ValidationTests {
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout == "cwd=/tmp\n", "\(result)")
     }
+
+    @Test("poststart hooks see the container running, with its PID, even when the process has already ended")
+    func poststartState() throws {
+        let folder = try TemporaryFolder("ch04-poststart")
+        defer { folder.remove() }
+        let log = folder.path + "/poststart.json"
+        let bundle = try TestBundle("poststart", args: ["true"]) { config in
+            config.hooks = OCIConfig.Hooks(poststart: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "sleep 0.2; cat > \(log)"])])
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "poststart"]) }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "poststart"]).status == 0)
+        let pid = try #require(try bundle.state("poststart")?["pid"] as? Int)
+        #expect(try bundle.runtime(["start", "poststart"]).status == 0)
+        #expect(try bundle.waitFor("poststart", "stopped"))
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: log))) as? [String: Any])
+        #expect(state["status"] as? String == "running", "\(state)")
+        #expect(state["pid"] as? Int == pid, "\(state)")
+        #expect(state["id"] as? String == "poststart")
+        #expect(try bundle.runtime(["delete", "poststart"]).status == 0)
+    }
 }
