@@ -67,4 +67,26 @@ struct Chapter04ValidationTests {
         #expect(state["id"] as? String == "poststart")
         #expect(try bundle.runtime(["delete", "poststart"]).status == 0)
     }
+
+    @Test("a cpuset below new parent cgroups: each v1 level gets its parent's cpus and mems first")
+    func nestedCpuset() throws {
+        let path = "\(projectPrefix)/ch04-cpuset/level/leaf"
+        let bundle = try TestBundle("cpuset") { config in
+            config.linux?.cgroupsPath = path
+            config.linux?.resources = OCIConfig.Resources(cpu: OCIConfig.CPU(cpus: "0"))
+        }
+        defer {
+            bundle.remove()
+            _ = try? bundle.runtime(["delete", "--force", "cpuset"])
+            for parent in Cleanup.cgroupParents() { _ = Cleanup.removeCgroupTree(parent.appending("ch04-cpuset"), report: { _ in }) }
+        }
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "cpuset"])
+        #expect(create.status == 0, "\(create)")
+        let v1 = "/sys/fs/cgroup/cpuset/\(path)/cpuset.cpus", v2 = "/sys/fs/cgroup/\(path)/cpuset.cpus"
+        let file = FileManager.default.fileExists(atPath: v1) ? v1 : v2
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == "0\n")
+        let pid = try #require(try bundle.state("cpuset")?["pid"] as? Int)
+        #expect(try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8).contains("Cpus_allowed_list:\t0\n"))
+        #expect(try bundle.runtime(["delete", "--force", "cpuset"]).status == 0)
+    }
 }
