@@ -27,6 +27,17 @@ extension Runtime {
             guard let process = config.process else { throw IsolationError("config.json has no process") }
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
+            // The state folder is on the host: keep a descriptor to it across setns and
+            // pivot_root, to open the exec FIFO from inside later (openat(2) resolves from it).
+            let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+            guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
+            if let path = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil })?.path {
+                // linux.namespaces[].path for mount: we were cloned in the runtime's mount
+                // namespace and move into that one; what we mount and pivot_root(2) now
+                // happens there, for every process that shares it (setns(2)).
+                narrate("setns(open(\"\(path)\"), CLONE_NEWNS)", "join an existing mount namespace: the root filesystem and mounts are set up in it")
+                try Namespaces.join(path: FilePath(path), kind: .mount)
+            }
             if (config.linux?.namespaces ?? []).contains(where: { $0.type == .cgroup && $0.path == nil }) {
                 narrate("unshare(CLONE_NEWCGROUP)", "now that we are in the container's cgroup, it becomes the root we see (cgroup_namespaces(7))")
                 if iso_unshare(Namespaces.cgroup.rawValue) != 0 { throw StageError(stage: "unshare(CLONE_NEWCGROUP)", errno: currentErrno()) }
@@ -47,10 +58,6 @@ extension Runtime {
                           state: OCIState(id: id, status: .creating, pid: hostPID, bundle: bundle.string, annotations: config.annotations),
                           narrate: narrate)
             close(continueFD)
-            // The state folder is on the host: keep a descriptor to it across pivot_root, to
-            // open the exec FIFO from inside later (openat(2) resolves from the descriptor).
-            let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
-            guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
             try setup.enterRoot()
             if process.terminal == true {
                 // The container's own pty, from its own devpts (so it is numbered and owned

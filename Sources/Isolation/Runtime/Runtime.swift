@@ -54,10 +54,11 @@ public struct Runtime {
             throw IsolationError("--console-socket was given, but process.terminal is false", hint: "set process.terminal to true, or leave --console-socket out")
         }
         let namespaces = config.linux?.namespaces ?? []
-        let joined = namespaces.filter { $0.path != nil }
-        if joined.contains(where: { $0.type == .mount }) {
-            throw IsolationError("joining an existing mount namespace (linux.namespaces[].path for mount) is not supported",
-                                 hint: "let the runtime create the mount namespace: remove its path")
+        // A mount namespace given by path is joined by the init itself (`containerInit`):
+        // this process must keep the host's view of the state folder and the cgroups.
+        let joined = namespaces.filter { $0.path != nil && $0.type != .mount }
+        if let mount = namespaces.first(where: { $0.type == .mount && $0.path != nil }), !FileSystem.exists(FilePath(mount.path!)) {
+            throw IsolationError("linux.namespaces: the mount namespace \(mount.path!) does not exist", hint: "give the path of a live process's ns/mnt, or leave the path out")
         }
         let newKinds = Namespaces(namespaces.filter { $0.path == nil }.map(\.type.kind))
         if newKinds.contains(.user) && (config.linux?.uidMappings ?? []).isEmpty {
