@@ -89,34 +89,4 @@ struct Chapter04ValidationTests {
         #expect(try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8).contains("Cpus_allowed_list:\t0\n"))
         #expect(try bundle.runtime(["delete", "--force", "cpuset"]).status == 0)
     }
-
-    @Test("linux.namespaces with a path for mount: the container joins that mount namespace, the host sees none of its mounts")
-    func joinMountNamespace() throws {
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        holder.arguments = ["--mount", "--propagation", "private", "sleep", "60"]
-        try holder.run()
-        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
-        let mine = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
-        var theirs = mine
-        for _ in 0..<200 where theirs == mine {
-            usleep(10_000)
-            theirs = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(holder.processIdentifier)/ns/mnt")) ?? mine
-        }
-        #expect(theirs != mine)
-        let bundle = try TestBundle("mntns") { config in
-            let namespaces = config.linux?.namespaces ?? []
-            config.linux?.namespaces = namespaces.map {
-                $0.type == .mount ? OCIConfig.Namespace(type: .mount, path: "/proc/\(holder.processIdentifier)/ns/mnt") : $0
-            }
-        }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "mntns"]) }
-        let create = try bundle.runtime(["create", "--bundle", bundle.path, "mntns"])
-        #expect(create.status == 0, "\(create)")
-        let pid = try #require(try bundle.state("mntns")?["pid"] as? Int)
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt") == theirs)
-        // The container's /proc and /dev were mounted in the joined namespace, not ours.
-        #expect(mounts(under: try builtInRootfs()).isEmpty)
-        #expect(try bundle.runtime(["delete", "--force", "mntns"]).status == 0)
-    }
 }

@@ -27,15 +27,10 @@ extension Runtime {
             guard let process = config.process else { throw IsolationError("config.json has no process") }
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
-            // The state folder is on the host: keep a descriptor to it across setns and
-            // pivot_root, to open the exec FIFO from inside later (openat(2) resolves from it).
-            let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
-            guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
-            if let path = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil })?.path {
-                // linux.namespaces[].path for mount: we were cloned in the runtime's mount
-                // namespace and move into that one; what we mount and pivot_root(2) now
-                // happens there, for every process that shares it (setns(2)).
-                narrate("setns(open(\"\(path)\"), CLONE_NEWNS)", "join an existing mount namespace: the root filesystem and mounts are set up in it")
+            if let mount = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil }), let path = mount.path {
+                // We were cloned into our parent's mount namespace; the config's is joined
+                // here, and from now on every path (the rootfs, the mounts) is looked up in it.
+                narrate("setns(open(\"\(path)\"), CLONE_NEWNS)", "join an existing mount namespace: the rootfs and mounts are set up there")
                 try Namespaces.join(path: FilePath(path), kind: .mount)
             }
             if (config.linux?.namespaces ?? []).contains(where: { $0.type == .cgroup && $0.path == nil }) {
@@ -58,24 +53,22 @@ extension Runtime {
                           state: OCIState(id: id, status: .creating, pid: hostPID, bundle: bundle.string, annotations: config.annotations),
                           narrate: narrate)
             close(continueFD)
+            // The state folder is on the host: keep a descriptor to it across pivot_root, to
+            // open the exec FIFO from inside later (openat(2) resolves from the descriptor).
+            let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+            guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
             try setup.enterRoot()
             if process.terminal == true {
                 // The container's own pty, from its own devpts (so it is numbered and owned
                 // inside): the master goes to the engine, the slave becomes our 0, 1, 2
                 // and, in a new session, our controlling terminal.
                 guard consoleFD >= 0 else { throw IsolationError("process.terminal is true, but there is no console socket") }
-                var master: Int32 = -1, slave: Int32 = -1
-                var name = [CChar](repeating: 0, count: 128)
                 narrate("open(\"/dev/ptmx\"); unlockpt; open(ptsname); sendmsg(console socket, SCM_RIGHTS master)", "process.terminal: the engine gets the terminal's master end")
-                guard iso_open_pty(&master, &slave, &name, name.count) == 0 else { throw StageError(stage: "open a pseudo-terminal", errno: currentErrno()) }
-                if let size = process.consoleSize { _ = iso_set_window_size(slave, UInt16(size.height), UInt16(size.width)) }
-                _ = fchown(slave, process.user.uid, process.user.gid)
-                guard iso_send_fd(consoleFD, master, String(cString: name)) == 0 else { throw StageError(stage: "send the terminal over the console socket", errno: currentErrno()) }
-                close(master)
+                let terminal = try PseudoTerminal.open(sendingMasterTo: consoleFD, size: process.consoleSize, owner: (process.user.uid, process.user.gid))
                 close(consoleFD)
-                guard setsid() >= 0, iso_set_controlling_terminal(slave) == 0 else { throw StageError(stage: "setsid and TIOCSCTTY", errno: currentErrno()) }
-                for target in Int32(0)...2 where dup2(slave, target) < 0 { throw StageError(stage: "dup2 the terminal", errno: currentErrno()) }
-                close(slave)
+                guard setsid() >= 0, iso_set_controlling_terminal(terminal.slave) == 0 else { throw StageError(stage: "setsid and TIOCSCTTY", errno: currentErrno()) }
+                for target in Int32(0)...2 where dup2(terminal.slave, target) < 0 { throw StageError(stage: "dup2 the terminal", errno: currentErrno()) }
+                close(terminal.slave)
             }
             try setup.applyProcess()
             let environment = process.env ?? []
