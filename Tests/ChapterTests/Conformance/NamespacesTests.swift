@@ -66,23 +66,37 @@ struct ConformanceNamespaces {
         #expect(nspid.count == 2 && nspid.last != "1", "\(nspid)")
     }
 
-    @Test("config-linux.md#namespaces: a mount namespace given by path is joined")
+    @Test("config-linux.md#namespaces: a mount namespace given by path is joined: the container sees that namespace's mounts",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"), "needs unshare(1) for a namespace holder"))
     func joinMountByPath() throws {
-        let bundle = try TestBundle(conformance: "ns-join-mnt")
+        let bundle = try TestBundle(conformance: "ns-join-mnt", args: probeThenSleep)
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "first"]).status == 0)
-        let first = try #require(try bundle.pid("first"))
-        var joiner = try OCIConfig.load(bundle: FilePath(bundle.path))
-        let namespaces = (joiner.linux?.namespaces ?? []).map { $0.type == .mount ? OCIConfig.Namespace(type: .mount, path: "/proc/\(first)/ns/mnt") : $0 }
-        joiner.linux?.namespaces = namespaces
-        joiner.mounts = []
-        try bundle.write(joiner)
-        withKnownIssue("not implemented yet: joining a mount namespace by path (the lead is on it)") {
-            let created = try bundle.runtime(["create", "--bundle", bundle.path, "second"])
-            #expect(created.status == 0, "\(created)")
-            let second = try #require(try bundle.pid("second"))
-            #expect(namespaceLink(second, "mnt") == namespaceLink(first, "mnt"))
+        try FileManager.default.createDirectory(atPath: bundle.rootfs + "/srv/held", withIntermediateDirectories: true)
+        // A holder with its own mount namespace and, only there, a tmpfs inside the bundle's root.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        holder.arguments = ["--mount", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=1m held-by-holder \(bundle.rootfs)/srv/held && exec sleep 60"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let holderPID = holder.processIdentifier
+        var ready = false
+        for _ in 0..<300 where !ready {
+            ready = ((try? MountInfo.table(of: holderPID)) ?? []).contains { $0.source == "held-by-holder" }
+            if !ready { usleep(10_000) }
         }
+        try #require(ready, "the holder did not mount its tmpfs")
+        #expect(mounts(under: bundle.rootfs + "/srv/held").isEmpty, "the holder's mount must not be on the host")
+
+        var config = try OCIConfig.load(bundle: FilePath(bundle.path))
+        let namespaces = (config.linux?.namespaces ?? []).map { $0.type == .mount ? OCIConfig.Namespace(type: .mount, path: "/proc/\(holderPID)/ns/mnt") : $0 }
+        config.linux?.namespaces = namespaces
+        try bundle.write(config)
+        // One container only: its pivot_root happens in the joined namespace, for the holder too.
+        let (pid, seen) = try bundle.startProbe("joined")
+        #expect(namespaceLink(pid, "mnt") == namespaceLink(holderPID, "mnt"), "the mount namespace was not joined")
+        #expect(seen.complete, "\(seen)")
+        #expect(seen.mount(at: "/srv/held")?.source == "held-by-holder", "the holder's mount, seen inside: \(seen.all("mountinfo"))")
     }
 
     @Test("config-linux.md#namespaces: a path to a namespace of another type is an error that leaves nothing")
