@@ -26,6 +26,10 @@ struct ConformanceMounts {
         #expect(FileManager.default.fileExists(atPath: bundle.rootfs + "/written") == !readonly)
         let root = seen.mount(at: "/")
         #expect(mountOptions(root).contains("ro") == readonly, "\(String(describing: root))")
+        // pivot_root, not chroot: the host's root is no longer in the container's mount table.
+        #expect(root?.root == bundle.rootfs || root?.root.hasSuffix("/bundle/rootfs") == true, "\(String(describing: root))")
+        #expect(seen.mounts.allSatisfy { $0.mountPoint == "/" || $0.parentID != root?.parentID }, "a mount beside the root: \(seen.all("mountinfo"))")
+        #expect(seen.mounts.first?.mountPoint == "/", "the root is the first mount: \(seen.all("mountinfo"))")
     }
 
     @Test("config.md#mounts: proc, sysfs, tmpfs, devpts, mqueue, cgroup and bind mounts with their types and options")

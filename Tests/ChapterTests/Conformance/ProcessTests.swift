@@ -24,6 +24,58 @@ struct ConformanceProcess {
         #expect(seen["cwd"] == "/srv")
     }
 
+    @Test("config.md#process: args[0] without a slash is found in the PATH of process.env, not the runtime's")
+    func pathLookup() throws {
+        let bundle = try TestBundle(conformance: "path", args: ["only-here", "x"]) { config in
+            config.process?.env = ["PATH=/srv/bin:/bin"]
+        }
+        defer { bundle.removeAll() }
+        try FileManager.default.createDirectory(atPath: bundle.rootfs + "/srv/bin", withIntermediateDirectories: true)
+        try "#!/bin/sh\necho \"found=$0 $1\"\n".write(toFile: bundle.rootfs + "/srv/bin/only-here", atomically: false, encoding: .utf8)
+        chmod(bundle.rootfs + "/srv/bin/only-here", 0o755)
+        let (result, seen) = try bundle.probe("path")
+        #expect(result.status == 0 && seen["found"] == "/srv/bin/only-here x", "\(result)")
+        var other = try OCIConfig.load(bundle: FilePath(bundle.path))
+        other.process?.env = ["PATH=/bin"]
+        try bundle.write(other)
+        let missing = try bundle.runtime(["run", "--bundle", bundle.path, "path2"])
+        #expect(missing.status != 0 && missing.stderr.contains("only-here"), "\(missing)")
+    }
+
+    @Test("runc exec --process (the config's process object, in a running container): user, groups, umask, cwd, env, capabilities, rlimits, no_new_privs")
+    func execProcess() throws {
+        let bundle = try TestBundle(conformance: "exec", args: ["sleep", "30"])
+        defer { bundle.removeAll() }
+        #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "ex"]).status == 0)
+        let caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        let process = OCIConfig.Process(
+            user: OCIConfig.User(uid: 1500, gid: 1600, umask: 0o077, additionalGids: [1700]),
+            args: ["/probe"], env: ["PATH=/bin", "EXEC_ONLY=yes"], cwd: "/srv",
+            capabilities: OCIConfig.Capabilities(bounding: caps, effective: caps, inheritable: caps, permitted: caps, ambient: caps),
+            rlimits: [OCIConfig.Rlimit(type: .openFiles, hard: 400, soft: 200)], noNewPrivileges: true)
+        let file = bundle.folder.path + "/process.json"
+        var json = OCIConfig.defaultSpec()
+        json.process = process
+        // The process object alone, as engines write it.
+        let whole = try JSONSerialization.jsonObject(with: Data(json.encodedJSON())) as! [String: Any]
+        try JSONSerialization.data(withJSONObject: whole["process"]!).write(to: URL(fileURLWithPath: file))
+        let result = try bundle.runtime(["exec", "--process", file, "ex"])
+        let seen = Observations(result.stdout)
+        #expect(result.status == 0 && seen.complete, "\(result)")
+        #expect(seen["Uid"] == "1500 1500 1500 1500" && seen["Gid"] == "1600 1600 1600 1600" && seen["Groups"]?.split(separator: " ") == ["1700"], "\(seen)")
+        #expect(seen["Umask"] == "0077" && seen["cwd"] == "/srv" && seen.environment == ["PATH=/bin", "EXEC_ONLY=yes"], "\(seen)")
+        for set in ["CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            #expect(capabilityMask(hex: seen[set]) == capabilityMask(caps), "\(set): \(seen)")
+        }
+        #expect(seen.limit("Max open files").map { [$0.soft, $0.hard] } == ["200", "400"])
+        #expect(seen["NoNewPrivs"] == "1")
+        // In the container's namespaces: the same as its init's.
+        let initPID = try #require(try bundle.pid("ex"))
+        for kind in ["pid", "net", "ipc", "uts", "mnt"] {
+            #expect(seen["ns.\(kind)"] == namespaceLink(initPID, kind), "\(kind)")
+        }
+    }
+
     @Test("config.md#user: uid, gid, additionalGids and umask, inside and from outside")
     func user() throws {
         let bundle = try TestBundle(conformance: "user", args: probeThenSleep) { config in
