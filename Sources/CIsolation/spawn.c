@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,6 +75,16 @@ static void iso_child(const struct iso_spawn_attr *attr, int release_read, int s
         do { got = read(release_read, &byte, 1); } while (got < 0 && errno == EINTR);
         if (got != 1) { if (got == 0) errno = EPIPE; iso_child_fail(status_write, ISO_STAGE_WAIT_RELEASE); }
         close(release_read);
+    }
+    if (attr->become_root) {
+        // In a new user namespace our IDs are still the parent's host IDs, which the maps
+        // need not cover (0 inside → 100000 outside leaves host root unmapped): execve
+        // would then see no root and drop every capability. Become the namespace's root
+        // first, as runc's nsexec does. Raw system calls: glibc's wrappers would signal
+        // the parent's threads, which this child does not have.
+        // setgroups may be denied (/proc/PID/setgroups is "deny" for unprivileged maps): keep the groups then.
+        if (syscall(SYS_setgroups, 0, NULL) != 0 && errno != EPERM) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
+        if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
     }
     if (attr->new_time_namespace) {
         // CLONE_NEWTIME shares its bit with CSIGNAL, so clone(2) cannot take it: unshare

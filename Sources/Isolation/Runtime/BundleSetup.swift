@@ -240,10 +240,6 @@ public final class BundleSetup {
             try stage("pivot_root(\".\", \".\")") { try Mount.pivotRoot(newRoot: ".", putOld: ".") }
             try stage("umount2(old root, MNT_DETACH)") { try Mount.unmount(".", detach: true) }
             try stage("chdir(\"/\")") { try FileSystem.changeDirectory("/") }
-            if let propagation = config.linux?.rootfsPropagation {
-                let flags = MountOptions([propagation.rawValue]).propagation
-                try stage("rootfsPropagation \(propagation.rawValue)") { try Mount.mount(source: "none", target: "/", flags: flags) }
-            }
         }
         try timed("masked and read-only paths") {
             // sysctls first: /proc/sys is about to become read-only.
@@ -267,6 +263,12 @@ public final class BundleSetup {
                 try stage("read-only \(path)") { try Mount.mount(source: path, target: FilePath(path), flags: [.bind, .recursive]) }
                 try remount(FilePath(path), flags: [.readOnly, .recursive], stageName: "read-only \(path)")
             }
+            // Last of the mounts: masks and read-only paths are bind mounts, and nothing
+            // can be bound from an unbindable mount.
+            if let propagation = config.linux?.rootfsPropagation {
+                let flags = MountOptions([propagation.rawValue]).propagation
+                try stage("rootfsPropagation \(propagation.rawValue)") { try Mount.mount(source: "none", target: "/", flags: flags) }
+            }
             if config.root.readonly == true {
                 narrate("mount(NULL, \"/\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)", "root.readonly: the container cannot write its root filesystem")
                 try remount("/", flags: [.readOnly], stageName: "read-only root")
@@ -285,6 +287,22 @@ public final class BundleSetup {
         narrate("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, {\(filter.instructions.count) BPF instructions})", "linux.seccomp, the last step before execve: from here every system call is checked")
         try filter.install()
         pendingSeccomp = nil
+    }
+
+    /// chdir(2) to process.cwd (made if missing), then the CVE-2024-21626 check: a cwd
+    /// such as /proc/self/fd/N can land on a descriptor the runtime still holds, outside
+    /// the root. getcwd(3) then has no path from our root ("(unreachable)…", or ENOENT):
+    /// refuse to exec from there.
+    func enterWorkingDirectory(_ cwd: String) throws {
+        try stage("chdir(\"\(cwd)\")") {
+            if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
+            try FileSystem.changeDirectory(FilePath(cwd))
+        }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let inside = getcwd(&buffer, buffer.count) != nil && buffer[0] == CChar(UInt8(ascii: "/"))
+        if !inside {
+            throw IsolationError("process.cwd \(cwd) leads outside the container", hint: "use a directory inside the root filesystem")
+        }
     }
 
     public func applyProcess() throws {
@@ -316,6 +334,16 @@ public final class BundleSetup {
                 narrate("echo \(score) > /proc/self/oom_score_adj", "process.oomScoreAdj")
                 try stage("oom_score_adj \(score)") { try FileSystem.writeFile("/proc/self/oom_score_adj", "\(score)") }
             }
+        }
+        // The working directory while still root, as runc tries first: the check after it
+        // calls getcwd(2), which a profile may deny (once installed below). A directory
+        // root may not enter (EACCES, in a user namespace) is tried again as the user.
+        var inWorkingDirectory = false
+        if let cwd = process?.cwd {
+            do {
+                try enterWorkingDirectory(cwd)
+                inWorkingDirectory = true
+            } catch let error as StageError where error.errno == .permissionDenied {}
         }
         if let seccomp, process?.noNewPrivileges != true {
             // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the next
@@ -377,20 +405,7 @@ public final class BundleSetup {
                 pendingSeccomp = seccomp
             }
         }
-        if let cwd = process?.cwd {
-            try stage("chdir(\"\(cwd)\")") {
-                if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
-                try FileSystem.changeDirectory(FilePath(cwd))
-            }
-            // CVE-2024-21626: a cwd such as /proc/self/fd/N can land on a descriptor the
-            // runtime still holds, outside the root. getcwd(3) then has no path from our
-            // root ("(unreachable)…", or ENOENT): refuse to exec from there.
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let inside = getcwd(&buffer, buffer.count) != nil && buffer[0] == CChar(UInt8(ascii: "/"))
-            if !inside {
-                throw IsolationError("process.cwd \(cwd) leads outside the container", hint: "use a directory inside the root filesystem")
-            }
-        }
+        if let cwd = process?.cwd, !inWorkingDirectory { try enterWorkingDirectory(cwd) }
     }
 
     static func setCapabilities(_ capabilities: OCIConfig.Capabilities, skipped: (String) -> Void = { _ in }) throws {

@@ -136,6 +136,8 @@ public struct Runtime {
             // itself (unshare), once we have moved it into the container's cgroup.
             spawn.namespaces = newKinds.subtracting(.cgroup)
             spawn.waitForRelease = true
+            // The maps need not cover our own IDs: the init becomes the namespace's root.
+            spawn.becomeNamespaceRoot = newKinds.contains(.user)
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
@@ -173,7 +175,12 @@ public struct Runtime {
             var message = readLine(sync.read)
             if message == "hooks" {
                 let state = OCIState(id: id, status: .creating, pid: child!.pid, bundle: bundle.string, annotations: config.annotations)
-                try Hooks.run(config.hooks?.prestart, stage: "prestart", state: state, narrate: narrate)
+                // prestart is the deprecated hook of the spec before createRuntime existed,
+                // when it ran "after start, before the program": its hooks (and runtime-tools'
+                // validation, and crun) expect the state of a container that is `created`.
+                var prestartState = state
+                prestartState.status = .created
+                try Hooks.run(config.hooks?.prestart, stage: "prestart", state: prestartState, narrate: narrate)
                 try Hooks.run(config.hooks?.createRuntime, stage: "createRuntime", state: state, narrate: narrate)
                 let go = Array("\(child!.pid)\n".utf8)
                 _ = go.withUnsafeBufferPointer { write(proceed.write, $0.baseAddress, $0.count) }
@@ -256,7 +263,12 @@ public struct Runtime {
             if read(fd, &byte, 1) == 1 {
                 unlink(fifo.string)
                 if let hooks = (try? createdConfig(id: id))?.hooks?.poststart {
-                    for warning in Hooks.runWarning(hooks, stage: "poststart", state: store.state(of: record)) {
+                    // The state of the moment start made: running, with the process's PID,
+                    // even if a short process has already ended by the time the hook runs.
+                    var state = store.state(of: record)
+                    state.status = .running
+                    state.pid = record.pid
+                    for warning in Hooks.runWarning(hooks, stage: "poststart", state: state) {
                         printError("warning: \(warning)")
                     }
                 }
