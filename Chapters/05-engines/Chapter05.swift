@@ -39,6 +39,9 @@ struct Chapter05: ParsableCommand {
             if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
                 root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
             }
+            // Ctrl-C reaches the engine's client (same process group) and stays pending
+            // here: the lesson stops after that command and still removes what it made.
+            blockSignalsForSupervision()
             let lesson = Lesson(runtime: runtime, rootfs: root.path)
             try lesson.run()
         }

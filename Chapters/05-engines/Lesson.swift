@@ -219,6 +219,11 @@ struct Lesson {
         guard let program = Command.find(name) else { throw IsolationError("\(name) is not installed", hint: "apt-get install \(Engines.package(for: name))") }
         if show { say("  " + style.syscall("$ \(name) " + arguments.map(shellQuote).joined(separator: " "))) }
         let output = try Command.run(program, arguments, environment: environment)
+        var pending = sigset_t()
+        sigpending(&pending)
+        if forwardedSignals.contains(where: { sigismember(&pending, $0) == 1 }) {
+            throw IsolationError("interrupted", hint: "what the lesson made was removed")
+        }
         if show {
             for line in (output.standardOutput + output.standardError).split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
                 say("    " + line)
