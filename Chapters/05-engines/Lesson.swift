@@ -115,7 +115,7 @@ struct Lesson {
         options.standardOutput = log
         options.standardError = log
         options.newSession = true  // Ctrl-C in the lesson reaches us, and we stop it in order
-        let daemon = try ChildProcess.spawn(Command.find("containerd") ?? "/usr/bin/containerd", arguments: ["containerd", "--config", engine.config.string],
+        let daemon = try ChildProcess.spawn(Engines.find("containerd") ?? "/usr/bin/containerd", arguments: ["containerd", "--config", engine.config.string],
                                             environment: Command.defaultEnvironment, options: options)
         let runDirectoryExisted = Engines.Containerd.runDirectoryExists()
         var calls: CallLog? = nil
@@ -216,7 +216,7 @@ struct Lesson {
 
     /// Runs an engine's client, printing the command, its output and its status.
     func client(_ name: String, _ arguments: [String], environment: [String], show: Bool) throws -> CommandOutput {
-        guard let program = Command.find(name) else { throw IsolationError("\(name) is not installed", hint: "apt-get install \(Engines.package(for: name))") }
+        guard let program = Engines.find(name) else { throw IsolationError("\(name) is not installed", hint: "apt-get install \(Engines.package(for: name))") }
         if show { say("  " + style.syscall("$ \(name) " + arguments.map(shellQuote).joined(separator: " "))) }
         let output = try Command.run(program, arguments, environment: environment)
         var pending = sigset_t()

@@ -14,9 +14,17 @@ public enum Engines {
         }
     }
 
+    /// Where engines' programs are looked for: $PATH (sudo sets a safe one), or the usual folders.
+    public static var searchPath: String {
+        environmentValue("PATH").flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    }
+
+    /// An engine's program in `searchPath`.
+    public static func find(_ program: String) -> FilePath? { Command.find(program, path: searchPath) }
+
     /// The programs an engine needs that are not installed (empty: all there).
     public static func missing(_ programs: [String]) -> [String] {
-        programs.filter { Command.find($0) == nil }
+        programs.filter { find($0) == nil }
     }
 
     /// The processes whose command line mentions `text` (an engine's folder: conmon,
