@@ -89,9 +89,11 @@ public enum Engines {
         /// - `default_ulimits`: podman asks for 1048576 open files and processes unless
         ///   told otherwise; without CAP_SYS_RESOURCE no runtime can raise a hard limit,
         ///   so ask for what podman itself may have (it runs with at most 32768 processes).
+        /// - `network_config_dir`: podman's network files (and their lock) here, not in
+        ///   /etc/containers/networks, which may be read-only.
         /// - `static_dir` stays unset: podman derives it from the storage's graphroot.
         public func writeConfiguration() throws {
-            for name in ["storage", "run", "tmp", "volumes"] { try FileSystem.makeDirectories(folder.appending(name)) }
+            for name in ["storage", "run", "tmp", "volumes", "networks"] { try FileSystem.makeDirectories(folder.appending(name)) }
             var limit = rlimit()
             getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
             let files = min(UInt64(limit.rlim_max), 1_048_576)
@@ -116,6 +118,9 @@ public enum Engines {
 
                 [engine.runtimes]
                 \(runtimeName) = ["\(runtime)"]
+
+                [network]
+                network_config_dir = "\(folder.appending("networks"))"
 
                 """
             let storage = """
