@@ -28,7 +28,7 @@ struct CallLog {
             return String(line[arrow.upperBound...])
         }
     }
-    /// The IDs the runtime was asked to create since `mark` lines.
+    /// The IDs the runtime was asked to create (the last word of each `create` call).
     func createdIDs() -> [String] {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").filter { $0.contains(" create ") }.compactMap { $0.split(separator: " ").last.map(String.init) }
