@@ -89,4 +89,29 @@ struct Chapter04ValidationTests {
         #expect(try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8).contains("Cpus_allowed_list:\t0\n"))
         #expect(try bundle.runtime(["delete", "--force", "cpuset"]).status == 0)
     }
+
+    @Test("no mount namespace in the config: the container shares the host's mount table, chroots, and delete takes its mounts away")
+    func withoutMountNamespace() throws {
+        let rootfs = try builtInRootfs()
+        let bundle = try TestBundle("nomnt") { config in
+            let namespaces = config.linux?.namespaces ?? []
+            config.linux?.namespaces = namespaces.filter { $0.type != .mount }
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nomnt"]) }
+        #expect(mounts(under: rootfs).isEmpty)
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "nomnt"])
+        #expect(create.status == 0, "\(create)")
+        let pid = try #require(try bundle.state("nomnt")?["pid"] as? Int)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
+                == FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/root") == rootfs)
+        // Its /proc, /dev … are host mounts below the root filesystem, as runc makes them.
+        #expect(mounts(under: rootfs).contains(rootfs + "/proc"), "\(mounts(under: rootfs))")
+        #expect(try bundle.runtime(["start", "nomnt"]).status == 0)
+        let probe = try bundle.runtime(["exec", "nomnt", "sh", "-c", "test -e /etc/isolation-rootfs && echo in-rootfs; echo pid=$$"])
+        #expect(probe.stdout == "in-rootfs\npid=2\n", "exec enters the container's root: \(probe)")
+        #expect(try bundle.runtime(["delete", "--force", "nomnt"]).status == 0)
+        #expect(mounts(under: rootfs).isEmpty, "delete must unmount what create mounted on the host")
+        #expect(containerCgroups("nomnt").isEmpty)
+    }
 }

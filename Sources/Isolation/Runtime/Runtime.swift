@@ -74,7 +74,13 @@ public struct Runtime {
         let directory = try store.reserve(id)
         var cgroup: Cgroup? = nil
         var child: ChildProcess? = nil
+        // No mount namespace: the init's mounts land in the host's table, on top of the
+        // root filesystem. How many were there before is kept, so `delete` removes ours only.
+        let sharesHostMounts = !(config.linux?.namespaceKinds ?? []).contains(.mount)
+        let mountPoint = (try? FileSystem.realPath(rootfs).string) ?? rootfs.string  // as mountinfo spells it
+        let mountsBefore = sharesHostMounts ? Runtime.hostMounts(at: mountPoint) : 0
         do {
+            if sharesHostMounts { try FileSystem.writeFile(directory.appending(Runtime.hostMountsFile), "\(mountsBefore) \(mountPoint)") }
             // The config as it was at create: `exec` reads it later, whatever the bundle becomes.
             try FileSystem.writeFile(directory.appending(OCIConfig.fileName), config.encodedJSON(), mode: 0o600)
             let fifo = store.fifo(id)
@@ -198,6 +204,7 @@ public struct Runtime {
             return child!
         } catch {
             if let child { _ = try? child.signal(SIGKILL); _ = try? child.wait() }
+            if sharesHostMounts { Runtime.unmountHostMounts(at: mountPoint, keeping: mountsBefore) }
             cgroup?.destroy()
             try? store.remove(id)
             throw error
@@ -306,6 +313,10 @@ public struct Runtime {
                 status = store.status(of: record)
             }
         }
+        if let text = try? FileSystem.readString(store.directory(id).appending(Runtime.hostMountsFile)),
+           let space = text.firstIndex(of: " "), let keep = Int(text[..<space]) {
+            Runtime.unmountHostMounts(at: String(text[text.index(after: space)...]), keeping: keep)
+        }
         if let cgroup = try? Cgroup.existing(path: record.cgroupPath) { cgroup.destroy() }
         let poststop = (try? createdConfig(id: id))?.hooks?.poststop
         let state = store.state(of: record)
@@ -387,6 +398,13 @@ public struct Runtime {
             narrate("setns(open(\"/proc/\(record.pid)/ns/\(kind.procName)\"), \(kind.cloneFlagName))", "join the container's \(kind.shortName) namespace")
             try Namespaces.join(path: FilePath("/proc/\(record.pid)/ns/\(kind.procName)"), kind: kind)
         }
+        if !kinds.contains(.mount) {
+            // No mount namespace to join: the container's root is a chroot in the host's.
+            narrate("chroot(\"/proc/\(record.pid)/root\")", "the container shares the host's mounts: enter its root the way its init did")
+            guard chroot("/proc/\(record.pid)/root") == 0, chdir("/") == 0 else {
+                throw StageError(stage: "chroot(\"/proc/\(record.pid)/root\")", errno: currentErrno())
+            }
+        }
         // After setns(CLONE_NEWNS) our root is the container's: /dev/ptmx is its devpts,
         // so the terminal is numbered and owned inside, as the init's is.
         var terminal: PseudoTerminal? = nil
@@ -423,6 +441,25 @@ public struct Runtime {
             _ = text.withUnsafeBufferPointer { write(pidFD, $0.baseAddress, $0.count) }
         }
         return child
+    }
+}
+
+extension Runtime {
+    /// The file in a container's folder that says how many mounts its root filesystem had
+    /// before create, and where it is mounted (only for a container without a mount namespace).
+    static let hostMountsFile = "host-mounts"
+
+    /// How many mounts are stacked at `path` in our mount table.
+    static func hostMounts(at path: String) -> Int {
+        ((try? MountInfo.table()) ?? []).filter { $0.mountPoint == path }.count
+    }
+
+    /// Detaches the topmost mounts at `path` (each with all that is mounted below it:
+    /// umount2(2) MNT_DETACH) until `keeping` are left.
+    static func unmountHostMounts(at path: String, keeping: Int) {
+        for _ in 0..<16 where hostMounts(at: path) > keeping {
+            if (try? Mount.unmount(FilePath(path), detach: true)) == nil { return }
+        }
     }
 }
 
