@@ -114,4 +114,55 @@ struct Chapter04ValidationTests {
         #expect(mounts(under: rootfs).isEmpty, "delete must unmount what create mounted on the host")
         #expect(containerCgroups("nomnt").isEmpty)
     }
+
+    @Test("linux.resources memory extras and blkio: written on cgroup v1, a clear error where the kernel has no such limit")
+    func moreResources() throws {
+        let disk = try #require((try? String(contentsOfFile: "/sys/block/vda/dev", encoding: .utf8))
+            ?? (try FileManager.default.contentsOfDirectory(atPath: "/sys/block").filter { !$0.hasPrefix("loop") && !$0.hasPrefix("zram") && !$0.hasPrefix("ram") }
+                .compactMap { try? String(contentsOfFile: "/sys/block/\($0)/dev", encoding: .utf8) }.first))
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let parts = disk.split(separator: ":").compactMap { Int64($0) }
+        try #require(parts.count == 2)
+        let bundle = try TestBundle("resources") { config in
+            config.linux?.resources = OCIConfig.Resources(
+                memory: OCIConfig.Memory(limit: 64 << 20, reservation: 32 << 20, kernelTCP: 16 << 20, swappiness: 10, disableOOMKiller: true),
+                blockIO: OCIConfig.BlockIO(throttleReadBpsDevice: [OCIConfig.ThrottleDevice(major: parts[0], minor: parts[1], rate: 1 << 20)]))
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "resources"]) }
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "resources"])
+        if CgroupMode.detect() == .unified {
+            // v2 has no swappiness, oom_control or TCP limit: refused, by name, and nothing made.
+            #expect(create.status != 0 && create.stderr.contains("memory.swappiness") && create.stderr.contains("blockIO"), "\(create)")
+            #expect(containerCgroups("resources").isEmpty)
+            return
+        }
+        #expect(create.status == 0, "\(create)")
+        func read(_ controller: String, _ file: String) -> String? {
+            (try? String(contentsOfFile: "/sys/fs/cgroup/\(controller)/\(projectPrefix)/resources/\(file)", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(read("memory", "memory.soft_limit_in_bytes") == "\(32 << 20)")
+        #expect(read("memory", "memory.swappiness") == "10")
+        #expect(read("memory", "memory.oom_control")?.hasPrefix("oom_kill_disable 1") == true)
+        #expect(read("memory", "memory.kmem.tcp.limit_in_bytes") == "\(16 << 20)")
+        #expect(read("blkio", "blkio.throttle.read_bps_device") == "\(disk) \(1 << 20)")
+        #expect(try bundle.runtime(["delete", "--force", "resources"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/blkio/\(projectPrefix)/resources"), "delete removes the blkio cgroup too")
+
+        // A kernel memory limit this kernel accepts but ignores (Linux 5.4 on) is an error, not a silent no-op.
+        let kernel = try TestBundle("kmem") { config in
+            config.linux?.resources = OCIConfig.Resources(memory: OCIConfig.Memory(limit: 64 << 20, kernel: 64 << 20))
+        }
+        defer { kernel.remove() }
+        let refused = try kernel.runtime(["create", "--bundle", kernel.path, "kmem"])
+        if refused.status == 0 {
+            // An older kernel that still applies kernel memory limits.
+            #expect(read("memory", "../kmem/memory.kmem.limit_in_bytes") == "\(64 << 20)")
+            #expect(try kernel.runtime(["delete", "--force", "kmem"]).status == 0)
+        } else {
+            #expect(refused.stderr.contains("memory.kernel") && refused.stderr.contains("ignores it"), "\(refused)")
+            #expect(containerCgroups("kmem").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: kernel.stateRoot + "/kmem"))
+        }
+    }
 }
