@@ -374,9 +374,11 @@ public final class BundleSetup {
         }
         try timed("user and capabilities") {
             guard let process else { return }
-            if let apparmor = process.apparmorProfile, !apparmor.isEmpty {
-                throw IsolationError("process.apparmorProfile '\(apparmor)' is set, but this runtime does not load AppArmor profiles",
-                                     hint: "remove apparmorProfile from config.json")
+            if let profile = process.apparmorProfile, !profile.isEmpty {
+                // Before no_new_privs and the capability drop, as runc does: the switch
+                // happens at our execve.
+                narrate("echo \"exec \(profile)\" > /proc/self/attr/apparmor/exec", "process.apparmorProfile: confined from the next execve (aa_change_onexec(3))")
+                try AppArmor.changeOnExec(profile, checkEnabled: false)  // create checked, on the host
             }
             let user = process.user
             let capabilities = process.capabilities
