@@ -294,14 +294,14 @@ public final class Cgroup {
                 if let kernel = limits.kernelMemory { try writeApplied(dir, "memory.kmem.limit_in_bytes", kernel, field: "memory.kernel") }
                 if let tcp = limits.kernelTCPMemory { try writeApplied(dir, "memory.kmem.tcp.limit_in_bytes", tcp, field: "memory.kernelTCP") }
             }
-            if let blockIO = limits.blockIO, let dir = directories["blkio"] { try applyBlockIO(blockIO, in: dir) }
-            if let dir = directories["hugetlb"] {
+            if let blockIO = limits.blockIO, let dir = v1Directory("blkio") { try applyBlockIO(blockIO, in: dir) }
+            if let dir = v1Directory("hugetlb") {
                 for limit in limits.hugepageLimits {
                     try writeExisting(dir, "hugetlb.\(limit.pageSize).limit_in_bytes", "\(limit.limit)", field: "hugepageLimits pageSize \(limit.pageSize)")
                 }
             }
-            if let classID = limits.network?.classID, let dir = directories["net_cls"] { try write(dir.appending("net_cls.classid"), "\(classID)") }
-            if let dir = directories["net_prio"] {
+            if let classID = limits.network?.classID, let dir = v1Directory("net_cls") { try write(dir.appending("net_cls.classid"), "\(classID)") }
+            if let dir = v1Directory("net_prio") {
                 for priority in limits.network?.priorities ?? [] { try write(dir.appending("net_prio.ifpriomap"), "\(priority.name) \(priority.priority)") }
             }
             if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
@@ -312,6 +312,16 @@ public final class Cgroup {
                 }
                 try devices.writeV1(dir, write: write)
             }
+        }
+    }
+
+    /// A v1 controller's directory, also when its hierarchy is mounted with another one
+    /// (net_cls,net_prio): `locate` made one directory for both, under the first name.
+    private func v1Directory(_ controller: String) -> FilePath? {
+        if let directory = directories[controller] { return directory }
+        return directories.values.first { directory in
+            let hierarchy = FilePath(String(directory.string.dropLast(relativePath.count + 1)))
+            return hierarchy.lastComponent?.string.split(separator: ",").contains(Substring(controller)) == true
         }
     }
 
