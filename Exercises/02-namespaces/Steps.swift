@@ -9,7 +9,7 @@ import SystemPackage
 /// expects a new hostname (UTS), PIDs, mount table, IPC objects and network.
 func namespacesToCreate() throws -> Namespaces {
     try exerciseTODO("02", step: "clone-flags",
-                     hint: "return an option set of Namespaces, one CLONE_NEW* flag each: [.uts, .pid, .mount, .ipc, .network]; leave out .user (root needs none) and see what each one changes",
+                     hint: "return a Namespaces option set (Sources/Isolation/Namespaces.swift) with one member per CLONE_NEW* flag: the container needs its own hostname, PIDs, mount table, IPC objects and network. Root needs no user namespace",
                      notes: "Chapters/02-namespaces/README.md#how-this-chapter-makes-one")
 }
 
@@ -24,6 +24,6 @@ func setHostname(_ name: String) throws {
 /// /proc), so that ps and /proc inside show the container's PID namespace only.
 func mountProc(at target: FilePath) throws {
     try exerciseTODO("02", step: "mount-proc",
-                     hint: "mount(\"proc\", target, \"proc\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL): Mount.mount(source: \"proc\", target: target, type: \"proc\", flags: [.noSetuid, .noDevices, .noExec]). It must come after clone(2): proc shows the PID namespace of whoever mounts it",
+                     hint: "mount(2) a file system of type \"proc\" (its source is just a name) onto target, with Mount.mount(source:target:type:flags:). It must happen in the child, after clone(2): proc shows the PID namespace of whoever mounts it",
                      notes: "Chapters/02-namespaces/README.md#pid--process-ids-2624")
 }

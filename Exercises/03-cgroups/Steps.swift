@@ -9,7 +9,7 @@ import SystemPackage
 /// cgroup's files. `cgroup.version` says which files this host has.
 func writeLimits(_ cgroup: CgroupFolders, memoryBytes: UInt64, pids: Int) throws {
     try exerciseTODO("03", step: "limits",
-                     hint: "a limit is a number written into a file: v2 memory.max and pids.max (in cgroup.memory and cgroup.pids, the same folder); v1 memory.limit_in_bytes in cgroup.memory and pids.max in cgroup.pids. FileSystem.writeFile(cgroup.memory.appending(\"memory.max\"), \"\\(memoryBytes)\")",
+                     hint: "a limit is a number written into a file: v2 memory.max and pids.max (in cgroup.memory and cgroup.pids, the same folder); v1 memory.limit_in_bytes in cgroup.memory and pids.max in cgroup.pids. FileSystem.writeFile(path, text) writes one",
                      notes: "Chapters/03-cgroups/README.md#reading-the-files")
 }
 

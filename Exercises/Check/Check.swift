@@ -63,7 +63,13 @@ struct Check: ParsableCommand {
             if report.failed == 0 {
                 say(style.green(style.bold("All \(report.passed) checks passed.")))
             } else {
-                say(style.red(style.bold("\(report.failed) of \(report.passed + report.failed) checks failed:")) + " " + report.failures.joined(separator: "; "))
+                var perExercise: [(String, Int)] = []
+                for failure in report.failures {
+                    let exercise = String(failure.prefix(while: { $0 != ":" }))
+                    if let index = perExercise.firstIndex(where: { $0.0 == exercise }) { perExercise[index].1 += 1 } else { perExercise.append((exercise, 1)) }
+                }
+                say(style.red(style.bold("\(report.failed) of \(report.passed + report.failed) checks failed")) + " ("
+                    + perExercise.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + "). Start with the first ✗ above.")
                 code = 1
             }
         }
