@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -92,6 +93,8 @@ static void iso_child(const struct iso_spawn_attr *attr, int release_read, int s
         }
     }
     if (attr->new_session && setsid() < 0) iso_child_fail(status_write, ISO_STAGE_SESSION);
+    // A session leader without a terminal takes the first one it asks for (tty_ioctl(4)).
+    if (attr->controlling_terminal && ioctl(0, TIOCSCTTY, 0) != 0) iso_child_fail(status_write, ISO_STAGE_CONTROLLING_TERMINAL);
     if (attr->parent_death_signal > 0) {
         if (prctl(PR_SET_PDEATHSIG, attr->parent_death_signal, 0, 0, 0) != 0) iso_child_fail(status_write, ISO_STAGE_PARENT_DEATH);
     }

@@ -110,6 +110,7 @@ public final class Cgroup {
         case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil
         case "pids": return limits.pids != nil
         case "cpuset": return limits.cpuset != nil
+        case "devices": return limits.devices != nil
         default: return false
         }
     }
@@ -246,6 +247,10 @@ public final class Cgroup {
             }
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let devices = limits.devices {
+                log(dir, "bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE): \(devices.rules.count) rules, otherwise \(devices.defaultAllow ? "allow" : "deny")")
+                try devices.attachV2(dir)
+            }
         case .v1:
             if let dir = directories["cpu"] {
                 if let quota = limits.cpuQuotaMicroseconds {
@@ -273,6 +278,12 @@ public final class Cgroup {
             }
             if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let devices = limits.devices {
+                guard let dir = directories["devices"] else {
+                    throw IsolationError("device rules need the cgroup v1 'devices' controller, and it is not mounted", hint: "mount it at /sys/fs/cgroup/devices")
+                }
+                try devices.writeV1(dir, write: write)
+            }
         }
     }
 

@@ -20,6 +20,9 @@ public struct SpawnOptions {
     public var waitForRelease = false
     /// setsid(2) in the child.
     public var newSession = false
+    /// After setsid, the child's standard input (a terminal) becomes its controlling
+    /// terminal: ioctl(0, TIOCSCTTY), tty_ioctl(4). Needs `newSession`.
+    public var controllingTerminal = false
     /// The signal the child gets when its parent dies (prctl PR_SET_PDEATHSIG).
     public var parentDeathSignal: Int32 = 0
     /// chdir(2) to this directory before exec.
@@ -70,6 +73,7 @@ public final class ChildProcess {
                                     stderr_fd: options.standardError?.rawValue ?? -1,
                                     wait_for_release: options.waitForRelease ? 1 : 0,
                                     new_session: options.newSession ? 1 : 0,
+                                    controlling_terminal: options.controllingTerminal ? 1 : 0,
                                     parent_death_signal: options.parentDeathSignal,
                                     working_directory: cwd)
                                 return iso_spawn(&attr, &child)
@@ -135,6 +139,7 @@ public final class ChildProcess {
         case ISO_STAGE_SESSION.rawValue: return "setsid()"
         case ISO_STAGE_PARENT_DEATH.rawValue: return "prctl(PR_SET_PDEATHSIG)"
         case ISO_STAGE_CHDIR.rawValue: return "chdir()"
+        case ISO_STAGE_CONTROLLING_TERMINAL.rawValue: return "ioctl(TIOCSCTTY)"
         case ISO_STAGE_EXEC.rawValue: return "execve(\"\(executable)\")"
         default: return "child setup stage \(stage)"
         }

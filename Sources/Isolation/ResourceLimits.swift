@@ -21,6 +21,9 @@ public struct ResourceLimits: Sendable, Equatable {
     /// v1 `cpu.shares` as an OCI config gives it (2–262144, default 1024); on v2 it is
     /// converted to `cpu.weight` the way runc does. Overrides `cpuWeight` when set.
     public var cpuShares: UInt64?
+    /// Which devices the processes may open and mknod (`linux.resources.devices`); nil
+    /// leaves the device controller alone.
+    public var devices: DeviceAccess?
 
     public init(cpus: Double? = nil, cpuWeight: Int? = nil, memoryBytes: UInt64? = nil, swapBytes: UInt64? = nil,
                 pids: Int? = nil, cpuset: String? = nil) {

@@ -255,7 +255,7 @@ public struct Exec: ParsableCommand {
     @Option(name: [.customShort("p"), .long], help: "A process.json (the config's process object).") public var process: String?
     @Flag(name: .shortAndLong, help: "Return at once, leaving the process running.") public var detach = false
     @Option(name: .customLong("pid-file")) public var pidFile: String?
-    @Flag(name: .shortAndLong, help: "A terminal (not supported yet).") public var tty = false
+    @Flag(name: .shortAndLong, help: "A terminal (its master goes to --console-socket).") public var tty = false
     @Option(name: .customLong("console-socket")) public var consoleSocket: String?
     @Option(help: "The working directory.") public var cwd: String?
     @Option(name: [.customShort("e"), .long], help: "KEY=value, added to the environment.") public var env: [String] = []
@@ -307,6 +307,7 @@ public struct Exec: ParsableCommand {
             var options = Runtime.ExecOptions(process: spec)
             options.pidFile = pidFile.map { FilePath($0) }
             options.preserveFDs = preserveFDs
+            options.consoleSocket = consoleSocket.map { FilePath($0) }
             let child = try runtime.exec(id: id, options: options)
             if detach { return }
             status = try child.waitForwardingSignals()

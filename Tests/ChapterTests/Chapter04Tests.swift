@@ -229,6 +229,86 @@ struct Chapter04Tests {
         #expect(containerCgroups("fields").isEmpty)
     }
 
+    @Test("linux.namespaces[].path: mount, uts and ipc namespaces held by another process are joined, not made")
+    func joinNamespacesByPath() throws {
+        // A holder on the host with its own mount, UTS and IPC namespaces (unshare(1)),
+        // as a pod's infrastructure container would be. Its mount namespace is a copy of
+        // the host's, so the bundle's rootfs is visible there.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        holder.arguments = ["--mount", "--uts", "--ipc", "--propagation", "private", "sh", "-c", "hostname held-by-holder; exec sleep 30"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let held = holder.processIdentifier
+        func inode(_ pid: pid_t, _ kind: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)") }
+        for _ in 0..<200 where inode(held, "uts") == inode(getpid(), "uts") || (try? String(contentsOfFile: "/proc/\(held)/comm", encoding: .utf8)) != "sleep\n" { usleep(10_000) }
+
+        let bundle = try TestBundle("nspath") { config in
+            config.hostname = nil
+            let namespaces = config.linux?.namespaces ?? []
+            config.linux?.namespaces = namespaces.map { namespace in
+                switch namespace.type {
+                case .mount, .uts, .ipc: return OCIConfig.Namespace(type: namespace.type, path: "/proc/\(held)/ns/\(namespace.type.kind.procName)")
+                default: return namespace
+                }
+            }
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nspath"]) }
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "nspath"])
+        #expect(create.status == 0, "\(create)")
+        let pid = pid_t(try #require(try bundle.state("nspath")?["pid"] as? Int))
+        for kind in ["mnt", "uts", "ipc"] {
+            #expect(inode(pid, kind) == inode(held, kind), "\(kind): the container is in the holder's namespace")
+            #expect(inode(pid, kind) != inode(getpid(), kind), "\(kind): not the host's")
+        }
+        #expect(inode(pid, "pid") != inode(getpid(), "pid"), "a namespace without a path is still made new")
+        // The container's rootfs mounts live in the holder's mount namespace, not ours.
+        let hostMounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        #expect(!hostMounts.contains(bundle.folder.path), "\(hostMounts)")
+        // A path to a namespace of another type is refused (setns checks the type).
+        let wrong = try TestBundle("nspath-wrong") { config in
+            let namespaces = config.linux?.namespaces ?? []
+            config.linux?.namespaces = namespaces.map { namespace in
+                namespace.type == .uts ? OCIConfig.Namespace(type: .uts, path: "/proc/\(held)/ns/ipc") : namespace
+            }
+        }
+        defer { wrong.remove() }
+        let refused = try wrong.runtime(["create", "--bundle", wrong.path, "wrong"])
+        #expect(refused.status != 0 && refused.stderr.contains("setns"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: wrong.stateRoot + "/wrong"))
+        #expect(containerCgroups("wrong").isEmpty)
+    }
+
+    @Test("linux.resources.devices: deny all, then the defaults and linux.devices; a node made with CAP_MKNOD cannot be opened")
+    func deviceRules() throws {
+        // Root in the container with CAP_MKNOD can make any node; the device controller
+        // decides which ones open. 1:5 is /dev/zero (a default), 10:237 loop-control is not
+        // allowed: EPERM before any driver is asked. 1:7 /dev/full comes from linux.devices.
+        let probe = "exec 2>&1; mknod /dev/z c 1 5 && (exec 3</dev/z) && echo zero-node-opened; "
+            + "mknod /dev/lc c 10 237 && { (exec 3</dev/lc) || echo loop-control-refused; }; "
+            + "(exec 3</dev/extra-full) && echo extra-opened; (exec 3</dev/null) && echo null-opened"
+        let bundle = try TestBundle("devices", args: ["sh", "-c", probe]) { config in
+            config.process?.capabilities = OCIConfig.Capabilities(bounding: ["CAP_MKNOD"], effective: ["CAP_MKNOD"], permitted: ["CAP_MKNOD"])
+            config.linux?.devices = [OCIConfig.Device(type: .character, path: "/dev/extra-full", major: 1, minor: 7, fileMode: 0o666)]
+            #expect(config.linux?.resources?.devices == [OCIConfig.DeviceRule(allow: false, access: "rwm")], "the default spec denies every device")
+        }
+        defer { bundle.remove() }
+        let result = try run(product("chapter-04"), ["--root", bundle.stateRoot, "run", "--bundle", bundle.path, "devices"])
+        #expect(result.status == 0, "\(result)")
+        for line in ["zero-node-opened", "loop-control-refused", "extra-opened", "null-opened"] {
+            #expect(result.stdout.contains(line), "\(line): \(result.stdout)")
+        }
+        #expect(result.stdout.contains("Operation not permitted"), "\(result.stdout)")
+
+        let invalid = try TestBundle("devices-bad") { config in
+            config.linux?.resources?.devices = [OCIConfig.DeviceRule(allow: true, type: .character, major: 1, minor: 3, access: "rwx")]
+        }
+        defer { invalid.remove() }
+        let refused = try invalid.runtime(["create", "--bundle", invalid.path, "bad"])
+        #expect(refused.status != 0 && refused.stderr.contains("linux.resources.devices[0].access"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: invalid.stateRoot + "/bad") && containerCgroups("bad").isEmpty)
+    }
+
     @Test("exec joins a running container: its namespaces, its cgroup, another user; ps, pause and resume")
     func execPsPause() throws {
         let bundle = try TestBundle("exec")
@@ -413,6 +493,44 @@ struct Chapter04TerminalTests {
         #expect(seen.contains("/dev/pts/0\r\nstdin-is-a-tty"), "\(seen)")
         #expect(seen.contains("33 99"), "consoleSize: \(seen)")
         #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/tty"))
+    }
+
+    @Test("exec --tty: a new pty from the container's devpts, its master over --console-socket, the controlling terminal of the process")
+    func execTerminal() throws {
+        let bundle = try TestBundle("exec-tty")
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "et"]) }
+        #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "et"]).status == 0)
+        let socketPath = bundle.folder.path + "/console.sock"
+        try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: python3!)
+        server.arguments = [bundle.folder.path + "/server.py", socketPath]
+        let serverOut = Pipe()
+        server.standardOutput = serverOut
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+
+        // `ps -o pid,tty` would need procps; the shell's /proc/PID/stat: tty_nr (field 7) and the
+        // session (field 6) say the same: a controlling terminal, and we lead its session.
+        let probe = "read line; echo \"got $line\"; tty; test -t 0 && echo stdin-is-a-tty; "
+            + "set -- $(cat /proc/$$/stat); echo \"session=$6 me=$1 tty_nr=$7\"; id -u; exit 3"
+        let result = try bundle.runtime(["exec", "--tty", "--console-socket", socketPath, "-u", "1000:1000", "et", "sh", "-c", probe])
+        #expect(result.status == 3, "exec's status is the process's: \(result)")
+        server.waitUntilExit()
+        let seen = String(decoding: serverOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(seen.contains("slave=/dev/pts/"), "\(seen)")
+        #expect(seen.contains("got typed-in"), "\(seen)")
+        #expect(seen.contains("stdin-is-a-tty"), "\(seen)")
+        #expect(seen.contains("\r\n1000\r\n"), "the process runs as -u 1000: \(seen)")
+        let fields = seen.components(separatedBy: "session=").last?.split(separator: " ") ?? []
+        let session = fields.first.map(String.init), me = fields.dropFirst().first.map { String($0.dropFirst(3)) }
+        #expect(session != nil && session == me, "the exec'd process leads its own session: \(seen)")
+        #expect(!seen.contains("tty_nr=0\r"), "it has a controlling terminal: \(seen)")
+        // What the engine must not be told to do: a terminal needs a socket, and back.
+        let noSocket = try bundle.runtime(["exec", "--tty", "et", "true"])
+        #expect(noSocket.status != 0 && noSocket.stderr.contains("--console-socket"), "\(noSocket)")
+        #expect(try bundle.runtime(["delete", "--force", "et"]).status == 0)
     }
 
     @Test("a terminal without a console socket, or a socket without a terminal, is a clear error")

@@ -32,6 +32,27 @@ struct ResourceLimitParsingTests {
         #expect(formatBytes(64 << 20) == "64 MiB")
         #expect(formatBytes(3 << 29) == "1.5 GiB")
     }
+
+    @Test("device rules: the last match decides, a rule for every device resets the default")
+    func deviceRules() throws {
+        typealias Rule = DeviceAccess.Rule
+        let rules = DeviceAccess([
+            Rule(allow: true, kind: .character, major: 1, minor: 3),        // forgotten: the next line resets
+            Rule(allow: false),                                              // deny everything
+            Rule(allow: true, kind: .character, major: 1, minor: 5, access: DeviceAccess.Access("r")!),
+            Rule(allow: true, kind: .character, major: 136),
+            Rule(allow: false, kind: .character, major: 136, minor: 7),
+        ])
+        #expect(!rules.defaultAllow && rules.rules.count == 3)
+        #expect(!rules.allows(.character, 1, 3, .read), "the rule before the wildcard no longer counts")
+        #expect(rules.allows(.character, 1, 5, .read))
+        #expect(!rules.allows(.character, 1, 5, [.read, .write]), "asked for more than the rule gives")
+        #expect(!rules.allows(.block, 1, 5, .read), "a block device is not a character device")
+        #expect(rules.allows(.character, 136, 0, .all))
+        #expect(!rules.allows(.character, 136, 7, .read), "the later deny wins")
+        #expect(DeviceAccess.Access("") == .all && DeviceAccess.Access("rx") == nil)
+        #expect(Rule(allow: true, kind: .character, major: 136, access: DeviceAccess.Access("rw")!).v1Line == "c 136:* rw")
+    }
 }
 
 /// Starts `script` under `/bin/sh` held before exec, puts it in `cgroup`, then lets it exec.
@@ -130,6 +151,26 @@ struct CgroupEnforcementTests {
         // Each hierarchy line names our cgroup: the exec'd sh already ran inside it.
         let lines = text.split(separator: "\n").filter { cgroup.version == .v2 ? $0.hasPrefix("0::") : $0.contains(":pids:") || $0.contains(":memory:") }
         #expect(!lines.isEmpty && lines.allSatisfy { $0.hasSuffix("/" + cgroup.relativePath) }, "\(text)")
+    }
+
+    @Test("device rules: /dev/null opens, /dev/zero is refused with EPERM, whatever our capabilities")
+    func deviceRulesEnforced() throws {
+        var limits = ResourceLimits()
+        limits.devices = DeviceAccess([DeviceAccess.Rule(allow: false), DeviceAccess.Rule(allow: true, kind: .character, major: 1, minor: 3)])
+        let cgroup = try Cgroup.create(name: uniqueName("devices"), limits: limits)
+        defer { cgroup.destroy() }
+        let pipe = Pipe()
+        let child = try spawnInto(cgroup, "exec 2>&1; (exec 3</dev/null) && echo null-opened; (exec 3</dev/zero) || echo zero-refused",
+                                  stdout: FileDescriptor(rawValue: pipe.fileHandleForWriting.fileDescriptor))
+        try pipe.fileHandleForWriting.close()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        _ = try child.wait()
+        #expect(text.contains("null-opened"), "\(text)")
+        #expect(text.contains("zero-refused") && text.contains("not permitted"), "root, but the device controller says no: \(text)")
+        // And outside the cgroup the same open works: it is the rule, not the device.
+        let zero = open("/dev/zero", O_RDONLY | O_CLOEXEC)
+        #expect(zero >= 0)
+        close(zero)
     }
 
     @Test("a wrong value is an error that creates nothing; destroy leaves no cgroup")

@@ -42,6 +42,7 @@ enum iso_spawn_stage {
     ISO_STAGE_PARENT_DEATH = 5,  // prctl(PR_SET_PDEATHSIG)
     ISO_STAGE_CHDIR = 6,         // chdir to the working directory
     ISO_STAGE_EXEC = 7,          // execve
+    ISO_STAGE_CONTROLLING_TERMINAL = 8, // ioctl(0, TIOCSCTTY)
 };
 
 struct iso_spawn_attr {
@@ -57,6 +58,7 @@ struct iso_spawn_attr {
     int stderr_fd;
     int wait_for_release;    // 1: the child blocks until iso_spawn_release()
     int new_session;         // 1: setsid() in the child
+    int controlling_terminal; // 1: after setsid, stdin (a terminal) becomes the controlling terminal
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)
     const char *working_directory; // NULL: inherit
 };
@@ -142,5 +144,27 @@ int iso_set_window_size(int fd, unsigned short rows, unsigned short columns);
 int iso_syscall_number(const char *name);
 /// The AUDIT_ARCH_* value seccomp reports for this architecture's native calls.
 uint32_t iso_audit_arch(void);
+
+// MARK: Device access on cgroup v2 (devices.c)
+
+/// One device rule, as the cgroup v1 devices controller writes it ("c 1:3 rwm").
+struct iso_device_rule {
+    int allow;       // 1 allow, 0 deny
+    char type;       // 'a' (any), 'c' (character), 'b' (block)
+    int64_t major;   // -1: any
+    int64_t minor;   // -1: any
+    int access;      // ISO_DEVICE_MKNOD | ISO_DEVICE_READ | ISO_DEVICE_WRITE
+};
+#define ISO_DEVICE_MKNOD 1 // the values of BPF_DEVCG_ACC_*
+#define ISO_DEVICE_READ 2
+#define ISO_DEVICE_WRITE 4
+
+/// cgroup v2 has no devices.allow file: a BPF_PROG_TYPE_CGROUP_DEVICE program, run at
+/// every open(2) and mknod(2) of a device, answers instead. Builds one from `rules`
+/// (the last matching rule wins, else `default_allow`), loads it with bpf(2) and attaches
+/// it to the cgroup directory `cgroup_fd` (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI).
+/// Returns 0, or -1 with errno; the verifier's complaint, if any, goes into `log`.
+int iso_attach_device_program(int cgroup_fd, const struct iso_device_rule *rules, int count, int default_allow,
+                              char *log, size_t log_size);
 
 #endif

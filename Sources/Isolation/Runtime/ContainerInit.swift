@@ -27,6 +27,12 @@ extension Runtime {
             guard let process = config.process else { throw IsolationError("config.json has no process") }
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
+            if let mount = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil }), let path = mount.path {
+                // We were cloned into our parent's mount namespace; the config's is joined
+                // here, and from now on every path (the rootfs, the mounts) is looked up in it.
+                narrate("setns(open(\"\(path)\"), CLONE_NEWNS)", "join an existing mount namespace: the rootfs and mounts are set up there")
+                try Namespaces.join(path: FilePath(path), kind: .mount)
+            }
             if (config.linux?.namespaces ?? []).contains(where: { $0.type == .cgroup && $0.path == nil }) {
                 narrate("unshare(CLONE_NEWCGROUP)", "now that we are in the container's cgroup, it becomes the root we see (cgroup_namespaces(7))")
                 if iso_unshare(Namespaces.cgroup.rawValue) != 0 { throw StageError(stage: "unshare(CLONE_NEWCGROUP)", errno: currentErrno()) }
@@ -57,18 +63,12 @@ extension Runtime {
                 // inside): the master goes to the engine, the slave becomes our 0, 1, 2
                 // and, in a new session, our controlling terminal.
                 guard consoleFD >= 0 else { throw IsolationError("process.terminal is true, but there is no console socket") }
-                var master: Int32 = -1, slave: Int32 = -1
-                var name = [CChar](repeating: 0, count: 128)
                 narrate("open(\"/dev/ptmx\"); unlockpt; open(ptsname); sendmsg(console socket, SCM_RIGHTS master)", "process.terminal: the engine gets the terminal's master end")
-                guard iso_open_pty(&master, &slave, &name, name.count) == 0 else { throw StageError(stage: "open a pseudo-terminal", errno: currentErrno()) }
-                if let size = process.consoleSize { _ = iso_set_window_size(slave, UInt16(size.height), UInt16(size.width)) }
-                _ = fchown(slave, process.user.uid, process.user.gid)
-                guard iso_send_fd(consoleFD, master, String(cString: name)) == 0 else { throw StageError(stage: "send the terminal over the console socket", errno: currentErrno()) }
-                close(master)
+                let terminal = try PseudoTerminal.open(sendingMasterTo: consoleFD, size: process.consoleSize, owner: (process.user.uid, process.user.gid))
                 close(consoleFD)
-                guard setsid() >= 0, iso_set_controlling_terminal(slave) == 0 else { throw StageError(stage: "setsid and TIOCSCTTY", errno: currentErrno()) }
-                for target in Int32(0)...2 where dup2(slave, target) < 0 { throw StageError(stage: "dup2 the terminal", errno: currentErrno()) }
-                close(slave)
+                guard setsid() >= 0, iso_set_controlling_terminal(terminal.slave) == 0 else { throw StageError(stage: "setsid and TIOCSCTTY", errno: currentErrno()) }
+                for target in Int32(0)...2 where dup2(terminal.slave, target) < 0 { throw StageError(stage: "dup2 the terminal", errno: currentErrno()) }
+                close(terminal.slave)
             }
             try setup.applyProcess()
             let environment = process.env ?? []
