@@ -46,6 +46,12 @@ func checkNamespaces(_ context: inout CheckContext, _ program: String) {
                      observed: "/proc/\(shell)/status NSpid: \(nspid.map(String.init).joined(separator: " ")); $$ inside → \(insidePID)",
                      expected: "two PIDs: the host's (\(shell)) and a small one inside, equal to $$",
                      hint: "step \"clone-flags\": CLONE_NEWPID (.pid) gives the container PIDs of its own, starting at 1")
+        let parent = Proc.parent(of: shell) ?? 0
+        let parentPIDs = Proc.namespacePIDs(parent)
+        report.check("PID 1 inside is the exercise's init, the command's parent", parentPIDs.last == 1 && Proc.cmdline(parent).dropFirst().first == "init",
+                     observed: "the command's parent: host PID \(parent), NSpid \(parentPIDs.map(String.init).joined(separator: " ")), running \(Proc.cmdline(parent).prefix(2).joined(separator: " "))",
+                     expected: "NSpid ending in 1: exercise-02 init",
+                     hint: "the first process in a new PID namespace is its PID 1 (pid_namespaces(7)): with CLONE_NEWPID that is the init clone(2) made")
         let procs = (values["procs"] ?? "").split(separator: " ").compactMap { Int($0) }
         report.check("/proc inside lists only the container's processes", !procs.isEmpty && procs.count <= 5 && procs.contains(1),
                      observed: "ls /proc inside → \(procs.count) PIDs (\(procs.prefix(8).map(String.init).joined(separator: " "))\(procs.count > 8 ? " …" : "")); the host has \(hostProcesses)",

@@ -62,7 +62,7 @@ struct ExerciseTests {
     @Test("the checker passes when the holes are filled with the reference solutions")
     func referenceSolutionsPass() throws {
         let builds = try ExerciseBuilds.shared.get()
-        let result = try runCheck(bin: builds.solutions, package: builds.package)
+        let result = try runCheck(bin: builds.solutions, package: builds.solutions)
         #expect(result.status == 0, "\(result)")
         #expect(failedChecks(result.stdout).isEmpty, "\(result.stdout)")
         let passed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  ✓ ") }.count
@@ -78,7 +78,7 @@ struct ExerciseTests {
     @Test("wrong solutions are caught, with a message that explains what went wrong")
     func wrongSolutionsAreCaught() throws {
         let builds = try ExerciseBuilds.shared.get()
-        let result = try runCheck(bin: builds.wrong, package: builds.package)
+        let result = try runCheck(bin: builds.wrong, package: builds.wrong)
         #expect(result.status == 1, "\(result)")
         let failed = failedChecks(result.stdout)
         func caught(_ check: String, explaining: String, _ exercise: String) {
@@ -91,6 +91,7 @@ struct ExerciseTests {
         // 02: CLONE_NEWPID forgotten.
         caught("has a new pid namespace (CLONE_NEWPID)", explaining: "add .pid (CLONE_NEWPID) to namespacesToCreate()", "02")
         caught("the command has a PID of its own inside", explaining: "CLONE_NEWPID (.pid) gives the container PIDs of its own", "02")
+        caught("PID 1 inside is the exercise's init", explaining: "the first process in a new PID namespace is its PID 1", "02")
         #expect(!failed.contains(where: { $0.contains("new uts namespace") }), "02: the other namespaces were right")
         // 03: released first, joined after exec.
         caught("it was in the cgroup before it could exec", explaining: "Released first, it execs and runs", "03")
@@ -117,7 +118,8 @@ func runCheck(bin: String, package: String = packageRoot) throws -> RunResult {
 
 /// One temporary copy of the package, built twice: with the reference solutions, then
 /// with the wrong ones. The exercise programs of each build are kept in a folder of their
-/// own. Removed when the test process exits.
+/// own, with the Steps.swift they were built from (`Exercises/NN-*/Steps.swift`, which
+/// `check --package-path` reads for TODOs). Removed when the test process exits.
 final class ExerciseBuilds: Sendable {
     static let shared = Result { try ExerciseBuilds() }
 
@@ -164,6 +166,9 @@ final class ExerciseBuilds: Sendable {
             let result = try run(swift, ["build", "--package-path", package, "--product", "exercise-\(exercise.number)"], timeout: 1800)
             guard result.status == 0 else { throw IsolationError("swift build --product exercise-\(exercise.number) in the copy: \(result)") }
             try FileManager.default.copyItem(atPath: "\(package)/.build/debug/exercise-\(exercise.number)", toPath: "\(destination)/exercise-\(exercise.number)")
+            let sources = "\(destination)/Exercises/\(exercise.folder)"
+            try FileManager.default.createDirectory(atPath: sources, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(package)/Exercises/\(exercise.folder)/Steps.swift", toPath: "\(sources)/Steps.swift")
         }
     }
 }
