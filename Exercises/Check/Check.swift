@@ -44,9 +44,16 @@ struct Check: ParsableCommand {
                 code = 1
                 return
             }
+            // Ctrl-C must not kill us halfway: blocked here, seen by every wait loop
+            // (interrupted()), which stops the exercise; the clean-up then runs as usual.
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            for signal in forwardedSignals { sigaddset(&signals, signal) }
+            sigprocmask(SIG_BLOCK, &signals, nil)
             var context = try CheckContext(package: package, bin: bin, report: report)
             defer { context.removeTemporaryFiles() }
             for exercise in chosen {
+                if interrupted() { break }
                 report.exercise = "exercise \(exercise.number)"
                 report.header("Exercise \(exercise.number) · \(exercise.title)")
                 exercise.checkTODOs(package: package, report: report)
@@ -60,6 +67,11 @@ struct Check: ParsableCommand {
             }
             say()
             let style = Style.standardOutput
+            if interrupted() {
+                say(style.yellow("Interrupted: the exercise was stopped and everything the checker made is removed."))
+                code = 130
+                return
+            }
             if report.failed == 0 {
                 say(style.green(style.bold("All \(report.passed) checks passed.")))
             } else {

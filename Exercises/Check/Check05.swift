@@ -91,7 +91,7 @@ func checkEngine(_ context: inout CheckContext, _ program: String) {
         var raw: Int32 = 0
         var reaped: pid_t = 0
         let stop = monotonicNow() + 10
-        repeat { reaped = waitpid(pid, &raw, WNOHANG); if reaped == 0 { usleep(20_000) } } while reaped == 0 && monotonicNow() < stop
+        repeat { reaped = waitpid(pid, &raw, WNOHANG); if reaped == 0 { usleep(20_000) } } while reaped == 0 && monotonicNow() < stop && !interrupted()
         let exitStatus = reaped == pid ? ExitStatus(waitStatus: raw) : nil
         if reaped == pid { containerPID = nil }
         report.check("the engine gets the process's exit status", exitStatus == .exited(7),
@@ -173,7 +173,7 @@ struct Engine {
             var status: ExitStatus? = nil
             while status == nil {
                 if waitpid(child.pid, &raw, WNOHANG) == child.pid { status = ExitStatus(waitStatus: raw); break }
-                if monotonicNow() > end { kill(child.pid, SIGKILL); _ = waitpid(child.pid, &raw, 0); status = .signaled(SIGKILL); break }
+                if monotonicNow() > end || interrupted() { kill(child.pid, SIGKILL); _ = waitpid(child.pid, &raw, 0); status = .signaled(SIGKILL); break }
                 usleep(10_000)
             }
             return Result(status: status!, stdout: (try? FileSystem.readString(outPath)) ?? "", stderr: (try? FileSystem.readString(errPath)) ?? "")

@@ -4,6 +4,14 @@ import Glibc
 import Isolation
 import SystemPackage
 
+/// Ctrl-C, SIGTERM, SIGHUP and SIGQUIT are blocked in the checker (see Check.run), so
+/// that they cannot kill it before it cleaned up: every wait loop asks this instead.
+func interrupted() -> Bool {
+    var pending = sigset_t()
+    sigpending(&pending)
+    return forwardedSignals.contains { sigismember(&pending, $0) == 1 }
+}
+
 final class Running {
     let child: ChildProcess
     let commandLine: String
@@ -77,6 +85,7 @@ final class Running {
     func waitForLine(_ line: String, timeout: Double) -> Bool {
         let end = monotonicNow() + timeout
         while monotonicNow() < end {
+            if interrupted() { kill(); return false }
             if stdout.split(separator: "\n").contains(where: { $0 == line }) { return true }
             pump(50)
             if reap() {
@@ -102,7 +111,7 @@ final class Running {
         closeInput()
         let end = monotonicNow() + timeout
         while !reap() {
-            if monotonicNow() > end { kill(); break }
+            if monotonicNow() > end || interrupted() { kill(); break }
             pump(50)
         }
         while pump(20) {}
