@@ -53,9 +53,11 @@ func checkBundle(_ context: inout CheckContext, _ program: String) {
         func describe(_ m: MountInfo?) -> String { m.map { "\($0.fileSystemType) \($0.source) at \($0.mountPoint) (\($0.options))" } ?? "nothing mounted there" }
 
         // pivot_root: "/" is the bundle's root, and nothing of the host's is left above it.
+        // After a mere chroot(2), /proc/PID/root reads as the rootfs path; after pivot_root
+        // as "/" (or, when the checker itself runs chrooted, its own root's name).
         let rootLink = Proc.link("/proc/\(shell)/root")
         let rootMount = mount(at: "/")
-        report.check("the process's root is its mount namespace's root (pivot_root, not chroot)", rootLink == "/" && rootMount?.root.hasSuffix("/bundle/rootfs") == true,
+        report.check("the process's root is its mount namespace's root (pivot_root, not chroot)", !rootLink.hasSuffix("/bundle/rootfs") && rootMount?.root.hasSuffix("/bundle/rootfs") == true,
                      observed: "/proc/\(shell)/root → \(rootLink); \"/\" in its mountinfo is \(rootMount.map { "\($0.source) \($0.root)" } ?? "missing")",
                      expected: "\"/\", the bind mount of \(rootfs)",
                      hint: "step \"pivot_root\": chdir(rootfs), pivot_root(\".\", \".\"), umount2(\".\", MNT_DETACH), chdir(\"/\"). chroot(2) would leave the host's root in the mount namespace (readlink shows the rootfs path then)")
