@@ -167,13 +167,19 @@ struct Kill: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Send a signal to the container's init (default SIGTERM).")
     @OptionGroup var root: RootOption
     @Argument var id: String
-    @Argument var signal: Int32 = SIGTERM
+    @Argument(help: "A number or a name: 15, TERM, SIGKILL …") var signal = "TERM"
 
     func run() throws {
         runExercise("05") {
+            let names: [String: Int32] = ["HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "KILL": SIGKILL, "USR1": SIGUSR1,
+                                          "USR2": SIGUSR2, "TERM": SIGTERM, "CONT": SIGCONT, "STOP": SIGSTOP, "WINCH": SIGWINCH]
+            let name = signal.uppercased().hasPrefix("SIG") ? String(signal.uppercased().dropFirst(3)) : signal.uppercased()
+            guard let number = Int32(signal) ?? names[name], number > 0, number < 65 else {
+                throw IsolationError("unknown signal '\(signal)'", hint: "give a number or one of: " + names.keys.sorted().joined(separator: ", "))
+            }
             let record = try Record.load(id, in: root)
             guard try containerState(record).status != .stopped else { throw IsolationError("container '\(id)' is not running") }
-            guard Glibc.kill(record.pid, signal) == 0 else { throw StageError(stage: "kill(\(record.pid), \(signal))", errno: Errno(rawValue: errno)) }
+            guard Glibc.kill(record.pid, number) == 0 else { throw StageError(stage: "kill(\(record.pid), \(signalName(number)))", errno: Errno(rawValue: errno)) }
         }
     }
 }
