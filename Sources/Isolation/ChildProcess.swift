@@ -140,6 +140,7 @@ public final class ChildProcess {
         case ISO_STAGE_PARENT_DEATH.rawValue: return "prctl(PR_SET_PDEATHSIG)"
         case ISO_STAGE_CHDIR.rawValue: return "chdir()"
         case ISO_STAGE_CONTROLLING_TERMINAL.rawValue: return "ioctl(TIOCSCTTY)"
+        case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0)/setresgid(0) in the new user namespace"
         case ISO_STAGE_EXEC.rawValue: return "execve(\"\(executable)\")"
         default: return "child setup stage \(stage)"
         }

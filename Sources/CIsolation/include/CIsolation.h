@@ -43,6 +43,7 @@ enum iso_spawn_stage {
     ISO_STAGE_CHDIR = 6,         // chdir to the working directory
     ISO_STAGE_EXEC = 7,          // execve
     ISO_STAGE_CONTROLLING_TERMINAL = 8, // ioctl(0, TIOCSCTTY)
+    ISO_STAGE_BECOME_ROOT = 9,   // setresuid/setresgid(0) in a new user namespace
 };
 
 struct iso_spawn_attr {
