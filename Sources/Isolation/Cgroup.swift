@@ -107,7 +107,8 @@ public final class Cgroup {
     static func controllerNeeded(_ controller: String, _ limits: ResourceLimits) -> Bool {
         switch controller {
         case "cpu": return limits.cpus != nil || limits.cpuWeight != nil
-        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil
+        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservationBytes != nil
+            || limits.swappiness != nil || limits.oomKillDisabled
         case "pids": return limits.pids != nil
         case "cpuset": return limits.cpuset != nil
         case "devices": return limits.devices != nil
@@ -241,6 +242,7 @@ public final class Cgroup {
                 try write(dir.appending("cpu.weight"), "\(weight)")
             }
             if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
+            if let reservation = limits.memoryReservationBytes { try write(dir.appending("memory.low"), "\(reservation)") }
             if let swap = limits.swapBytes {
                 if FileSystem.exists(dir.appending("memory.swap.max")) {
                     try write(dir.appending("memory.swap.max"), "\(swap)")
@@ -278,6 +280,11 @@ public final class Cgroup {
                         }
                     }
                 }
+                if let reservation = limits.memoryReservationBytes {
+                    try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)")
+                }
+                if let swappiness = limits.swappiness { try write(dir.appending("memory.swappiness"), "\(swappiness)") }
+                if limits.oomKillDisabled { try write(dir.appending("memory.oom_control"), "1") }
             }
             if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
