@@ -19,7 +19,7 @@
 #     ISOLATION_VM_BUILD_FLAGS  extra `swift build` flags, e.g. "--scratch-path .build-vm"
 #     ISOLATION_VM_CACHE        kernel/initramfs cache (default: .build/isolation-vm)
 #     ISOLATION_VM_ACCEL        kvm or tcg (default: kvm if a short probe boot works)
-#     ISOLATION_VM_TIMEOUT      seconds the test VM may run (default: 600)
+#     ISOLATION_VM_TIMEOUT      seconds the test VM may run (default: 1800: under TCG each process start is slow)
 #     ISOLATION_VM_FILTER       Swift Testing --filter (default: the two cgroup suites)
 # Exit status: the tests' (0 also when the lane is skipped because qemu cannot run here).
 set -euo pipefail
@@ -40,7 +40,7 @@ started=$SECONDS
 # runtime (its cgroup v2 paths: cgroup namespaces, cgroup.freeze, the device program;
 # AppArmor, which this kernel has on).
 FILTER=${ISOLATION_VM_FILTER:-'CgroupEnforcementTests|ResourceLimitParsingTests|Chapter04Tests|Chapter04TerminalTests|Chapter04AppArmorTests'}
-VM_TIMEOUT=${ISOLATION_VM_TIMEOUT:-600}
+VM_TIMEOUT=${ISOLATION_VM_TIMEOUT:-1800}
 CACHE=${ISOLATION_VM_CACHE:-$PACKAGE_ROOT/.build/isolation-vm}
 read -r -a BUILD_FLAGS <<< "${ISOLATION_VM_BUILD_FLAGS:-}"
 
