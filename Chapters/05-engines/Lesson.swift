@@ -109,15 +109,8 @@ struct Lesson {
         say(style.bold("Step 5 · containerd on its own socket") + "  (config.toml, in \(folder))")
         try engine.writeConfiguration()
         for line in try FileSystem.readString(engine.config).split(separator: "\n") { say(style.dim("  │ ") + line) }
-        let log = try FileDescriptor.open(engine.log, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
-        defer { try? log.close() }
-        var options = SpawnOptions()
-        options.standardOutput = log
-        options.standardError = log
-        options.newSession = true  // Ctrl-C in the lesson reaches us, and we stop it in order
-        let daemon = try ChildProcess.spawn(Engines.find("containerd") ?? "/usr/bin/containerd", arguments: ["containerd", "--config", engine.config.string],
-                                            environment: Command.defaultEnvironment, options: options)
         let runDirectoryExisted = Engines.Containerd.runDirectoryExists()
+        let daemon = try engine.startDaemon()
         var calls: CallLog? = nil
         defer {
             for task in ((try? ctr(engine, ["tasks", "list", "--quiet"], show: false))?.standardOutput ?? "").split(separator: "\n") {

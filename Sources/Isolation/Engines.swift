@@ -171,6 +171,35 @@ public enum Engines {
             }
         }
 
+        /// Starts `containerd --config …` with its output in `log`, in a cgroup of its own
+        /// below ours (`<cgroupParent>/daemon`, joined before it runs): its shims inherit
+        /// it, so even if whoever started it dies, `doctor --clean` finds and stops them.
+        public func startDaemon() throws -> ChildProcess {
+            guard let program = Engines.find("containerd") else {
+                throw IsolationError("containerd is not installed", hint: "apt-get install containerd")
+            }
+            let log = try FileDescriptor.open(self.log, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+            defer { try? log.close() }
+            var options = SpawnOptions()
+            options.standardOutput = log
+            options.standardError = log
+            options.newSession = true  // Ctrl-C at a terminal is for the lesson, which stops containerd in order
+            options.waitForRelease = true
+            let cgroup = try Cgroup.create(path: cgroupParent + "/daemon", limits: ResourceLimits())
+            let daemon = try ChildProcess.spawn(program, arguments: ["containerd", "--config", config.string],
+                                                environment: Command.defaultEnvironment, options: options)
+            do {
+                try cgroup.addProcess(daemon.pid)
+                try daemon.release()
+            } catch {
+                _ = try? daemon.signal(SIGKILL)
+                _ = try? daemon.wait()
+                throw error
+            }
+            cgroup.keep()  // removed by removeCgroups()
+            return daemon
+        }
+
         /// ctr and the shims make /run/containerd/fifo and /run/containerd/s whatever the
         /// configuration says. Whether /run/containerd was there before we started.
         public static func runDirectoryExists() -> Bool { FileSystem.exists("/run/containerd") }

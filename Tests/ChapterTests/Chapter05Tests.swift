@@ -301,14 +301,7 @@ final class ContainerdUnderTest {
 
     /// containerd --config FILE, its output in the folder; ready once `ctr version` answers.
     func startDaemon() throws {
-        let log = try FileDescriptor.open(engine.log, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
-        defer { try? log.close() }
-        var options = SpawnOptions()
-        options.standardOutput = log
-        options.standardError = log
-        options.newSession = true
-        daemon = try ChildProcess.spawn(Command.find("containerd")!, arguments: ["containerd", "--config", engine.config.string],
-                                        environment: Command.defaultEnvironment, options: options)
+        daemon = try engine.startDaemon()
         for _ in 0..<100 {
             if FileManager.default.fileExists(atPath: engine.address.string), try ctr(["version"], timeout: 5).status == 0 { return }
             usleep(100_000)
