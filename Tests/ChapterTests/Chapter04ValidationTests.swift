@@ -14,7 +14,7 @@ struct Chapter04ValidationTests {
             config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65_536)]
             config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65_536)]
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "userns"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "userns"]); bundle.remove() }
         let run = try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "userns"])
         #expect(run.status == 0, "\(run)")
         let pid = try #require(try bundle.state("userns")?["pid"] as? Int)
@@ -56,7 +56,7 @@ struct Chapter04ValidationTests {
         let bundle = try TestBundle("poststart", args: ["true"]) { config in
             config.hooks = OCIConfig.Hooks(poststart: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "sleep 0.2; cat > \(log)"])])
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "poststart"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "poststart"]); bundle.remove() }
         #expect(try bundle.runtime(["create", "--bundle", bundle.path, "poststart"]).status == 0)
         let pid = try #require(try bundle.state("poststart")?["pid"] as? Int)
         #expect(try bundle.runtime(["start", "poststart"]).status == 0)
@@ -97,7 +97,7 @@ struct Chapter04ValidationTests {
             let namespaces = config.linux?.namespaces ?? []
             config.linux?.namespaces = namespaces.filter { $0.type != .mount }
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nomnt"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "nomnt"]); bundle.remove() }
         #expect(mounts(under: rootfs).isEmpty)
         let create = try bundle.runtime(["create", "--bundle", bundle.path, "nomnt"])
         #expect(create.status == 0, "\(create)")
@@ -128,7 +128,7 @@ struct Chapter04ValidationTests {
                 memory: OCIConfig.Memory(limit: 64 << 20, reservation: 32 << 20, kernelTCP: 16 << 20, swappiness: 10, disableOOMKiller: true),
                 blockIO: OCIConfig.BlockIO(throttleReadBpsDevice: [OCIConfig.ThrottleDevice(major: parts[0], minor: parts[1], rate: 1 << 20)]))
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "resources"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "resources"]); bundle.remove() }
         let create = try bundle.runtime(["create", "--bundle", bundle.path, "resources"])
         if CgroupMode.detect() == .unified {
             // v2 has no swappiness, oom_control or TCP limit: refused, by name, and nothing made.
