@@ -218,4 +218,29 @@ struct Chapter04ValidationTests {
         #expect(result.stdout.contains("prio=lo 7\n"), "\(result)")
         #expect(!result.stdout.contains("left-behind"), "\(result)")
     }
+
+    /// A capability the test process (root, as the runtime will be) lacks in its bounding set, if any.
+    static let missingCapability: String? = {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapBnd:") }),
+              let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
+        let last = Int32((try? String(contentsOfFile: "/proc/sys/kernel/cap_last_cap", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 40
+        return (0...last).first { mask & (1 << UInt64($0)) == 0 }.map { Capability(rawValue: $0).description.uppercased() }
+    }()
+
+    @Test("a capability the runtime's own bounding set lacks: an error that names it, and nothing left",
+          .enabled(if: missingCapability != nil, "every capability is in this process's bounding set"))
+    func capabilityOutsideBoundingSet() throws {
+        let name = try #require(Self.missingCapability)
+        let bundle = try TestBundle("capbnd") { config in
+            config.process?.capabilities?.bounding?.append(name)
+            config.process?.capabilities?.permitted?.append(name)
+            config.process?.capabilities?.effective?.append(name)
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "capbnd"]) }
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "capbnd"])
+        #expect(result.status != 0 && result.stderr.contains(name) && result.stderr.contains("bounding set lacks"), "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/capbnd"))
+        #expect(containerCgroups("capbnd").isEmpty)
+    }
 }
