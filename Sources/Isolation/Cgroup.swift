@@ -110,8 +110,8 @@ public final class Cgroup {
     static func controllerNeeded(_ controller: String, _ limits: ResourceLimits) -> Bool {
         switch controller {
         case "cpu": return limits.cpus != nil || limits.cpuWeight != nil
-        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservation != nil || limits.memorySwappiness != nil
-            || limits.disableOOMKiller != nil || limits.kernelMemory != nil || limits.kernelTCPMemory != nil
+        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservationBytes != nil
+            || limits.swappiness != nil || limits.oomKillDisabled || limits.kernelMemory != nil || limits.kernelTCPMemory != nil
         case "blkio", "io": return limits.blockIO != nil
         case "hugetlb": return !limits.hugepageLimits.isEmpty
         case "net_cls": return limits.network?.classID != nil
@@ -252,6 +252,7 @@ public final class Cgroup {
                 try write(dir.appending("cpu.weight"), "\(weight)")
             }
             if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
+            if let reservation = limits.memoryReservationBytes { try write(dir.appending("memory.low"), "\(reservation)") }
             if let swap = limits.swapBytes {
                 if FileSystem.exists(dir.appending("memory.swap.max")) {
                     try write(dir.appending("memory.swap.max"), "\(swap)")
@@ -261,7 +262,6 @@ public final class Cgroup {
             }
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
-            if let reservation = limits.memoryReservation { try write(dir.appending("memory.low"), "\(reservation)") }
             if let io = limits.blockIO { try applyIO(io, in: dir) }
             for limit in limits.hugepageLimits {
                 try writeExisting(dir, "hugetlb.\(limit.pageSize).max", "\(limit.limit)", field: "hugepageLimits pageSize \(limit.pageSize)")
@@ -294,9 +294,11 @@ public final class Cgroup {
                         }
                     }
                 }
-                if let reservation = limits.memoryReservation { try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)") }
-                if let swappiness = limits.memorySwappiness { try writeExisting(dir, "memory.swappiness", "\(swappiness)", field: "memory.swappiness") }
-                if limits.disableOOMKiller == true { try write(dir.appending("memory.oom_control"), "1") }
+                if let reservation = limits.memoryReservationBytes {
+                    try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)")
+                }
+                if let swappiness = limits.swappiness { try write(dir.appending("memory.swappiness"), "\(swappiness)") }
+                if limits.oomKillDisabled { try write(dir.appending("memory.oom_control"), "1") }
                 if let kernel = limits.kernelMemory { try writeApplied(dir, "memory.kmem.limit_in_bytes", kernel, field: "memory.kernel") }
                 if let tcp = limits.kernelTCPMemory { try writeApplied(dir, "memory.kmem.tcp.limit_in_bytes", tcp, field: "memory.kernelTCP") }
             }
@@ -403,11 +405,11 @@ public final class Cgroup {
         }
     }
 
-    /// What this project writes on cgroup v1 only: on v2 an error naming the field.
+    /// What this project writes on cgroup v1 only and cannot ignore: on v2 an error naming the field.
     static func refuseOnV2(_ limits: ResourceLimits) throws {
         var fields: [String] = []
-        if limits.memorySwappiness != nil { fields.append("memory.swappiness (v2 has no per-cgroup swappiness)") }
-        if limits.disableOOMKiller == true { fields.append("memory.disableOOMKiller (v2 has no memory.oom_control)") }
+        // (swappiness and disableOOMKiller have no v2 file either; runc ignores them there,
+        // and so does this runtime: see ResourceLimits.)
         if limits.kernelMemory != nil { fields.append("memory.kernel (v2 has no kernel memory limit)") }
         if limits.kernelTCPMemory != nil { fields.append("memory.kernelTCP (v2 has no TCP memory limit)") }
         if limits.blockIO?.leafWeight != nil || (limits.blockIO?.weightDevice ?? []).contains(where: { $0.leafWeight != nil }) {

@@ -260,10 +260,6 @@ public final class BundleSetup {
                 try stage("umount2(old root, MNT_DETACH)") { try Mount.unmount(".", detach: true) }
                 try stage("chdir(\"/\")") { try FileSystem.changeDirectory("/") }
             }
-            if let propagation = config.linux?.rootfsPropagation {
-                let flags = MountOptions([propagation.rawValue]).propagation
-                try stage("rootfsPropagation \(propagation.rawValue)") { try Mount.mount(source: "none", target: "/", flags: flags) }
-            }
         }
         try timed("masked and read-only paths") {
             // sysctls first: /proc/sys is about to become read-only.
@@ -286,6 +282,12 @@ public final class BundleSetup {
             for path in readOnly where FileSystem.exists(FilePath(path)) {
                 try stage("read-only \(path)") { try Mount.mount(source: path, target: FilePath(path), flags: [.bind, .recursive]) }
                 try remount(FilePath(path), flags: [.readOnly, .recursive], stageName: "read-only \(path)")
+            }
+            // Last of the mounts: masks and read-only paths are bind mounts, and nothing
+            // can be bound from an unbindable mount.
+            if let propagation = config.linux?.rootfsPropagation {
+                let flags = MountOptions([propagation.rawValue]).propagation
+                try stage("rootfsPropagation \(propagation.rawValue)") { try Mount.mount(source: "none", target: "/", flags: flags) }
             }
             if config.root.readonly == true {
                 narrate("mount(NULL, \"/\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)", "root.readonly: the container cannot write its root filesystem")

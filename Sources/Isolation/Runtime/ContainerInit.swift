@@ -42,8 +42,11 @@ extension Runtime {
             // them while we wait), then our createContainer, in the container's namespaces
             // but before pivot_root, so their paths resolve on the host.
             let hooks = config.hooks
+            // Our own hooks' state needs our PID as the runtime sees it (getpid() is 1 in
+            // our PID namespace): the runtime sends it with its "go on".
             var hostPID = getpid()
-            if !((hooks?.prestart ?? []) + (hooks?.createRuntime ?? [])).isEmpty {
+            let runtimeHooks = (hooks?.prestart ?? []) + (hooks?.createRuntime ?? [])
+            if !(runtimeHooks + (hooks?.createContainer ?? []) + (hooks?.startContainer ?? [])).isEmpty {
                 report("hooks")
                 guard let pid = Int32(readLine(continueFD)) else { throw IsolationError("the runtime did not answer after its hooks") }
                 hostPID = pid

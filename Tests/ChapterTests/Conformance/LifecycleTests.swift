@@ -1,0 +1,190 @@
+// runtime.md: the state, the lifecycle and the operations, with their errors. Each
+// rule is checked by its effect: the state JSON, the init's /proc entry, files the
+// process writes into its root filesystem, the cgroup.
+import Foundation
+import Glibc
+import Isolation
+import SystemPackage
+import Testing
+
+@Suite("Conformance: runtime.md (state, lifecycle, operations)", .serialized,
+       .enabled(if: canProbe, "needs root and a static busybox"))
+struct ConformanceLifecycle {
+    @Test("runtime.md#state: ociVersion, id, status, pid, bundle and annotations through created, running, stopped")
+    func stateFields() throws {
+        let bundle = try TestBundle(conformance: "state", args: ["sh", "-c", "while [ ! -e /srv/go ]; do sleep 0.05; done"]) { config in
+            config.annotations = ["org.example.key": "value", "com.example.other": "2"]
+        }
+        defer { bundle.removeAll() }
+        let created = try bundle.runtime(["create", "--bundle", bundle.path, "st"])
+        #expect(created.status == 0, "\(created)")
+        let config = try OCIConfig.load(bundle: FilePath(bundle.path))
+        func check(_ status: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+            let state = try #require(try bundle.state("st"), sourceLocation: sourceLocation)
+            #expect(state["ociVersion"] as? String == config.ociVersion, sourceLocation: sourceLocation)
+            #expect(state["id"] as? String == "st", sourceLocation: sourceLocation)
+            #expect(state["status"] as? String == status, "\(state)", sourceLocation: sourceLocation)
+            #expect(state["bundle"] as? String == bundle.path, "the bundle's absolute path", sourceLocation: sourceLocation)
+            #expect(state["annotations"] as? [String: String] == config.annotations, sourceLocation: sourceLocation)
+            return state
+        }
+        let pid = try #require(try check("created")["pid"] as? Int)
+        // The pid is the container's process as the host sees it: in the container's PID namespace, as its PID 1.
+        #expect(namespaceLink(pid_t(pid), "pid") != namespaceLink(nil, "pid"))
+        #expect(procStatus(pid_t(pid))["NSpid"]?.split(separator: " ").last == "1", "\(procStatus(pid_t(pid)))")
+        #expect(try bundle.runtime(["start", "st"]).status == 0)
+        #expect(try check("running")["pid"] as? Int == pid)
+        // Let the process end by itself: the container is stopped, and still there.
+        FileManager.default.createFile(atPath: bundle.rootfs + "/srv/go", contents: nil)
+        #expect(try bundle.waitFor("st", "stopped"))
+        let stopped = try check("stopped")
+        #expect(stopped["pid"] == nil || stopped["pid"] as? Int == 0, "a stopped container has no process: \(stopped)")
+    }
+
+    @Test("runtime.md#create: the config is applied, but process.args only run at start")
+    func createDoesNotRunTheProcess() throws {
+        let bundle = try TestBundle(conformance: "create", args: ["sh", "-c", "echo ran >> /srv/runs; exec sleep 30"]) { config in
+            config.hostname = "created-host"
+            config.process?.oomScoreAdj = 321
+            config.process?.rlimits = [OCIConfig.Rlimit(type: .openFiles, hard: 600, soft: 300)]
+        }
+        defer { bundle.removeAll() }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "cr"]).status == 0)
+        let pid = try #require(try bundle.pid("cr"))
+        usleep(300_000)
+        #expect(!FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/runs"), "the process ran before start")
+        // Everything but the process is in place already: namespaces, limits, root.
+        #expect(namespaceLink(pid, "uts") != namespaceLink(nil, "uts"))
+        #expect(try String(contentsOfFile: "/proc/\(pid)/oom_score_adj", encoding: .utf8) == "321\n")
+        let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+        #expect(limits.split(separator: "\n").contains { $0.hasPrefix("Max open files") && $0.split(separator: " ").dropFirst(3).prefix(2) == ["300", "600"] }, "\(limits)")
+        // pivot_root is done at create: the init's root is the bundle's (/probe is there, not on the host).
+        #expect(FileManager.default.fileExists(atPath: "/proc/\(pid)/root/probe") && !FileManager.default.fileExists(atPath: "/probe"))
+        #expect(try bundle.runtime(["start", "cr"]).status == 0)
+        #expect(awaitLine(bundle.rootfs + "/srv/runs") == "ran\n")
+    }
+
+    @Test("runtime.md#create: an ID that is not unique is an error; the existing container is untouched")
+    func duplicateID() throws {
+        let bundle = try TestBundle(conformance: "dup", args: ["sh", "-c", "echo first >> /srv/runs; exec sleep 30"])
+        defer { bundle.removeAll() }
+        let other = try TestBundle(conformance: "dup-other", args: ["sh", "-c", "echo second >> /srv/runs; exec sleep 30"]) { config in
+            config.linux?.cgroupsPath = "/isolation/conformance-dup-other"
+        }
+        defer { other.folder.remove() }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "dup"]).status == 0)
+        let before = try #require(try bundle.state("dup"))
+        let again = try bundle.runtime(["create", "--bundle", other.path, "dup"])
+        #expect(again.status != 0 && again.stderr.contains("already exists"), "\(again)")
+        #expect(!cgroupExists("isolation/conformance-dup-other"), "the refused create made a cgroup")
+        let after = try #require(try bundle.state("dup"))
+        #expect(after["pid"] as? Int == before["pid"] as? Int && after["status"] as? String == "created")
+        #expect(after["bundle"] as? String == bundle.path)
+        #expect(try bundle.runtime(["start", "dup"]).status == 0)
+        #expect(awaitLine(bundle.rootfs + "/srv/runs") == "first\n")
+        #expect(!FileManager.default.fileExists(atPath: other.rootfs + "/srv/runs"))
+    }
+
+    @Test("runtime.md#start: a container that is not created (running, stopped) cannot start; the process never runs twice")
+    func startNotCreated() throws {
+        let bundle = try TestBundle(conformance: "start", args: ["sh", "-c", "echo ran >> /srv/runs; exec sleep 30"])
+        defer { bundle.removeAll() }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "s1"]).status == 0)
+        #expect(try bundle.runtime(["start", "s1"]).status == 0)
+        #expect(awaitLine(bundle.rootfs + "/srv/runs") == "ran\n")
+        let running = try bundle.runtime(["start", "s1"])
+        #expect(running.status != 0 && running.stderr.contains("running"), "\(running)")
+        #expect(try bundle.state("s1")?["status"] as? String == "running")
+        #expect(try bundle.runtime(["kill", "s1", "KILL"]).status == 0)
+        #expect(try bundle.waitFor("s1", "stopped"))
+        let stopped = try bundle.runtime(["start", "s1"])
+        #expect(stopped.status != 0 && stopped.stderr.contains("stopped"), "\(stopped)")
+        #expect(try bundle.state("s1")?["status"] as? String == "stopped")
+        usleep(200_000)
+        #expect(try String(contentsOfFile: bundle.rootfs + "/srv/runs", encoding: .utf8) == "ran\n")
+    }
+
+    @Test("runtime.md#kill: the signal reaches the process; a created container can be killed; a stopped one is an error")
+    func killSignals() throws {
+        let script = "trap 'echo USR1 > /srv/signal; exit 3' USR1; echo ready > /srv/ready; while :; do sleep 0.05; done"
+        let bundle = try TestBundle(conformance: "kill", args: ["sh", "-c", script])
+        defer { bundle.removeAll() }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "k1"]).status == 0)
+        #expect(try bundle.runtime(["start", "k1"]).status == 0)
+        #expect(awaitLine(bundle.rootfs + "/srv/ready") == "ready\n")
+        #expect(try bundle.runtime(["kill", "k1", "USR1"]).status == 0)
+        #expect(try bundle.waitFor("k1", "stopped"))
+        #expect(try String(contentsOfFile: bundle.rootfs + "/srv/signal", encoding: .utf8) == "USR1\n", "the process's own handler ran")
+        let again = try bundle.runtime(["kill", "k1", "KILL"])
+        #expect(again.status != 0 && again.stderr.contains("stopped"), "\(again)")
+        #expect(try bundle.state("k1")?["status"] as? String == "stopped")
+
+        // A created container: its init is signalled before it ever ran the process.
+        try FileManager.default.removeItem(atPath: bundle.rootfs + "/srv/ready")
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "k2"]).status == 0)
+        #expect(try bundle.runtime(["kill", "k2", "9"]).status == 0)
+        #expect(try bundle.waitFor("k2", "stopped"))
+        #expect(try bundle.runtime(["start", "k2"]).status != 0)
+        usleep(100_000)
+        #expect(!FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/ready"), "a killed created container ran its process")
+    }
+
+    @Test("runtime.md#delete: created and running containers cannot be deleted; a stopped one loses everything create made")
+    func delete() throws {
+        let bundle = try TestBundle(conformance: "delete", args: ["sh", "-c", "exec sleep 30"]) { config in
+            config.linux?.cgroupsPath = "/isolation/conformance-delete"
+        }
+        defer { bundle.removeAll() }
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "d1"]).status == 0)
+        let pid = try #require(try bundle.pid("d1"))
+        #expect(cgroupExists("isolation/conformance-delete"))
+        for status in ["created", "running"] {
+            if status == "running" { #expect(try bundle.runtime(["start", "d1"]).status == 0) }
+            let refused = try bundle.runtime(["delete", "d1"])
+            #expect(refused.status != 0 && refused.stderr.contains(status), "\(refused)")
+            #expect(try bundle.state("d1")?["status"] as? String == status)
+            #expect(Glibc.kill(pid, 0) == 0, "delete of a \(status) container killed its process")
+            #expect(cgroupExists("isolation/conformance-delete"))
+        }
+        #expect(try bundle.runtime(["kill", "d1", "KILL"]).status == 0)
+        #expect(try bundle.waitFor("d1", "stopped"))
+        #expect(try bundle.runtime(["delete", "d1"]).status == 0)
+        #expect(!cgroupExists("isolation/conformance-delete"), "delete must remove the cgroup create made")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/d1"))
+        let gone = try bundle.runtime(["state", "d1"])
+        #expect(gone.status != 0 && gone.stderr.contains("does not exist"), "\(gone)")
+        // The ID is free again.
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "d1"]).status == 0)
+    }
+
+    @Test("runtime.md#operations: state, start, kill and delete of an unknown ID are errors that change nothing")
+    func unknownID() throws {
+        let bundle = try TestBundle(conformance: "unknown")
+        defer { bundle.removeAll() }
+        // Another container exists: the error is about the ID, not an empty runtime.
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "known"]).status == 0)
+        for command in [["state", "ghost"], ["start", "ghost"], ["kill", "ghost", "KILL"], ["delete", "ghost"]] {
+            let result = try bundle.runtime(command)
+            #expect(result.status != 0 && result.stderr.contains("'ghost' does not exist"), "\(command): \(result)")
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/ghost"))
+        }
+        #expect(try bundle.state("known")?["status"] as? String == "created")
+    }
+
+    @Test("runtime.md#errors: a create that fails at any step leaves no container, cgroup or mount behind")
+    func failedCreate() throws {
+        // The failure comes late: after the cgroup, the namespaces and the mounts.
+        let bundle = try TestBundle(conformance: "failed") { config in
+            config.linux?.cgroupsPath = "/isolation/conformance-failed"
+            config.linux?.sysctl = ["kernel.no_such_sysctl_here": "1"]
+        }
+        defer { bundle.removeAll() }
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "f1"])
+        #expect(result.status != 0 && result.stderr.contains("kernel.no_such_sysctl_here"), "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/f1"))
+        #expect(!cgroupExists("isolation/conformance-failed"))
+        #expect(mounts(under: bundle.folder.path).isEmpty)
+        let state = try bundle.runtime(["state", "f1"])
+        #expect(state.status != 0 && state.stderr.contains("does not exist"))
+    }
+}
