@@ -6,6 +6,12 @@ import Isolation
 import SystemPackage
 import Testing
 
+#if arch(x86_64)
+let runsOnX86_64 = true
+#else
+let runsOnX86_64 = false
+#endif
+
 @Suite("Conformance: config.md#process", .serialized, .enabled(if: canProbe, "needs root and a static busybox"))
 struct ConformanceProcess {
     @Test("config.md#process: args, env and cwd reach execve exactly")
@@ -192,6 +198,52 @@ struct ConformanceProcess {
         let (pid, seen) = try bundle.startProbe("oom")
         #expect(seen["oom_score_adj"] == "\(score)", "\(seen)")
         #expect(try String(contentsOfFile: "/proc/\(pid)/oom_score_adj", encoding: .utf8) == "\(score)\n")
+    }
+
+    @Test("config.md#linux-process: scheduler policy and nice, inside (/proc/$$/stat) and from outside", arguments: [
+        (OCIConfig.SchedulerPolicy.batch, 7, 3), (.other, 5, 0), (.idle, nil, 5),
+    ] as [(OCIConfig.SchedulerPolicy, Int32?, Int)])
+    func scheduler(_ policy: OCIConfig.SchedulerPolicy, _ nice: Int32?, _ number: Int) throws {
+        let bundle = try TestBundle(conformance: "sched", args: probeThenSleep) { config in
+            config.process?.scheduler = OCIConfig.Scheduler(policy: policy, nice: nice)
+        }
+        defer { bundle.removeAll() }
+        // stat(5): field 19 is nice, 41 the policy. (SCHED_IDLE has no nice.)
+        try bundle.probeExtra("echo \"sched=$(cut -d' ' -f19,41 /proc/$$/stat)\"\n")
+        let (pid, seen) = try bundle.startProbe("sched")
+        #expect(seen["sched"] == "\(nice ?? 0) \(number)", "\(seen)")
+        let outside = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8).split(separator: " ")
+        #expect(outside.count > 40 && outside[18] == "\(nice ?? 0)" && outside[40] == "\(number)", "\(outside)")
+    }
+
+    @Test("config.md#linux-process: ioPriority class and level, as ionice sees them inside", arguments: [
+        (OCIConfig.IOPriorityClass.bestEffort, 6, "best-effort: prio 6"), (.idle, 0, "idle"),
+    ])
+    func ioPriority(_ ioClass: OCIConfig.IOPriorityClass, _ level: Int, _ expected: String) throws {
+        let bundle = try TestBundle(conformance: "ioprio", args: ["/probe"]) { config in
+            config.process?.ioPriority = OCIConfig.IOPriority(ioClass: ioClass, priority: level)
+        }
+        defer { bundle.removeAll() }
+        try bundle.probeExtra("echo \"ionice=$(ionice -p $$)\"\n")
+        let (result, seen) = try bundle.probe("ioprio")
+        #expect(result.status == 0 && seen["ionice"] == expected, "\(result)")
+    }
+
+    @Test("config-linux.md#personality: LINUX32 makes uname report a 32-bit machine; flags are refused",
+          .enabled(if: runsOnX86_64, "the 32-bit personality is checked on x86_64"))
+    func personality() throws {
+        let bundle = try TestBundle(conformance: "persona", args: ["/probe"]) { config in
+            config.linux?.personality = OCIConfig.Personality(domain: .linux32)
+        }
+        defer { bundle.removeAll() }
+        try bundle.probeExtra("echo \"machine=$(uname -m)\"; echo \"persona=$(cat /proc/$$/personality)\"\n")
+        let (result, seen) = try bundle.probe("persona")
+        #expect(result.status == 0 && seen["machine"] == "i686" && seen["persona"] == "00000008", "\(result)")
+        var flagged = try OCIConfig.load(bundle: FilePath(bundle.path))
+        flagged.linux?.personality = OCIConfig.Personality(domain: .linux, flags: ["SOME_FLAG"])
+        try bundle.write(flagged)
+        let refused = try bundle.runtime(["run", "--bundle", bundle.path, "persona2"])
+        #expect(refused.status != 0 && refused.stderr.contains("personality"), "\(refused)")
     }
 
     @Test("config.md#linux-process: noNewPrivileges, as configured", arguments: [true, false])
