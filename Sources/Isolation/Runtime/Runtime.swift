@@ -66,6 +66,13 @@ public struct Runtime {
         if newKinds.contains(.user) && (config.linux?.uidMappings ?? []).isEmpty {
             throw IsolationError("a new user namespace needs linux.uidMappings and linux.gidMappings")
         }
+        // ID-mapped mounts need mount_setattr(2) with a user namespace of their own: not
+        // made here, and a mount without its mapping would show the wrong owners.
+        for (index, mount) in (config.mounts ?? []).enumerated()
+        where mount.uidMappings != nil || mount.gidMappings != nil || (mount.options ?? []).contains(where: { $0 == "idmap" || $0 == "ridmap" }) {
+            throw IsolationError("mounts[\(index)] (\(mount.destination)) is an ID-mapped mount (uidMappings, gidMappings, idmap or ridmap), which this runtime does not support",
+                                 hint: "remove the mapping and give the files the owners the container needs")
+        }
         var limits = ResourceLimits(oci: config.linux?.resources)
         limits.devices = try Runtime.deviceAccess(config.linux)
         lap("parse")

@@ -154,6 +154,27 @@ struct ConformanceMounts {
         #expect(FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/real/t"))
     }
 
+    @Test("config.md#mounts: an ID-mapped mount is mapped, or refused with a clear error — never mounted unmapped")
+    func idMappedMount() throws {
+        let bundle = try TestBundle(conformance: "idmap", args: ["/probe"]) { config in
+            config.mounts! += [OCIConfig.Mount(destination: "/srv/mapped", type: "bind", source: "data", options: ["bind", "idmap"],
+                                               uidMappings: [OCIConfig.IDMapping(containerID: 0, hostID: 0, size: 1), OCIConfig.IDMapping(containerID: 4000, hostID: 1000, size: 1)],
+                                               gidMappings: [OCIConfig.IDMapping(containerID: 0, hostID: 0, size: 1), OCIConfig.IDMapping(containerID: 4000, hostID: 1000, size: 1)])]
+        }
+        defer { bundle.removeAll() }
+        try FileManager.default.createDirectory(atPath: bundle.path + "/data", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: bundle.path + "/data/owned", contents: nil)
+        chown(bundle.path + "/data/owned", 1000, 1000)
+        try bundle.probeExtra("echo \"owner=$(stat -c %u:%g /srv/mapped/owned)\"\n")
+        let (result, seen) = try bundle.probe("idmap")
+        if result.status == 0 {
+            #expect(seen["owner"] == "4000:4000", "host 1000 is 4000 through the mount's mapping: \(seen)")
+        } else {
+            #expect(result.stderr.contains("mounts[") && result.stderr.contains("ID-mapped"), "\(result)")
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/idmap"))
+        }
+    }
+
     @Test("config.md#mounts: mounts are made in order — a later one stacks on an earlier one")
     func order() throws {
         let bundle = try TestBundle(conformance: "order", args: ["/probe"]) { config in
