@@ -73,6 +73,9 @@ public struct Runtime {
             throw IsolationError("mounts[\(index)] (\(mount.destination)) is an ID-mapped mount (uidMappings, gidMappings, idmap or ridmap), which this runtime does not support",
                                  hint: "remove the mapping and give the files the owners the container needs")
         }
+        if let field = Runtime.unsupportedResource(config.linux) {
+            throw IsolationError("\(field) is set, but this runtime does not apply it", hint: "remove it from config.json: the container would run without it")
+        }
         var limits = ResourceLimits(oci: config.linux?.resources)
         limits.devices = try Runtime.deviceAccess(config.linux)
         lap("parse")
@@ -233,6 +236,25 @@ public struct Runtime {
     /// The namespaces the container gets new (those without a path).
     func newKinds(_ namespaces: [OCIConfig.Namespace]) -> Namespaces {
         Namespaces(namespaces.filter { $0.path == nil }.map(\.type.kind))
+    }
+
+    /// The first field of linux.resources (or linux.intelRdt) that this runtime would
+    /// otherwise drop: they are refused, so nobody believes a limit holds that does not.
+    static func unsupportedResource(_ linux: OCIConfig.Linux?) -> String? {
+        guard let linux else { return nil }
+        if linux.intelRdt != nil { return "linux.intelRdt" }
+        guard let resources = linux.resources else { return nil }
+        if let io = resources.blockIO, io != OCIConfig.BlockIO() { return "linux.resources.blockIO" }
+        if !(resources.hugepageLimits ?? []).isEmpty { return "linux.resources.hugepageLimits" }
+        if let network = resources.network, network.classID != nil || !(network.priorities ?? []).isEmpty { return "linux.resources.network" }
+        if !(resources.rdma ?? [:]).isEmpty { return "linux.resources.rdma" }
+        if !(resources.unified ?? [:]).isEmpty { return "linux.resources.unified" }
+        if let cpu = resources.cpu {
+            if (cpu.realtimeRuntime ?? 0) != 0 || (cpu.realtimePeriod ?? 0) != 0 { return "linux.resources.cpu.realtimeRuntime/realtimePeriod" }
+            if (cpu.idle ?? 0) != 0 { return "linux.resources.cpu.idle" }
+            if (cpu.burst ?? 0) != 0 { return "linux.resources.cpu.burst" }
+        }
+        return nil
     }
 
     /// Lets a created container's init exec its process.

@@ -101,6 +101,65 @@ struct ConformanceResources {
         }
     }
 
+    /// A resource this runtime may not apply: the field, how to set it, and where the
+    /// kernel shows it once applied (v1 controller and file, v2 file) with its value.
+    struct OptionalResource: CustomTestStringConvertible, Sendable {
+        var field: String
+        var edit: @Sendable (inout OCIConfig.Resources) -> Void
+        var v1: (controller: String, file: String, value: String)?
+        var v2: (file: String, value: String)?
+        var testDescription: String { field }
+    }
+
+    static let optionalResources: [OptionalResource] = [
+        OptionalResource(field: "linux.resources.blockIO", edit: { $0.blockIO = OCIConfig.BlockIO(weight: 500) },
+                         v1: ("blkio", "blkio.weight", "500"), v2: ("io.weight", "default 500")),
+        OptionalResource(field: "linux.resources.hugepageLimits", edit: { $0.hugepageLimits = [OCIConfig.HugepageLimit(pageSize: "2MB", limit: 4 << 20)] },
+                         v1: ("hugetlb", "hugetlb.2MB.limit_in_bytes", "\(4 << 20)"), v2: ("hugetlb.2MB.max", "\(4 << 20)")),
+        OptionalResource(field: "linux.resources.network", edit: { $0.network = OCIConfig.Network(classID: 0x100001) },
+                         v1: ("net_cls", "net_cls.classid", "\(0x100001)"), v2: nil),
+        OptionalResource(field: "linux.resources.rdma", edit: { $0.rdma = ["mlx5_0": OCIConfig.Rdma(hcaHandles: 3)] },
+                         v1: ("rdma", "rdma.max", "mlx5_0 hca_handle=3 hca_object=max"), v2: ("rdma.max", "mlx5_0 hca_handle=3 hca_object=max")),
+        // On cgroup v1 the spec requires an error for unified.
+        OptionalResource(field: "linux.resources.unified", edit: { $0.unified = ["pids.max": "9"] }, v1: nil, v2: ("pids.max", "9")),
+        OptionalResource(field: "linux.resources.cpu.realtimeRuntime", edit: { $0.cpu = OCIConfig.CPU(realtimeRuntime: 1000, realtimePeriod: 100_000) },
+                         v1: ("cpu", "cpu.rt_runtime_us", "1000"), v2: nil),
+        OptionalResource(field: "linux.resources.cpu.idle", edit: { $0.cpu = OCIConfig.CPU(idle: 1) }, v1: nil, v2: ("cpu.idle", "1")),
+        OptionalResource(field: "linux.resources.cpu.burst", edit: { $0.cpu = OCIConfig.CPU(quota: 50_000, burst: 10_000, period: 100_000) },
+                         v1: ("cpu", "cpu.cfs_burst_us", "10000"), v2: ("cpu.max.burst", "10000")),
+    ]
+
+    @Test("config-linux.md#control-groups: a resource is applied (the kernel's file shows it) or refused with an error naming it — never dropped",
+          arguments: optionalResources)
+    func appliedOrRefused(_ resource: OptionalResource) throws {
+        let path = "isolation/conformance-optional"
+        let bundle = try TestBundle(conformance: "optional", args: ["sleep", "30"]) { config in
+            config.linux?.cgroupsPath = "/" + path
+            var resources = config.linux?.resources ?? OCIConfig.Resources()
+            resource.edit(&resources)
+            config.linux?.resources = resources
+        }
+        defer { bundle.removeAll() }
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "optional"])
+        guard result.status == 0 else {
+            let field = resource.field.split(separator: ".").prefix(3).joined(separator: ".")
+            #expect(result.stderr.contains(field), "the error must name \(field): \(result)")
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/optional"))
+            #expect(!cgroupExists(path))
+            return
+        }
+        let shown: String?, expected: String?
+        if cgroupVersion == .v1 {
+            shown = resource.v1.flatMap { try? String(contentsOfFile: "/sys/fs/cgroup/\($0.controller)/\(path)/\($0.file)", encoding: .utf8) }
+            expected = resource.v1?.value
+        } else {
+            shown = resource.v2.flatMap { try? String(contentsOfFile: "/sys/fs/cgroup/\(path)/\($0.file)", encoding: .utf8) }
+            expected = resource.v2?.value
+        }
+        #expect(expected != nil, "\(resource.field) was accepted where this cgroup version has no such setting")
+        #expect(shown?.trimmingCharacters(in: .whitespacesAndNewlines) == expected, "\(resource.field) accepted but not applied: \(String(describing: shown))")
+    }
+
     @Test("config-linux.md#pids: pids.max is the limit, and fork fails past it")
     func pids() throws {
         let bundle = try TestBundle(conformance: "pids", args: ["/probe"]) { config in
