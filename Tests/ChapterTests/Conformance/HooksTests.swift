@@ -20,7 +20,8 @@ struct ConformanceHooks {
         let folder = try TemporaryFolder("conf-hooks-log")
         defer { folder.remove() }
         let log = folder.path + "/hooks.log"
-        let bundle = try TestBundle(conformance: "hooks-ns", args: ["sh", "-c", "echo process >> /srv/order"]) { config in
+        let bundle = try TestBundle(conformance: "hooks-ns", args: ["sh", "-c", "echo process >> /srv/order; sleep 0.5"]) { config in
+            // (The process outlives start: poststart's state is then surely "running".)
             config.hooks = OCIConfig.Hooks(
                 prestart: [Self.hostHook("prestart", log: log)],
                 createRuntime: [Self.hostHook("createRuntime", log: log)],
