@@ -196,17 +196,27 @@ public final class BundleSetup {
             var parent = path
             parent.removeLastComponent()
             try FileSystem.makeDirectories(parent)
-            if FileSystem.exists(path, followSymlinks: false) { unlink(path.string) }
+            let kind: mode_t
+            switch device.type {
+            case .character, .unbuffered: kind = S_IFCHR
+            case .block: kind = S_IFBLK
+            case .fifo: kind = S_IFIFO
+            default: kind = S_IFCHR
+            }
+            let number = dev_t(iso_makedev(UInt32(device.major ?? 0), UInt32(device.minor ?? 0)))
+            var existing = stat()
+            if lstat(path.string, &existing) == 0 {
+                // config-linux.md "Devices": a file already at the path that is not the
+                // requested device is an error (the image put something else there).
+                let same = existing.st_mode & S_IFMT == kind && (kind == S_IFIFO || existing.st_rdev == number)
+                if !same && (config.linux?.devices ?? []).contains(where: { $0.path == device.path }) {
+                    throw IsolationError("linux.devices: \(device.path) already exists in the root filesystem and is not that device",
+                                         hint: "remove it from the image, or change the device's path")
+                }
+                unlink(path.string)
+            }
             let mode = mode_t(device.fileMode ?? 0o666)
             if canMknod {
-                let kind: mode_t
-                switch device.type {
-                case .character, .unbuffered: kind = S_IFCHR
-                case .block: kind = S_IFBLK
-                case .fifo: kind = S_IFIFO
-                default: kind = S_IFCHR
-                }
-                let number = dev_t(iso_makedev(UInt32(device.major ?? 0), UInt32(device.minor ?? 0)))
                 try stage("mknod \(device.path)") {
                     try pathCall(path) { mknod($0, kind | (mode & 0o7777), number) }
                     try pathCall(path) { chmod($0, mode & 0o7777) }

@@ -1,6 +1,7 @@
 // config-linux.md "Devices", "Default Devices", "Sysctl", "Seccomp": device nodes as
 // stat(1) shows them inside, kernel parameters in the container's namespaces, and
 // system calls the filter refuses, seen inside and in /proc/PID/status.
+import CIsolation
 import Foundation
 import Isolation
 import SystemPackage
@@ -57,6 +58,26 @@ struct ConformanceDevicesAndSecurity {
         #expect(seen["dev./dev/conformance-fifo"]?.hasPrefix("fifo 0:0 640") == true, "\(seen)")
         #expect(seen["dev./dev/full"] == "character special file 1:7 600 0:0", "\(seen)")
         #expect(seen["read"] == "000000", "the node is the device 1:5 (/dev/zero): \(seen)")
+    }
+
+    @Test("config-linux.md#devices: a file already at a device's path that is not that device is an error; the same device is fine")
+    func existingFileAtDevicePath() throws {
+        let bundle = try TestBundle(conformance: "devexist", args: ["/probe"]) { config in
+            // No tmpfs on /dev: the root filesystem's own /dev is used.
+            config.mounts = config.mounts?.filter { !$0.destination.hasPrefix("/dev") }
+            config.linux?.devices = [OCIConfig.Device(type: .character, path: "/dev/conformance-zero", major: 1, minor: 5, fileMode: 0o640)]
+        }
+        defer { bundle.removeAll() }
+        try "not a device\n".write(toFile: bundle.rootfs + "/dev/conformance-zero", atomically: false, encoding: .utf8)
+        let refused = try bundle.runtime(["run", "--bundle", bundle.path, "devexist"])
+        #expect(refused.status != 0 && refused.stderr.contains("/dev/conformance-zero"), "\(refused)")
+        #expect(try String(contentsOfFile: bundle.rootfs + "/dev/conformance-zero", encoding: .utf8) == "not a device\n")
+        // The very device already there: made again with the config's mode.
+        try FileManager.default.removeItem(atPath: bundle.rootfs + "/dev/conformance-zero")
+        #expect(mknod(bundle.rootfs + "/dev/conformance-zero", S_IFCHR | 0o600, dev_t(iso_makedev(1, 5))) == 0)
+        try bundle.probeExtra("echo \"dev=$(stat -c '%t:%T %a' /dev/conformance-zero)\"\n")
+        let (result, seen) = try bundle.probe("devexist2")
+        #expect(result.status == 0 && seen["dev"] == "1:5 640", "\(result)")
     }
 
     @Test("config-linux.md#sysctl: values set in the container's network and IPC namespaces; the host's unchanged")
