@@ -80,6 +80,31 @@ struct ConformanceDevicesAndSecurity {
         #expect(result.status == 0 && seen["dev"] == "1:5 640", "\(result)")
     }
 
+    @Test("config-linux.md#default-devices: with process.terminal, /dev/console is the container's terminal",
+          .enabled(if: python3 != nil, "needs python3 for the console socket server"))
+    func console() throws {
+        let bundle = try TestBundle(conformance: "console", args: ["sh", "-c",
+            "{ stat -c '%F %t:%T' /dev/console; readlink /proc/$$/fd/0; stat -L -c '%t:%T' /proc/$$/fd/0; } > /tmp/console.partial; mv /tmp/console.partial /tmp/console"]) { config in
+            config.process?.terminal = true
+        }
+        defer { bundle.removeAll() }
+        let socketPath = bundle.folder.path + "/console.sock"
+        try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: python3!)
+        server.arguments = [bundle.folder.path + "/server.py", socketPath]
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+        let result = try bundle.runtime(["run", "--console-socket", socketPath, "--bundle", bundle.path, "console"])
+        #expect(result.status == 0, "\(result)")
+        let lines = ((try? String(contentsOfFile: bundle.rootfs + "/tmp/console", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        // A Unix98 pty slave has major 136 (0x88); /dev/console is the same node as stdin.
+        #expect(lines.count == 3 && lines[1] == "/dev/pts/0" && lines[2].hasPrefix("88:"), "\(lines)")
+        #expect(lines.count == 3 && lines[0] == "character special file " + lines[2], "\(lines)")
+    }
+
     @Test("config-linux.md#sysctl: values set in the container's network and IPC namespaces; the host's unchanged")
     func sysctl() throws {
         let hostForward = try String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8)
