@@ -127,6 +127,31 @@ struct ConformanceDevicesAndSecurity {
         #expect(try String(contentsOfFile: "/proc/sys/kernel/msgmax", encoding: .utf8) == hostMsgmax)
     }
 
+    @Test("config-linux.md#seccomp: defaultAction with defaultErrnoRet for unlisted calls; a rule without errnoRet returns EPERM")
+    func seccompErrnoDefaults() throws {
+        // What busybox sh, touch, mkdir, chmod and mv call (strace), and a few more; not chmod.
+        let allowed = ["arch_prctl", "brk", "clock_nanosleep", "clone", "clone3", "vfork", "close", "dup", "dup2", "dup3", "execve", "exit", "exit_group",
+                       "fcntl", "getpid", "getppid", "getrandom", "getuid", "geteuid", "getgid", "getegid", "gettid", "mprotect", "mmap", "munmap",
+                       "newfstatat", "fstat", "stat", "lstat", "statx", "open", "openat", "prctl", "prlimit64", "read", "readv", "write", "writev",
+                       "readlink", "readlinkat", "rename", "renameat", "renameat2", "rseq", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
+                       "sendfile", "set_robust_list", "set_tid_address", "uname", "utimensat", "wait4", "lseek", "getcwd", "chdir", "ioctl",
+                       "pipe", "pipe2", "getdents64", "futex", "madvise", "access", "faccessat", "faccessat2", "setpgid", "getpgrp", "sigaltstack"]
+        let script = "touch /tmp/f; chmod 600 /tmp/f 2> /tmp/chmod.err; mkdir /tmp/d 2> /tmp/mkdir.err; mv /tmp/mkdir.err /tmp/done.err"
+        let bundle = try TestBundle(conformance: "seccomp-errno", args: ["sh", "-c", script]) { config in
+            config.linux?.seccomp = OCIConfig.Seccomp(
+                defaultAction: .errno, defaultErrnoRet: 28, architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                syscalls: [OCIConfig.Syscall(names: allowed, action: .allow),
+                           OCIConfig.Syscall(names: ["mkdir", "mkdirat"], action: .errno)])
+        }
+        defer { bundle.removeAll() }
+        let result = try bundle.runtime(["run", "--bundle", bundle.path, "errno"])
+        #expect(result.status == 0, "\(result)")
+        let chmod = (try? String(contentsOfFile: bundle.rootfs + "/tmp/chmod.err", encoding: .utf8)) ?? ""
+        let mkdir = (try? String(contentsOfFile: bundle.rootfs + "/tmp/done.err", encoding: .utf8)) ?? ""
+        #expect(chmod.contains("No space left on device"), "not listed: defaultErrnoRet 28 (ENOSPC): \(chmod)")
+        #expect(mkdir.contains("Operation not permitted"), "a rule without errnoRet: EPERM: \(mkdir)")
+    }
+
     @Test("config-linux.md#seccomp: an action that kills (SCMP_ACT_KILL_PROCESS) ends the caller with SIGSYS; the filter shows in /proc/PID/status")
     func seccompKill() throws {
         // A child shell makes the call (busybox may run mkdir inside the shell itself).
