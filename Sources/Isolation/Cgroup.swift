@@ -163,12 +163,15 @@ public final class Cgroup {
             parent.removeLastComponent()
             try FileSystem.makeDirectories(parent)
             if controller == "cpuset" {
-                // A v1 cpuset accepts tasks only once cpus and mems are set, in every level.
-                var hierarchy = parent
-                hierarchy.removeLastComponent()
-                for level in [parent] {
+                // A v1 cpuset accepts tasks, and CPUs for its children, only once its cpus
+                // and mems are set, at every level (a new one starts empty): copy each
+                // empty one from its parent, from the hierarchy's root down.
+                var level = FilePath(String(directory.string.dropLast(relativePath.count + 1)))
+                for part in relativePath.split(separator: "/").dropLast() {
+                    let above = level
+                    level.append(String(part))
                     for file in ["cpuset.cpus", "cpuset.mems"] where ((try? FileSystem.readString(level.appending(file))) ?? "").trimmingCharacters(in: "\n ").isEmpty {
-                        let value = try FileSystem.readString(hierarchy.appending(file)).trimmingCharacters(in: "\n ")
+                        let value = try FileSystem.readString(above.appending(file)).trimmingCharacters(in: "\n ")
                         try FileSystem.writeFile(level.appending(file), value)
                     }
                 }

@@ -18,9 +18,6 @@ public struct SpawnOptions {
     /// The child blocks before exec until `ChildProcess.release()`: the parent uses
     /// that window to write the child's uid/gid maps or join it to a cgroup.
     public var waitForRelease = false
-    /// After the release, become root (uid and gid 0) of the child's new user namespace,
-    /// whose maps the parent wrote meanwhile (needs `waitForRelease`).
-    public var becomeNamespaceRoot = false
     /// setsid(2) in the child.
     public var newSession = false
     /// After setsid, the child's standard input (a terminal) becomes its controlling
@@ -75,7 +72,6 @@ public final class ChildProcess {
                                     stdout_fd: options.standardOutput?.rawValue ?? -1,
                                     stderr_fd: options.standardError?.rawValue ?? -1,
                                     wait_for_release: options.waitForRelease ? 1 : 0,
-                                    become_root: options.becomeNamespaceRoot ? 1 : 0,
                                     new_session: options.newSession ? 1 : 0,
                                     controlling_terminal: options.controllingTerminal ? 1 : 0,
                                     parent_death_signal: options.parentDeathSignal,
@@ -144,7 +140,7 @@ public final class ChildProcess {
         case ISO_STAGE_PARENT_DEATH.rawValue: return "prctl(PR_SET_PDEATHSIG)"
         case ISO_STAGE_CHDIR.rawValue: return "chdir()"
         case ISO_STAGE_CONTROLLING_TERMINAL.rawValue: return "ioctl(TIOCSCTTY)"
-        case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0, 0, 0) in the new user namespace (is 0 in uidMappings and gidMappings?)"
+        case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0)/setresgid(0) in the new user namespace"
         case ISO_STAGE_EXEC.rawValue: return "execve(\"\(executable)\")"
         default: return "child setup stage \(stage)"
         }

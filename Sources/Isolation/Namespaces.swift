@@ -119,7 +119,10 @@ public struct Namespaces: OptionSet, Sendable, Hashable, CustomStringConvertible
     /// Joins the namespace that `path` (a `/proc/PID/ns/KIND` file or a bind mount of one)
     /// refers to, with setns(2). Joining a PID namespace affects children only.
     public static func join(path: FilePath, kind: Namespaces = []) throws {
-        let fd = try FileDescriptor.open(path, .readOnly, options: .closeOnExec)
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, .readOnly, options: .closeOnExec) } catch let error as Errno {
+            throw StageError(stage: "open(\"\(path)\") to join its namespace", errno: error)
+        }
         defer { try? fd.close() }
         if iso_setns(fd.rawValue, kind.rawValue) != 0 {
             throw StageError(stage: "setns(\(path))", errno: currentErrno())

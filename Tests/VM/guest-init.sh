@@ -93,16 +93,24 @@ echo "[vm] kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, cgroup2
 # Foundation's Process (and anything resolving localhost) hangs without a loopback.
 ip link set lo up || fail "cannot bring lo up"
 
+# The host's file system becomes the root of the mount namespace, as switch_root(8)
+# does at boot: moved over /, not just chroot'ed into. It matters to the runtime: after
+# setns(2) into a container's mount namespace, the root is that namespace's top mount on
+# "/", so under a plain chroot an `exec` (or a joined mount namespace) would land in
+# the initramfs instead of the container.
+cd /host || fail "cd /host"
+mount --move . / || fail "cannot move the host's file system to /"
+
 # The tests, as root, in the host's file system: /bin/sh, head, tr, cat, sleep and the
 # Swift runtime in /opt/swift are the host's own. setsid: a session of their own,
 # with the serial console as their terminal-less stdout.
-chroot /host /usr/bin/env -i \
+chroot . /usr/bin/env -i \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 ${NO_COLOR:+NO_COLOR=1} \
     "$BUNDLE" --testing-library swift-testing --filter "$FILTER" < /dev/null 2>&1
 status=$?
 # Nothing may be left in the cgroups the tests made.
-leftover=$(ls -d /host/sys/fs/cgroup/isolation/*/ 2>/dev/null)
+leftover=$(ls -d ./sys/fs/cgroup/isolation/*/ 2>/dev/null)
 if [ -n "$leftover" ]; then
     echo "[vm] cgroups left behind by the tests: $leftover"
     [ "$status" -ne 0 ] || status=1

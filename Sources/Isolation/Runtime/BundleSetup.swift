@@ -299,6 +299,22 @@ public final class BundleSetup {
         pendingSeccomp = nil
     }
 
+    /// chdir(2) to process.cwd (made if missing), then the CVE-2024-21626 check: a cwd
+    /// such as /proc/self/fd/N can land on a descriptor the runtime still holds, outside
+    /// the root. getcwd(3) then has no path from our root ("(unreachable)…", or ENOENT):
+    /// refuse to exec from there.
+    func enterWorkingDirectory(_ cwd: String) throws {
+        try stage("chdir(\"\(cwd)\")") {
+            if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
+            try FileSystem.changeDirectory(FilePath(cwd))
+        }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let inside = getcwd(&buffer, buffer.count) != nil && buffer[0] == CChar(UInt8(ascii: "/"))
+        if !inside {
+            throw IsolationError("process.cwd \(cwd) leads outside the container", hint: "use a directory inside the root filesystem")
+        }
+    }
+
     public func applyProcess() throws {
         let process = config.process
         // Compile the seccomp profile first: a profile that cannot be compiled must stop
@@ -358,6 +374,16 @@ public final class BundleSetup {
                 try stage("oom_score_adj \(score)") { try FileSystem.writeFile("/proc/self/oom_score_adj", "\(score)") }
             }
         }
+        // The working directory while still root, as runc tries first: the check after it
+        // calls getcwd(2), which a profile may deny (once installed below). A directory
+        // root may not enter (EACCES, in a user namespace) is tried again as the user.
+        var inWorkingDirectory = false
+        if let cwd = process?.cwd {
+            do {
+                try enterWorkingDirectory(cwd)
+                inWorkingDirectory = true
+            } catch let error as StageError where error.errno == .permissionDenied {}
+        }
         if let seccomp, process?.noNewPrivileges != true {
             // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the next
             // step drops: install it now (as runc does). The profile must then allow the
@@ -369,9 +395,11 @@ public final class BundleSetup {
         }
         try timed("user and capabilities") {
             guard let process else { return }
-            if let apparmor = process.apparmorProfile, !apparmor.isEmpty {
-                throw IsolationError("process.apparmorProfile '\(apparmor)' is set, but this runtime does not load AppArmor profiles",
-                                     hint: "remove apparmorProfile from config.json")
+            if let profile = process.apparmorProfile, !profile.isEmpty {
+                // Before no_new_privs and the capability drop, as runc does: the switch
+                // happens at our execve.
+                narrate("echo \"exec \(profile)\" > /proc/self/attr/apparmor/exec", "process.apparmorProfile: confined from the next execve (aa_change_onexec(3))")
+                try AppArmor.changeOnExec(profile, checkEnabled: false)  // create checked, on the host
             }
             let user = process.user
             let capabilities = process.capabilities
@@ -413,20 +441,7 @@ public final class BundleSetup {
                 pendingSeccomp = seccomp
             }
         }
-        if let cwd = process?.cwd {
-            try stage("chdir(\"\(cwd)\")") {
-                if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
-                try FileSystem.changeDirectory(FilePath(cwd))
-            }
-            // CVE-2024-21626: a cwd such as /proc/self/fd/N can land on a descriptor the
-            // runtime still holds, outside the root. getcwd(3) then has no path from our
-            // root ("(unreachable)…", or ENOENT): refuse to exec from there.
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let inside = getcwd(&buffer, buffer.count) != nil && buffer[0] == CChar(UInt8(ascii: "/"))
-            if !inside {
-                throw IsolationError("process.cwd \(cwd) leads outside the container", hint: "use a directory inside the root filesystem")
-            }
-        }
+        if let cwd = process?.cwd, !inWorkingDirectory { try enterWorkingDirectory(cwd) }
     }
 
     static func setCapabilities(_ capabilities: OCIConfig.Capabilities, skipped: (String) -> Void = { _ in }) throws {

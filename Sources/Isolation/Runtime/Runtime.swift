@@ -76,6 +76,7 @@ public struct Runtime {
         if let field = Runtime.unsupportedResource(config.linux) {
             throw IsolationError("\(field) is set, but this runtime does not apply it", hint: "remove it from config.json: the container would run without it")
         }
+        if let profile = process.apparmorProfile, !profile.isEmpty { try AppArmor.requireEnabled(for: profile) }
         var limits = ResourceLimits(oci: config.linux?.resources)
         limits.devices = try Runtime.deviceAccess(config.linux)
         lap("parse")
@@ -139,8 +140,6 @@ public struct Runtime {
             // itself (unshare), once we have moved it into the container's cgroup.
             spawn.namespaces = newKinds.subtracting(.cgroup)
             spawn.waitForRelease = true
-            // The maps need not cover our own IDs: the init becomes the namespace's root.
-            spawn.becomeNamespaceRoot = newKinds.contains(.user)
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
@@ -178,7 +177,12 @@ public struct Runtime {
             var message = readLine(sync.read)
             if message == "hooks" {
                 let state = OCIState(id: id, status: .creating, pid: child!.pid, bundle: bundle.string, annotations: config.annotations)
-                try Hooks.run(config.hooks?.prestart, stage: "prestart", state: state, narrate: narrate)
+                // prestart is the deprecated hook of the spec before createRuntime existed,
+                // when it ran "after start, before the program": its hooks (and runtime-tools'
+                // validation, and crun) expect the state of a container that is `created`.
+                var prestartState = state
+                prestartState.status = .created
+                try Hooks.run(config.hooks?.prestart, stage: "prestart", state: prestartState, narrate: narrate)
                 try Hooks.run(config.hooks?.createRuntime, stage: "createRuntime", state: state, narrate: narrate)
                 let go = Array("\(child!.pid)\n".utf8)
                 _ = go.withUnsafeBufferPointer { write(proceed.write, $0.baseAddress, $0.count) }
@@ -276,7 +280,12 @@ public struct Runtime {
             if read(fd, &byte, 1) == 1 {
                 unlink(fifo.string)
                 if let hooks = (try? createdConfig(id: id))?.hooks?.poststart {
-                    for warning in Hooks.runWarning(hooks, stage: "poststart", state: store.state(of: record)) {
+                    // The state of the moment start made: running, with the process's PID,
+                    // even if a short process has already ended by the time the hook runs.
+                    var state = store.state(of: record)
+                    state.status = .running
+                    state.pid = record.pid
+                    for warning in Hooks.runWarning(hooks, stage: "poststart", state: state) {
                         printError("warning: \(warning)")
                     }
                 }
@@ -401,13 +410,30 @@ public struct Runtime {
         // inherited from our caller would keep a caller waiting for our end waiting for
         // the exec'd process instead (a detached exec would never look detached).
         FileSystem.closeOnExecAll(except: Set((0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+        // AppArmor's request is written to our own /proc entry, which the container's
+        // /proc (another PID namespace) does not have: ask now. The spawned process
+        // inherits the request and is confined at its execve.
+        var process = options.process
+        if let profile = process.apparmorProfile, !profile.isEmpty {
+            narrate("echo \"exec \(profile)\" > /proc/self/attr/apparmor/exec", "process.apparmorProfile, asked for before we leave the host's /proc")
+            try AppArmor.changeOnExec(profile)
+            process.apparmorProfile = nil
+        }
         if console >= 0 { _ = fcntl(console, F_SETFD, FD_CLOEXEC) }
         let kinds = config.linux?.namespaceKinds ?? []
+        // The init's root, held open: setns(CLONE_NEWNS) puts us at the top of the mount
+        // namespace's "/", which is the container's root only when the runtime was not
+        // itself in a chroot. Entering the init's own root afterwards always is (nsenter -r).
+        let initRoot = open("/proc/\(record.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+        guard initRoot >= 0 else { throw StageError(stage: "open /proc/\(record.pid)/root", errno: currentErrno()) }
+        defer { close(initRoot) }
         let order: [Namespaces] = [.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount]
         for kind in order where kinds.contains(kind) {
             narrate("setns(open(\"/proc/\(record.pid)/ns/\(kind.procName)\"), \(kind.cloneFlagName))", "join the container's \(kind.shortName) namespace")
             try Namespaces.join(path: FilePath("/proc/\(record.pid)/ns/\(kind.procName)"), kind: kind)
         }
+        narrate("fchdir(/proc/\(record.pid)/root); chroot(\".\")", "the container's root directory, as its init sees it")
+        guard fchdir(initRoot) == 0, chroot(".") == 0 else { throw StageError(stage: "chroot to the container's root", errno: currentErrno()) }
         // After setns(CLONE_NEWNS) our root is the container's: /dev/ptmx is its devpts,
         // so the terminal is numbered and owned inside, as the init's is.
         var terminal: PseudoTerminal? = nil
@@ -418,7 +444,7 @@ public struct Runtime {
         }
         defer { if let terminal { close(terminal.slave) } }
         var request = config
-        request.process = options.process
+        request.process = process
         request.hostname = nil
         request.domainname = nil
         let setup = BundleSetup(config: request, bundle: "/", namespaces: kinds, narrate: narrate)
