@@ -22,6 +22,7 @@ struct ConformanceHooks {
         let log = folder.path + "/hooks.log"
         let bundle = try TestBundle(conformance: "hooks-ns", args: ["sh", "-c", "echo process >> /srv/order; sleep 0.5"]) { config in
             // (The process outlives start: poststart's state is then surely "running".)
+            config.annotations = ["org.example.hook": "seen"]
             config.hooks = OCIConfig.Hooks(
                 prestart: [Self.hostHook("prestart", log: log)],
                 createRuntime: [Self.hostHook("createRuntime", log: log)],
@@ -61,6 +62,7 @@ struct ConformanceHooks {
             let state = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(stage): \(json)")
             #expect(state["id"] as? String == "hk" && state["bundle"] as? String == bundle.path, "\(stage): \(state)")
             #expect(state["ociVersion"] as? String != nil)
+            #expect(state["annotations"] as? [String: String] == ["org.example.hook": "seen"], "\(stage): \(state)")
             let expectedStatus = ["prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
                                   "startContainer": "created", "poststart": "running", "poststop": "stopped"][stage]
             // prestart: the spec names no status; "created" is its older meaning (crun, runtime-tools), "creating" runc's.
