@@ -75,12 +75,13 @@ static void iso_child(const struct iso_spawn_attr *attr, int release_read, int s
         do { got = read(release_read, &byte, 1); } while (got < 0 && errno == EINTR);
         if (got != 1) { if (got == 0) errno = EPIPE; iso_child_fail(status_write, ISO_STAGE_WAIT_RELEASE); }
         close(release_read);
-        if (attr->clone_flags & ISO_CLONE_NEWUSER) {
+        if ((attr->clone_flags & ISO_CLONE_NEWUSER) || attr->become_root) {
             // clone(2) left our credentials as they were: host root, which the new
             // namespace may not map (it shows as 65534). execve(2) grants a full
             // capability set only to the namespace's root (capabilities(7), "Capabilities
             // and execution of programs"), so become it now, while we still hold every
             // capability in the namespace. EINVAL: the map has no 0; stay unmapped.
+            // The same holds in a user namespace our parent joined with setns(2).
             if (setgroups(0, NULL) != 0 && errno != EPERM) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
             if (setresgid(0, 0, 0) != 0 && errno != EINVAL) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
             if (setresuid(0, 0, 0) != 0 && errno != EINVAL) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);

@@ -18,6 +18,9 @@ public struct SpawnOptions {
     /// The child blocks before exec until `ChildProcess.release()`: the parent uses
     /// that window to write the child's uid/gid maps or join it to a cgroup.
     public var waitForRelease = false
+    /// After the release, become root (uid and gid 0) of the user namespace the child is
+    /// in: one we joined with setns(2) (a new one is handled always). Needs `waitForRelease`.
+    public var becomeNamespaceRoot = false
     /// setsid(2) in the child.
     public var newSession = false
     /// After setsid, the child's standard input (a terminal) becomes its controlling
@@ -72,6 +75,7 @@ public final class ChildProcess {
                                     stdout_fd: options.standardOutput?.rawValue ?? -1,
                                     stderr_fd: options.standardError?.rawValue ?? -1,
                                     wait_for_release: options.waitForRelease ? 1 : 0,
+                                    become_root: options.becomeNamespaceRoot ? 1 : 0,
                                     new_session: options.newSession ? 1 : 0,
                                     controlling_terminal: options.controllingTerminal ? 1 : 0,
                                     parent_death_signal: options.parentDeathSignal,

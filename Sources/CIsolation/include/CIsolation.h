@@ -58,6 +58,8 @@ struct iso_spawn_attr {
     int stdout_fd;
     int stderr_fd;
     int wait_for_release;    // 1: the child blocks until iso_spawn_release()
+    int become_root;         // 1: become uid/gid 0 of our user namespace after the release, also
+                             //    of one the parent joined (a new one, CLONE_NEWUSER, always)
     int new_session;         // 1: setsid() in the child
     int controlling_terminal; // 1: after setsid, stdin (a terminal) becomes the controlling terminal
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)

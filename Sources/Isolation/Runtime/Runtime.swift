@@ -105,7 +105,7 @@ public struct Runtime {
 
             // Namespaces given by path are joined here, by this short-lived process, so
             // the init is cloned into them (a PID namespace is entered by children only).
-            for namespace in joined.sorted(by: { a, _ in a.type == .user }) {
+            for namespace in joined.sorted(by: { $0.type == .user && $1.type != .user }) {
                 narrate("setns(open(\"\(namespace.path!)\"), \(namespace.type.kind.cloneFlagName))", "join an existing \(namespace.type.rawValue) namespace")
                 try Namespaces.join(path: FilePath(namespace.path!), kind: namespace.type.kind)
             }
@@ -140,6 +140,9 @@ public struct Runtime {
             // itself (unshare), once we have moved it into the container's cgroup.
             spawn.namespaces = newKinds.subtracting(.cgroup)
             spawn.waitForRelease = true
+            // Joined with host root's IDs, which its map may not cover: the init becomes
+            // the namespace's root before execve, or execve would drop its capabilities.
+            spawn.becomeNamespaceRoot = joined.contains { $0.type == .user }
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0

@@ -66,6 +66,36 @@ struct ConformanceNamespaces {
         #expect(nspid.count == 2 && nspid.last != "1", "\(nspid)")
     }
 
+    @Test("config-linux.md#namespaces: a user namespace given by path is joined, with its mappings",
+          .enabled(if: hasUserNamespaces, "this kernel allows no user namespaces"))
+    func joinUserByPath() throws {
+        let bundle = try TestBundle(conformance: "ns-join-user") { config in
+            config.linux?.namespaces?.append(OCIConfig.Namespace(type: .user))
+            config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 210_000, size: 65536)]
+            config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 210_000, size: 65536)]
+        }
+        defer { bundle.removeAll() }
+        let first = try bundle.runtime(["create", "--bundle", bundle.path, "first"])
+        try #require(first.status == 0, "\(first)")
+        let firstPID = try #require(try bundle.pid("first"))
+        var joiner = try OCIConfig.load(bundle: FilePath(bundle.path))
+        joiner.linux?.namespaces = [OCIConfig.Namespace(type: .user, path: "/proc/\(firstPID)/ns/user"),
+                                    OCIConfig.Namespace(type: .network, path: "/proc/\(firstPID)/ns/net"),
+                                    OCIConfig.Namespace(type: .pid), OCIConfig.Namespace(type: .ipc), OCIConfig.Namespace(type: .uts),
+                                    OCIConfig.Namespace(type: .mount)]
+        joiner.linux?.uidMappings = nil
+        joiner.linux?.gidMappings = nil
+        try bundle.write(joiner)
+        let second = try bundle.runtime(["create", "--bundle", bundle.path, "second"])
+        #expect(second.status == 0, "\(second)")
+        let secondPID = try #require(try bundle.pid("second"))
+        #expect(namespaceLink(secondPID, "user") == namespaceLink(firstPID, "user"))
+        #expect(namespaceLink(secondPID, "net") == namespaceLink(firstPID, "net"))
+        #expect(namespaceLink(secondPID, "uts") != namespaceLink(firstPID, "uts"))
+        // Root inside the joined namespace is its mapped ID on the host.
+        #expect(procStatus(secondPID)["Uid"] == "210000 210000 210000 210000", "\(procStatus(secondPID))")
+    }
+
     @Test("config-linux.md#namespaces: a mount namespace given by path is joined: the container sees that namespace's mounts",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"), "needs unshare(1) for a namespace holder"))
     func joinMountByPath() throws {
