@@ -19,7 +19,7 @@ struct ConformanceDevicesAndSecurity {
         for l in fd stdin stdout stderr ptmx; do echo "link.$l=$(readlink /dev/$l)"; done
         echo "pts=$(stat -c %F /dev/pts/ptmx)"
         """)
-        let (result, seen) = try bundle.probe("defdev")
+        let (result, seen) = try bundle.probe("conf-defdev")
         #expect(result.status == 0 && seen.complete, "\(result)")
         // stat's %t:%T are hexadecimal.
         let expected = ["null": "1:3", "zero": "1:5", "full": "1:7", "random": "1:8", "urandom": "1:9", "tty": "5:0"]
@@ -51,7 +51,7 @@ struct ConformanceDevicesAndSecurity {
         done
         head -c 3 /dev/conformance-char | od -An -tx1 | tr -d ' ' | sed 's/^/read=/'
         """)
-        let (result, seen) = try bundle.probe("devices")
+        let (result, seen) = try bundle.probe("conf-devices")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["dev./dev/conformance-char"] == "character special file 1:5 624 1234:2345", "\(seen)")
         #expect(seen["dev./dev/sub/conformance-block"] == "block special file 7:c8 600 0:6", "\(seen)")
@@ -69,14 +69,14 @@ struct ConformanceDevicesAndSecurity {
         }
         defer { bundle.removeAll() }
         try "not a device\n".write(toFile: bundle.rootfs + "/dev/conformance-zero", atomically: false, encoding: .utf8)
-        let refused = try bundle.runtime(["run", "--bundle", bundle.path, "devexist"])
+        let refused = try bundle.runtime(["run", "--bundle", bundle.path, "conf-devexist"])
         #expect(refused.status != 0 && refused.stderr.contains("/dev/conformance-zero"), "\(refused)")
         #expect(try String(contentsOfFile: bundle.rootfs + "/dev/conformance-zero", encoding: .utf8) == "not a device\n")
         // The very device already there: made again with the config's mode.
         try FileManager.default.removeItem(atPath: bundle.rootfs + "/dev/conformance-zero")
         #expect(mknod(bundle.rootfs + "/dev/conformance-zero", S_IFCHR | 0o600, dev_t(iso_makedev(1, 5))) == 0)
         try bundle.probeExtra("echo \"dev=$(stat -c '%t:%T %a' /dev/conformance-zero)\"\n")
-        let (result, seen) = try bundle.probe("devexist2")
+        let (result, seen) = try bundle.probe("conf-devexist2")
         #expect(result.status == 0 && seen["dev"] == "1:5 640", "\(result)")
     }
 
@@ -97,7 +97,7 @@ struct ConformanceDevicesAndSecurity {
         try server.run()
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
-        let result = try bundle.runtime(["run", "--console-socket", socketPath, "--bundle", bundle.path, "console"])
+        let result = try bundle.runtime(["run", "--console-socket", socketPath, "--bundle", bundle.path, "conf-console"])
         #expect(result.status == 0, "\(result)")
         let lines = ((try? String(contentsOfFile: bundle.rootfs + "/tmp/console", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         // A Unix98 pty slave has major 136 (0x88); /dev/console is the same node as stdin.
@@ -119,7 +119,7 @@ struct ConformanceDevicesAndSecurity {
         echo "msgmax=$(cat /proc/sys/kernel/msgmax)"
         echo "ping=$(cat /proc/sys/net/ipv4/ping_group_range | tr '\\t' ' ')"
         """)
-        let (result, seen) = try bundle.probe("sysctl")
+        let (result, seen) = try bundle.probe("conf-sysctl")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["ip_forward"] == (hostForward.hasPrefix("1") ? "0" : "1"), "\(seen)")
         #expect(seen["msgmax"] == "12345" && seen["ping"] == "1000 2000", "\(seen)")
@@ -144,7 +144,7 @@ struct ConformanceDevicesAndSecurity {
                            OCIConfig.Syscall(names: ["mkdir", "mkdirat"], action: .errno)])
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["run", "--bundle", bundle.path, "errno"])
+        let result = try bundle.runtime(["run", "--bundle", bundle.path, "conf-errno"])
         #expect(result.status == 0, "\(result)")
         let chmod = (try? String(contentsOfFile: bundle.rootfs + "/tmp/chmod.err", encoding: .utf8)) ?? ""
         let mkdir = (try? String(contentsOfFile: bundle.rootfs + "/tmp/done.err", encoding: .utf8)) ?? ""
@@ -162,9 +162,9 @@ struct ConformanceDevicesAndSecurity {
                 syscalls: [OCIConfig.Syscall(names: ["mkdir", "mkdirat"], action: .killProcess)])
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "sc"]).status == 0)
-        let pid = try #require(try bundle.pid("sc"))
-        #expect(try bundle.runtime(["start", "sc"]).status == 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-sc"]).status == 0)
+        let pid = try #require(try bundle.pid("conf-sc"))
+        #expect(try bundle.runtime(["start", "conf-sc"]).status == 0)
         for _ in 0..<300 where !FileManager.default.fileExists(atPath: bundle.rootfs + "/tmp/probe.out") { usleep(10_000) }
         let status = procStatus(pid)
         #expect(status["Seccomp"] == "2" && status["Seccomp_filters"] == "1", "\(status)")
