@@ -17,6 +17,13 @@ let package = Package(
         .executable(name: "chapter-04", targets: ["Chapter04"]),
         .executable(name: "isorun", targets: ["isorun"]),
         .executable(name: "doctor", targets: ["Doctor"]),
+        // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
+        .executable(name: "exercise-01", targets: ["Exercise01"]),
+        .executable(name: "exercise-02", targets: ["Exercise02"]),
+        .executable(name: "exercise-03", targets: ["Exercise03"]),
+        .executable(name: "exercise-04", targets: ["Exercise04"]),
+        .executable(name: "exercise-05", targets: ["Exercise05"]),
+        .executable(name: "check", targets: ["Check"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -105,6 +112,66 @@ let package = Package(
             name: "ChapterTests",
             dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // Exercises/: what every exercise shares (exerciseTODO), one target per exercise
+        // (the holes are in its Steps.swift, the reference in Solution/), and the checker.
+        .target(
+            name: "ExerciseSupport",
+            dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Exercises/Support"
+        ),
+        .executableTarget(
+            name: "Exercise01",
+            dependencies: exerciseDependencies,
+            path: "Exercises/01-chroot-jail",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise02",
+            dependencies: exerciseDependencies,
+            path: "Exercises/02-namespaces",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise03",
+            dependencies: exerciseDependencies,
+            path: "Exercises/03-cgroups",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise04",
+            dependencies: exerciseDependencies,
+            path: "Exercises/04-oci-bundle",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise05",
+            dependencies: exerciseDependencies,
+            path: "Exercises/05-engines",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Check",
+            dependencies: [
+                "Isolation", "CIsolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Exercises/Check"
+        ),
+        .testTarget(
+            name: "ExerciseTests",
+            dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")],
+            exclude: ["Wrong"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
+
+/// Every exercise is a ParsableCommand over the library and ExerciseSupport.
+var exerciseDependencies: [Target.Dependency] {
+    [
+        "Isolation", "ExerciseSupport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "SystemPackage", package: "swift-system"),
+    ]
+}

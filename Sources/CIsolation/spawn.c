@@ -75,17 +75,16 @@ static void iso_child(const struct iso_spawn_attr *attr, int release_read, int s
         do { got = read(release_read, &byte, 1); } while (got < 0 && errno == EINTR);
         if (got != 1) { if (got == 0) errno = EPIPE; iso_child_fail(status_write, ISO_STAGE_WAIT_RELEASE); }
         close(release_read);
-        if ((attr->clone_flags & ISO_CLONE_NEWUSER) || attr->become_root) {
-            // clone(2) left our credentials as they were: host root, which the new
-            // namespace may not map (it shows as 65534). execve(2) grants a full
-            // capability set only to the namespace's root (capabilities(7), "Capabilities
-            // and execution of programs"), so become it now, while we still hold every
-            // capability in the namespace. EINVAL: the map has no 0; stay unmapped.
-            // The same holds in a user namespace our parent joined with setns(2).
-            if (setgroups(0, NULL) != 0 && errno != EPERM) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
-            if (setresgid(0, 0, 0) != 0 && errno != EINVAL) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
-            if (setresuid(0, 0, 0) != 0 && errno != EINVAL) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
-        }
+    }
+    if (attr->become_root) {
+        // In a new user namespace our IDs are still the parent's host IDs, which the maps
+        // need not cover (0 inside → 100000 outside leaves host root unmapped): execve
+        // would then see no root and drop every capability. Become the namespace's root
+        // first, as runc's nsexec does. Raw system calls: glibc's wrappers would signal
+        // the parent's threads, which this child does not have.
+        // setgroups may be denied (/proc/PID/setgroups is "deny" for unprivileged maps): keep the groups then.
+        if (syscall(SYS_setgroups, 0, NULL) != 0 && errno != EPERM) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
+        if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
     }
     if (attr->new_time_namespace) {
         // CLONE_NEWTIME shares its bit with CSIGNAL, so clone(2) cannot take it: unshare

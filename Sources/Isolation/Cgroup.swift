@@ -86,8 +86,11 @@ public final class Cgroup {
             var seen = Set<String>()
             // cpuset only when asked for (a v1 cpuset needs cpus and mems set up), or when
             // it is already there (a cgroup made earlier, opened with `existing`).
-            for controller in v1Controllers
-            where controller != "cpuset" || limits.cpuset != nil || FileSystem.isDirectory(FilePath(root + "/cpuset/" + relative)) {
+            // blkio, hugetlb, net_cls and net_prio only when linux.resources asks for them
+            // (or, for `existing`, when the cgroup has them).
+            let optional = ["cpuset", "blkio", "hugetlb", "net_cls", "net_prio"]
+            for controller in v1Controllers + ["blkio", "hugetlb", "net_cls", "net_prio"]
+            where !optional.contains(controller) || controllerNeeded(controller, limits) || FileSystem.isDirectory(FilePath(root + "/\(controller)/" + relative)) {
                 let hierarchy = root + "/" + controller
                 guard iso_statfs_type_v1(hierarchy) else {
                     if controllerNeeded(controller, limits) {
@@ -107,8 +110,12 @@ public final class Cgroup {
     static func controllerNeeded(_ controller: String, _ limits: ResourceLimits) -> Bool {
         switch controller {
         case "cpu": return limits.cpus != nil || limits.cpuWeight != nil
-        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservationBytes != nil
-            || limits.swappiness != nil || limits.oomKillDisabled
+        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservation != nil || limits.memorySwappiness != nil
+            || limits.disableOOMKiller != nil || limits.kernelMemory != nil || limits.kernelTCPMemory != nil
+        case "blkio": return limits.blockIO != nil
+        case "hugetlb": return !limits.hugepageLimits.isEmpty
+        case "net_cls": return limits.network?.classID != nil
+        case "net_prio": return !(limits.network?.priorities ?? []).isEmpty
         case "pids": return limits.pids != nil
         case "cpuset": return limits.cpuset != nil
         case "devices": return limits.devices != nil
@@ -232,6 +239,7 @@ public final class Cgroup {
     public func apply(_ limits: ResourceLimits) throws {
         switch version {
         case .v2:
+            try Cgroup.refuseOnV2(limits)
             let dir = directories[""]!
             if let quota = limits.cpuQuotaMicroseconds { try write(dir.appending("cpu.max"), "\(quota) \(limits.cpuPeriodMicroseconds)") }
             if let shares = limits.cpuShares {
@@ -242,7 +250,6 @@ public final class Cgroup {
                 try write(dir.appending("cpu.weight"), "\(weight)")
             }
             if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
-            if let reservation = limits.memoryReservationBytes { try write(dir.appending("memory.low"), "\(reservation)") }
             if let swap = limits.swapBytes {
                 if FileSystem.exists(dir.appending("memory.swap.max")) {
                     try write(dir.appending("memory.swap.max"), "\(swap)")
@@ -252,6 +259,7 @@ public final class Cgroup {
             }
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let reservation = limits.memoryReservation { try write(dir.appending("memory.low"), "\(reservation)") }
             if let devices = limits.devices {
                 log(dir, "bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE): \(devices.rules.count) rules, otherwise \(devices.defaultAllow ? "allow" : "deny")")
                 try devices.attachV2(dir)
@@ -280,11 +288,21 @@ public final class Cgroup {
                         }
                     }
                 }
-                if let reservation = limits.memoryReservationBytes {
-                    try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)")
+                if let reservation = limits.memoryReservation { try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)") }
+                if let swappiness = limits.memorySwappiness { try writeExisting(dir, "memory.swappiness", "\(swappiness)", field: "memory.swappiness") }
+                if limits.disableOOMKiller == true { try write(dir.appending("memory.oom_control"), "1") }
+                if let kernel = limits.kernelMemory { try writeApplied(dir, "memory.kmem.limit_in_bytes", kernel, field: "memory.kernel") }
+                if let tcp = limits.kernelTCPMemory { try writeApplied(dir, "memory.kmem.tcp.limit_in_bytes", tcp, field: "memory.kernelTCP") }
+            }
+            if let blockIO = limits.blockIO, let dir = v1Directory("blkio") { try applyBlockIO(blockIO, in: dir) }
+            if let dir = v1Directory("hugetlb") {
+                for limit in limits.hugepageLimits {
+                    try writeExisting(dir, "hugetlb.\(limit.pageSize).limit_in_bytes", "\(limit.limit)", field: "hugepageLimits pageSize \(limit.pageSize)")
                 }
-                if let swappiness = limits.swappiness { try write(dir.appending("memory.swappiness"), "\(swappiness)") }
-                if limits.oomKillDisabled { try write(dir.appending("memory.oom_control"), "1") }
+            }
+            if let classID = limits.network?.classID, let dir = v1Directory("net_cls") { try write(dir.appending("net_cls.classid"), "\(classID)") }
+            if let dir = v1Directory("net_prio") {
+                for priority in limits.network?.priorities ?? [] { try write(dir.appending("net_prio.ifpriomap"), "\(priority.name) \(priority.priority)") }
             }
             if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
@@ -294,6 +312,78 @@ public final class Cgroup {
                 }
                 try devices.writeV1(dir, write: write)
             }
+        }
+    }
+
+    /// A v1 controller's directory, also when its hierarchy is mounted with another one
+    /// (net_cls,net_prio): `locate` made one directory for both, under the first name.
+    private func v1Directory(_ controller: String) -> FilePath? {
+        if let directory = directories[controller] { return directory }
+        return directories.values.first { directory in
+            let hierarchy = FilePath(String(directory.string.dropLast(relativePath.count + 1)))
+            return hierarchy.lastComponent?.string.split(separator: ",").contains(Substring(controller)) == true
+        }
+    }
+
+    /// A v1 file that only some kernels have: its absence is an error naming the OCI field.
+    private func writeExisting(_ dir: FilePath, _ file: String, _ value: String, field: String) throws {
+        guard FileSystem.exists(dir.appending(file)) else {
+            throw IsolationError("linux.resources.\(field) cannot be applied: this kernel has no \(dir.appending(file))")
+        }
+        try write(dir.appending(file), value)
+    }
+
+    /// A v1 limit that newer kernels accept but ignore (kernel memory, since Linux 5.4
+    /// deprecated): written, read back, and an error if it did not take.
+    private func writeApplied(_ dir: FilePath, _ file: String, _ value: Int64, field: String) throws {
+        try writeExisting(dir, file, "\(value)", field: field)
+        let page = Int64(sysconf(Int32(_SC_PAGESIZE)))
+        let expected = value < 0 ? nil : (value / page) * page
+        let actual = Int64(((try? FileSystem.readString(dir.appending(file))) ?? "").trimmingCharacters(in: "\n "))
+        if let expected, actual != expected {
+            throw IsolationError("linux.resources.\(field) cannot be applied: this kernel accepts \(file) but ignores it (it reads \(actual.map(String.init) ?? "nothing"))",
+                                 hint: "kernel memory limits are deprecated in the runtime spec; leave the field out")
+        }
+    }
+
+    /// linux.resources.blockIO on v1, into the files runc writes (a weight goes to the BFQ
+    /// scheduler's blkio.bfq.weight where the CFQ-era blkio.weight is gone).
+    private func applyBlockIO(_ io: OCIConfig.BlockIO, in dir: FilePath) throws {
+        func weightFile(_ plain: String, _ bfq: String) -> String { FileSystem.exists(dir.appending(plain)) ? plain : bfq }
+        if let weight = io.weight { try writeExisting(dir, weightFile("blkio.weight", "blkio.bfq.weight"), "\(weight)", field: "blockIO.weight") }
+        if let leaf = io.leafWeight { try writeExisting(dir, "blkio.leaf_weight", "\(leaf)", field: "blockIO.leafWeight") }
+        for device in io.weightDevice ?? [] {
+            if let weight = device.weight {
+                try writeExisting(dir, weightFile("blkio.weight_device", "blkio.bfq.weight_device"), "\(device.major):\(device.minor) \(weight)", field: "blockIO.weightDevice")
+            }
+            if let leaf = device.leafWeight {
+                try writeExisting(dir, "blkio.leaf_weight_device", "\(device.major):\(device.minor) \(leaf)", field: "blockIO.weightDevice leafWeight")
+            }
+        }
+        let throttles: [([OCIConfig.ThrottleDevice]?, String, String)] = [
+            (io.throttleReadBpsDevice, "blkio.throttle.read_bps_device", "throttleReadBpsDevice"),
+            (io.throttleWriteBpsDevice, "blkio.throttle.write_bps_device", "throttleWriteBpsDevice"),
+            (io.throttleReadIOPSDevice, "blkio.throttle.read_iops_device", "throttleReadIOPSDevice"),
+            (io.throttleWriteIOPSDevice, "blkio.throttle.write_iops_device", "throttleWriteIOPSDevice"),
+        ]
+        for (devices, file, field) in throttles {
+            for device in devices ?? [] { try writeExisting(dir, file, "\(device.major):\(device.minor) \(device.rate)", field: "blockIO.\(field)") }
+        }
+    }
+
+    /// What this project writes on cgroup v1 only: on v2 an error naming the field.
+    static func refuseOnV2(_ limits: ResourceLimits) throws {
+        var fields: [String] = []
+        if limits.memorySwappiness != nil { fields.append("memory.swappiness (v2 has no per-cgroup swappiness)") }
+        if limits.disableOOMKiller == true { fields.append("memory.disableOOMKiller (v2 has no memory.oom_control)") }
+        if limits.kernelMemory != nil { fields.append("memory.kernel (v2 has no kernel memory limit)") }
+        if limits.kernelTCPMemory != nil { fields.append("memory.kernelTCP (v2 has no TCP memory limit)") }
+        if limits.blockIO != nil { fields.append("blockIO (io.weight and io.max are not written by this runtime yet)") }
+        if !limits.hugepageLimits.isEmpty { fields.append("hugepageLimits (hugetlb.SIZE.max is not written by this runtime yet)") }
+        if limits.network != nil { fields.append("network (v2 has no net_cls or net_prio)") }
+        guard fields.isEmpty else {
+            throw IsolationError("linux.resources cannot be applied on cgroup v2: \(fields.joined(separator: "; "))",
+                                 hint: "leave these fields out of config.json")
         }
     }
 

@@ -18,8 +18,8 @@ public struct SpawnOptions {
     /// The child blocks before exec until `ChildProcess.release()`: the parent uses
     /// that window to write the child's uid/gid maps or join it to a cgroup.
     public var waitForRelease = false
-    /// After the release, become root (uid and gid 0) of the user namespace the child is
-    /// in: one we joined with setns(2) (a new one is handled always). Needs `waitForRelease`.
+    /// After the release, become root (uid and gid 0) of the child's user namespace: a new
+    /// one, whose maps the parent wrote meanwhile, or one the parent joined (needs `waitForRelease`).
     public var becomeNamespaceRoot = false
     /// setsid(2) in the child.
     public var newSession = false
@@ -144,7 +144,7 @@ public final class ChildProcess {
         case ISO_STAGE_PARENT_DEATH.rawValue: return "prctl(PR_SET_PDEATHSIG)"
         case ISO_STAGE_CHDIR.rawValue: return "chdir()"
         case ISO_STAGE_CONTROLLING_TERMINAL.rawValue: return "ioctl(TIOCSCTTY)"
-        case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0)/setresgid(0) in the new user namespace"
+        case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0, 0, 0) in the new user namespace (is 0 in uidMappings and gidMappings?)"
         case ISO_STAGE_EXEC.rawValue: return "execve(\"\(executable)\")"
         default: return "child setup stage \(stage)"
         }

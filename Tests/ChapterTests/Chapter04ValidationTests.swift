@@ -89,4 +89,120 @@ struct Chapter04ValidationTests {
         #expect(try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8).contains("Cpus_allowed_list:\t0\n"))
         #expect(try bundle.runtime(["delete", "--force", "cpuset"]).status == 0)
     }
+
+    @Test("no mount namespace in the config: the container shares the host's mount table, chroots, and delete takes its mounts away")
+    func withoutMountNamespace() throws {
+        let rootfs = try builtInRootfs()
+        let bundle = try TestBundle("nomnt") { config in
+            let namespaces = config.linux?.namespaces ?? []
+            config.linux?.namespaces = namespaces.filter { $0.type != .mount }
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nomnt"]) }
+        #expect(mounts(under: rootfs).isEmpty)
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "nomnt"])
+        #expect(create.status == 0, "\(create)")
+        let pid = try #require(try bundle.state("nomnt")?["pid"] as? Int)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
+                == FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/root") == rootfs)
+        // Its /proc, /dev … are host mounts below the root filesystem, as runc makes them.
+        #expect(mounts(under: rootfs).contains(rootfs + "/proc"), "\(mounts(under: rootfs))")
+        #expect(try bundle.runtime(["start", "nomnt"]).status == 0)
+        let probe = try bundle.runtime(["exec", "nomnt", "sh", "-c", "test -e /etc/isolation-rootfs && echo in-rootfs; echo pid=$$"])
+        #expect(probe.stdout == "in-rootfs\npid=2\n", "exec enters the container's root: \(probe)")
+        #expect(try bundle.runtime(["delete", "--force", "nomnt"]).status == 0)
+        #expect(mounts(under: rootfs).isEmpty, "delete must unmount what create mounted on the host")
+        #expect(containerCgroups("nomnt").isEmpty)
+    }
+
+    @Test("linux.resources memory extras and blkio: written on cgroup v1, a clear error where the kernel has no such limit")
+    func moreResources() throws {
+        let disk = try #require((try? String(contentsOfFile: "/sys/block/vda/dev", encoding: .utf8))
+            ?? (try FileManager.default.contentsOfDirectory(atPath: "/sys/block").filter { !$0.hasPrefix("loop") && !$0.hasPrefix("zram") && !$0.hasPrefix("ram") }
+                .compactMap { try? String(contentsOfFile: "/sys/block/\($0)/dev", encoding: .utf8) }.first))
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let parts = disk.split(separator: ":").compactMap { Int64($0) }
+        try #require(parts.count == 2)
+        let bundle = try TestBundle("resources") { config in
+            config.linux?.resources = OCIConfig.Resources(
+                memory: OCIConfig.Memory(limit: 64 << 20, reservation: 32 << 20, kernelTCP: 16 << 20, swappiness: 10, disableOOMKiller: true),
+                blockIO: OCIConfig.BlockIO(throttleReadBpsDevice: [OCIConfig.ThrottleDevice(major: parts[0], minor: parts[1], rate: 1 << 20)]))
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "resources"]) }
+        let create = try bundle.runtime(["create", "--bundle", bundle.path, "resources"])
+        if CgroupMode.detect() == .unified {
+            // v2 has no swappiness, oom_control or TCP limit: refused, by name, and nothing made.
+            #expect(create.status != 0 && create.stderr.contains("memory.swappiness") && create.stderr.contains("blockIO"), "\(create)")
+            #expect(containerCgroups("resources").isEmpty)
+            return
+        }
+        #expect(create.status == 0, "\(create)")
+        func read(_ controller: String, _ file: String) -> String? {
+            (try? String(contentsOfFile: "/sys/fs/cgroup/\(controller)/\(projectPrefix)/resources/\(file)", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(read("memory", "memory.soft_limit_in_bytes") == "\(32 << 20)")
+        #expect(read("memory", "memory.swappiness") == "10")
+        #expect(read("memory", "memory.oom_control")?.hasPrefix("oom_kill_disable 1") == true)
+        #expect(read("memory", "memory.kmem.tcp.limit_in_bytes") == "\(16 << 20)")
+        #expect(read("blkio", "blkio.throttle.read_bps_device") == "\(disk) \(1 << 20)")
+        #expect(try bundle.runtime(["delete", "--force", "resources"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/blkio/\(projectPrefix)/resources"), "delete removes the blkio cgroup too")
+
+        // A kernel memory limit this kernel accepts but ignores (Linux 5.4 on) is an error, not a silent no-op.
+        let kernel = try TestBundle("kmem") { config in
+            config.linux?.resources = OCIConfig.Resources(memory: OCIConfig.Memory(limit: 64 << 20, kernel: 64 << 20))
+        }
+        defer { kernel.remove() }
+        let refused = try kernel.runtime(["create", "--bundle", kernel.path, "kmem"])
+        if refused.status == 0 {
+            // An older kernel that still applies kernel memory limits.
+            #expect(read("memory", "../kmem/memory.kmem.limit_in_bytes") == "\(64 << 20)")
+            #expect(try kernel.runtime(["delete", "--force", "kmem"]).status == 0)
+        } else {
+            #expect(refused.stderr.contains("memory.kernel") && refused.stderr.contains("ignores it"), "\(refused)")
+            #expect(containerCgroups("kmem").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: kernel.stateRoot + "/kmem"))
+        }
+    }
+
+    @Test("linux.resources.network on cgroup v1: classid and ifpriomap in a net_cls,net_prio hierarchy mounted as one",
+          .enabled(if: CgroupMode.detect() != .unified, "net_cls and net_prio are cgroup v1 controllers"))
+    func networkClassAndPriority() throws {
+        let bundle = try TestBundle("netcls") { config in
+            config.linux?.resources = OCIConfig.Resources(network: OCIConfig.Network(classID: 0x100001, priorities: [OCIConfig.InterfacePriority(name: "lo", priority: 7)]))
+        }
+        defer { bundle.remove() }
+        // The host may not mount these controllers: in a private mount namespace of a
+        // child shell, /sys/fs/cgroup is rebuilt on a tmpfs with the host's hierarchies
+        // bound back and net_cls,net_prio mounted together (the usual layout).
+        let script = """
+        set -e
+        saved=\(bundle.folder.path)/cgroup
+        mkdir -p $saved
+        mount --rbind /sys/fs/cgroup $saved
+        mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
+        for h in $(ls $saved); do
+          if [ -L $saved/$h ]; then ln -s $(readlink $saved/$h) /sys/fs/cgroup/$h; else mkdir /sys/fs/cgroup/$h; mount --rbind $saved/$h /sys/fs/cgroup/$h; fi
+        done
+        if [ ! -e /sys/fs/cgroup/net_cls ]; then
+          mkdir /sys/fs/cgroup/net_cls,net_prio
+          mount -t cgroup -o net_cls,net_prio cgroup /sys/fs/cgroup/net_cls,net_prio
+          ln -s net_cls,net_prio /sys/fs/cgroup/net_cls; ln -s net_cls,net_prio /sys/fs/cgroup/net_prio
+        fi
+        rc=0
+        \(product("chapter-04")) --root \(bundle.stateRoot) create --bundle \(bundle.path) netcls || rc=$?
+        echo classid=$(cat /sys/fs/cgroup/net_cls/\(projectPrefix)/netcls/net_cls.classid)
+        echo prio=$(grep '^lo ' /sys/fs/cgroup/net_prio/\(projectPrefix)/netcls/net_prio.ifpriomap)
+        \(product("chapter-04")) --root \(bundle.stateRoot) delete --force netcls || rc=$?
+        test -e /sys/fs/cgroup/net_cls/\(projectPrefix)/netcls && echo left-behind
+        rmdir /sys/fs/cgroup/net_cls/\(projectPrefix) 2>/dev/null || true
+        exit $rc
+        """
+        let result = try run("/usr/bin/unshare", ["-m", "--propagation", "private", "sh", "-c", script])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.contains("classid=\(0x100001)\n"), "\(result)")
+        #expect(result.stdout.contains("prio=lo 7\n"), "\(result)")
+        #expect(!result.stdout.contains("left-behind"), "\(result)")
+    }
 }

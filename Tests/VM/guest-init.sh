@@ -69,6 +69,9 @@ case $BUNDLE in
 esac
 mount -t proc proc /host/proc || fail "mount /host/proc"
 mount -t sysfs sysfs /host/sys || fail "mount /host/sys"
+# securityfs: where apparmor_parser loads profiles (the AppArmor suite; Debian's kernel
+# has AppArmor on).
+mount -t securityfs securityfs /host/sys/kernel/security 2>/dev/null
 mount -t devtmpfs devtmpfs /host/dev || fail "mount /host/dev"
 mkdir -p /host/dev/pts /host/dev/shm 2>/dev/null
 mount -t devpts devpts /host/dev/pts

@@ -43,7 +43,7 @@ enum iso_spawn_stage {
     ISO_STAGE_CHDIR = 6,         // chdir to the working directory
     ISO_STAGE_EXEC = 7,          // execve
     ISO_STAGE_CONTROLLING_TERMINAL = 8, // ioctl(0, TIOCSCTTY)
-    ISO_STAGE_BECOME_ROOT = 9,   // setresuid/setresgid(0) in a new user namespace
+    ISO_STAGE_BECOME_ROOT = 9,   // setresgid/setresuid(0, 0, 0) in a new user namespace
 };
 
 struct iso_spawn_attr {
@@ -58,8 +58,7 @@ struct iso_spawn_attr {
     int stdout_fd;
     int stderr_fd;
     int wait_for_release;    // 1: the child blocks until iso_spawn_release()
-    int become_root;         // 1: become uid/gid 0 of our user namespace after the release, also
-                             //    of one the parent joined (a new one, CLONE_NEWUSER, always)
+    int become_root;         // 1: after the release, setresgid/setresuid(0, 0, 0): root of our user namespace (new or joined)
     int new_session;         // 1: setsid() in the child
     int controlling_terminal; // 1: after setsid, stdin (a terminal) becomes the controlling terminal
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)

@@ -56,18 +56,30 @@ public final class BundleSetup {
 
     // MARK: 1. Before pivot_root
 
+    /// Without a mount namespace of its own (none in linux.namespaces: the spec says the
+    /// container then shares the runtime's) the container's mounts are made in the host's
+    /// mount table, below the root filesystem, and stay there until `delete` unmounts
+    /// them; the init enters its root with chroot(2), which, unlike pivot_root, a root
+    /// process can escape (chapter 01).
+    public var sharesHostMounts: Bool { !namespaces.contains(.mount) }
+
     public func prepareRoot() throws {
-        guard namespaces.contains(.mount) else {
-            throw IsolationError("this runtime needs a mount namespace",
-                                 hint: "add {\"type\": \"mount\"} to linux.namespaces in config.json")
-        }
         try timed("mounts") {
-            // Our copy of the host's mounts must not propagate back: rslave (runc's default)
-            // still lets host mounts reach us, but nothing of ours reaches the host.
-            narrate("mount(NULL, \"/\", NULL, MS_REC|MS_SLAVE, NULL)", "nothing we mount may propagate to the host (mount_namespaces(7))")
-            try stage("make / rslave") { try Mount.mount(source: "none", target: "/", flags: [.recursive, .slave]) }
+            if sharesHostMounts {
+                narrate("(no mount namespace: every mount below is a host mount until delete)", "linux.namespaces has no mount entry: the container shares the host's mount table")
+            } else {
+                // Our copy of the host's mounts must not propagate back: rslave (runc's default)
+                // still lets host mounts reach us, but nothing of ours reaches the host.
+                narrate("mount(NULL, \"/\", NULL, MS_REC|MS_SLAVE, NULL)", "nothing we mount may propagate to the host (mount_namespaces(7))")
+                try stage("make / rslave") { try Mount.mount(source: "none", target: "/", flags: [.recursive, .slave]) }
+            }
             narrate("mount(\"\(rootfs)\", \"\(rootfs)\", NULL, MS_BIND|MS_REC, NULL)", "pivot_root(2) needs the new root to be a mount point")
             try stage("bind the root filesystem") { try Mount.mount(source: rootfs.string, target: rootfs, flags: [.bind, .recursive]) }
+            if sharesHostMounts {
+                // Ours alone, so that `delete` can take it away with all that is mounted on
+                // it, and so that nothing mounted below reaches other mount namespaces.
+                try stage("make the root filesystem rprivate") { try Mount.mount(source: "none", target: rootfs, flags: [.recursive, .private]) }
+            }
             for (index, mount) in (config.mounts ?? []).enumerated() {
                 try self.mount(mount, index: index)
             }
@@ -244,12 +256,20 @@ public final class BundleSetup {
     /// `stateDirectory` stays reachable through an open descriptor (the exec FIFO).
     public func enterRoot() throws {
         try timed("pivot_root") {
-            narrate("chdir(\"\(rootfs)\"); pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)",
-                    "the bundle's root becomes /, the host's root is stacked on it and then detached")
-            try stage("chdir(\"\(rootfs)\")") { try FileSystem.changeDirectory(rootfs) }
-            try stage("pivot_root(\".\", \".\")") { try Mount.pivotRoot(newRoot: ".", putOld: ".") }
-            try stage("umount2(old root, MNT_DETACH)") { try Mount.unmount(".", detach: true) }
-            try stage("chdir(\"/\")") { try FileSystem.changeDirectory("/") }
+            if sharesHostMounts {
+                // pivot_root(2) would move the root of every host process: chroot(2) moves ours.
+                narrate("chdir(\"\(rootfs)\"); chroot(\".\")", "no mount namespace: chroot, the host's mounts stay as they are")
+                try stage("chdir(\"\(rootfs)\")") { try FileSystem.changeDirectory(rootfs) }
+                try stage("chroot(\".\")") { _ = try valueOrErrno { chroot(".") } }
+                try stage("chdir(\"/\")") { try FileSystem.changeDirectory("/") }
+            } else {
+                narrate("chdir(\"\(rootfs)\"); pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH)",
+                        "the bundle's root becomes /, the host's root is stacked on it and then detached")
+                try stage("chdir(\"\(rootfs)\")") { try FileSystem.changeDirectory(rootfs) }
+                try stage("pivot_root(\".\", \".\")") { try Mount.pivotRoot(newRoot: ".", putOld: ".") }
+                try stage("umount2(old root, MNT_DETACH)") { try Mount.unmount(".", detach: true) }
+                try stage("chdir(\"/\")") { try FileSystem.changeDirectory("/") }
+            }
         }
         try timed("masked and read-only paths") {
             // sysctls first: /proc/sys is about to become read-only.

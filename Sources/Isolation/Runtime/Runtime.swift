@@ -85,7 +85,13 @@ public struct Runtime {
         let directory = try store.reserve(id)
         var cgroup: Cgroup? = nil
         var child: ChildProcess? = nil
+        // No mount namespace: the init's mounts land in the host's table, on top of the
+        // root filesystem. How many were there before is kept, so `delete` removes ours only.
+        let sharesHostMounts = !(config.linux?.namespaceKinds ?? []).contains(.mount)
+        let mountPoint = (try? FileSystem.realPath(rootfs).string) ?? rootfs.string  // as mountinfo spells it
+        let mountsBefore = sharesHostMounts ? Runtime.hostMounts(at: mountPoint) : 0
         do {
+            if sharesHostMounts { try FileSystem.writeFile(directory.appending(Runtime.hostMountsFile), "\(mountsBefore) \(mountPoint)") }
             // The config as it was at create: `exec` reads it later, whatever the bundle becomes.
             try FileSystem.writeFile(directory.appending(OCIConfig.fileName), config.encodedJSON(), mode: 0o600)
             let fifo = store.fifo(id)
@@ -140,9 +146,10 @@ public struct Runtime {
             // itself (unshare), once we have moved it into the container's cgroup.
             spawn.namespaces = newKinds.subtracting(.cgroup)
             spawn.waitForRelease = true
-            // Joined with host root's IDs, which its map may not cover: the init becomes
-            // the namespace's root before execve, or execve would drop its capabilities.
-            spawn.becomeNamespaceRoot = joined.contains { $0.type == .user }
+            // The maps need not cover our own IDs (host root's, also in a user namespace we
+            // joined): the init becomes the namespace's root before execve, which would
+            // otherwise drop its capabilities.
+            spawn.becomeNamespaceRoot = newKinds.contains(.user) || joined.contains { $0.type == .user }
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
@@ -212,6 +219,7 @@ public struct Runtime {
             return child!
         } catch {
             if let child { _ = try? child.signal(SIGKILL); _ = try? child.wait() }
+            if sharesHostMounts { Runtime.unmountHostMounts(at: mountPoint, keeping: mountsBefore) }
             cgroup?.destroy()
             try? store.remove(id)
             throw error
@@ -338,6 +346,10 @@ public struct Runtime {
                 usleep(10_000)
                 status = store.status(of: record)
             }
+        }
+        if let text = try? FileSystem.readString(store.directory(id).appending(Runtime.hostMountsFile)),
+           let space = text.firstIndex(of: " "), let keep = Int(text[..<space]) {
+            Runtime.unmountHostMounts(at: String(text[text.index(after: space)...]), keeping: keep)
         }
         if let cgroup = try? Cgroup.existing(path: record.cgroupPath) { cgroup.destroy() }
         let poststop = (try? createdConfig(id: id))?.hooks?.poststop
@@ -473,6 +485,25 @@ public struct Runtime {
             _ = text.withUnsafeBufferPointer { write(pidFD, $0.baseAddress, $0.count) }
         }
         return child
+    }
+}
+
+extension Runtime {
+    /// The file in a container's folder that says how many mounts its root filesystem had
+    /// before create, and where it is mounted (only for a container without a mount namespace).
+    static let hostMountsFile = "host-mounts"
+
+    /// How many mounts are stacked at `path` in our mount table.
+    static func hostMounts(at path: String) -> Int {
+        ((try? MountInfo.table()) ?? []).filter { $0.mountPoint == path }.count
+    }
+
+    /// Detaches the topmost mounts at `path` (each with all that is mounted below it:
+    /// umount2(2) MNT_DETACH) until `keeping` are left.
+    static func unmountHostMounts(at path: String, keeping: Int) {
+        for _ in 0..<16 where hostMounts(at: path) > keeping {
+            if (try? Mount.unmount(FilePath(path), detach: true)) == nil { return }
+        }
     }
 }
 

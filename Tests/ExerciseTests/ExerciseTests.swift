@@ -1,0 +1,212 @@
+// The exercises stay honest: the checker fails on every untouched starter and names the
+// missing steps; it passes when the holes hold the reference solutions; and it catches
+// wrong solutions a learner might write, saying what went wrong.
+//
+// The solutions (Exercises/NN-*/Solution/Steps.swift.solution) and the wrong ones
+// (Tests/ExerciseTests/Wrong/NN-Steps.swift.wrong) are swapped into ONE temporary copy of
+// the package, built there (`swift build --product exercise-NN`: the library once, then
+// only the exercises), and the built programs are kept side by side for both tests. The
+// checker is always this package's own build; it is pointed at the copies' programs.
+import Foundation
+import Glibc
+import Isolation
+import SystemPackage
+import Testing
+
+let isRoot = getuid() == 0
+
+/// `.build/<triple>/debug`, where the test bundle and the products are.
+let productsDirectory: String = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+
+/// The package: the folder that holds `.build`.
+let packageRoot: String = {
+    var url = URL(fileURLWithPath: productsDirectory)
+    while url.path != "/" && url.lastPathComponent != ".build" { url.deleteLastPathComponent() }
+    return url.deletingLastPathComponent().path
+}()
+
+let exercises: [(number: String, folder: String, steps: [String])] = [
+    ("01", "01-chroot-jail", ["chroot", "chdir"]),
+    ("02", "02-namespaces", ["clone-flags", "sethostname", "mount-proc"]),
+    ("03", "03-cgroups", ["limits", "join"]),
+    ("04", "04-oci-bundle", ["mounts", "pivot_root"]),
+    ("05", "05-engines", ["exec-fifo", "wait-for-start", "start", "state"]),
+]
+
+@Suite("Exercises · the checker keeps them honest", .serialized,
+       .enabled(if: isRoot, "the checker runs the exercises, which make namespaces, mounts and cgroups: root only"))
+struct ExerciseTests {
+    @Test("the checker fails on every untouched starter, naming the missing steps")
+    func untouchedStarters() throws {
+        // This package's own exercises are the starters as committed.
+        for exercise in exercises {
+            let steps = try String(contentsOfFile: "\(packageRoot)/Exercises/\(exercise.folder)/Steps.swift", encoding: .utf8)
+            try #require(steps.contains("exerciseTODO("), "Exercises/\(exercise.folder)/Steps.swift is not the starter: restore it (git checkout) to run this test")
+        }
+        let result = try runCheck(bin: productsDirectory)
+        #expect(result.status == 1, "\(result)")
+        let failed = failedChecks(result.stdout)
+        for exercise in exercises {
+            // The source still has every TODO, listed by name...
+            let list = exercise.steps.map { "\"\($0)\"" }.joined(separator: ", ")
+            #expect(result.stdout.contains("still TODO: \(list)"), "exercise \(exercise.number): the TODO list \(list) is not named\n\(result.stdout)")
+            // ...and the run stops at the first, which it names with the exercise.
+            #expect(result.stdout.contains("exercise \(exercise.number): step \"\(exercise.steps[0])\" is still a TODO"),
+                    "exercise \(exercise.number): the run's TODO is not named\n\(result.stdout)")
+        }
+        #expect(failed.contains("every step is written (no exerciseTODO left in Exercises/01-chroot-jail/Steps.swift)"))
+        #expect(result.stdout.contains("at a TODO: step \"exec-fifo\""), "create of exercise 05 stops at its first step\n\(result.stdout)")
+        #expect(!result.stdout.contains("All "), "nothing may claim success\n\(result.stdout)")
+    }
+
+    @Test("the checker passes when the holes are filled with the reference solutions")
+    func referenceSolutionsPass() throws {
+        let builds = try ExerciseBuilds.shared.get()
+        let result = try runCheck(bin: builds.solutions, package: builds.solutions)
+        #expect(result.status == 0, "\(result)")
+        #expect(failedChecks(result.stdout).isEmpty, "\(result.stdout)")
+        let passed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  ✓ ") }.count
+        #expect(passed >= 50, "every exercise's checks ran (\(passed) passed)\n\(result.stdout)")
+        for check in ["its working directory is inside the jail", "/proc inside lists only the container's processes",
+                      "it was in the cgroup before it could exec (joined, then released)", "the kernel refused forks past the pids limit",
+                      "the host's mounts are gone from the container", "the engine gets the process's exit status", "`delete` removes it"] {
+            #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
+        }
+        #expect(result.stdout.contains("All \(passed) checks passed."))
+    }
+
+    @Test("wrong solutions are caught, with a message that explains what went wrong")
+    func wrongSolutionsAreCaught() throws {
+        let builds = try ExerciseBuilds.shared.get()
+        let result = try runCheck(bin: builds.wrong, package: builds.wrong)
+        #expect(result.status == 1, "\(result)")
+        let failed = failedChecks(result.stdout)
+        func caught(_ check: String, explaining: String, _ exercise: String) {
+            #expect(failed.contains(where: { $0.contains(check) }), "exercise \(exercise): \"\(check)\" should fail\n\(result.stdout)")
+            #expect(result.stdout.contains(explaining), "exercise \(exercise): the explanation \"\(explaining)\" is missing\n\(result.stdout)")
+        }
+        // 01: chroot without chdir: the working directory stays on the host.
+        caught("its working directory is inside the jail", explaining: "chroot(2) does not move the working directory", "01")
+        #expect(!failed.contains("the command's root directory is the jail"), "01: the chroot itself was right")
+        // 02: CLONE_NEWPID forgotten.
+        caught("has a new pid namespace (CLONE_NEWPID)", explaining: "add .pid (CLONE_NEWPID) to namespacesToCreate()", "02")
+        caught("the command has a PID of its own inside", explaining: "CLONE_NEWPID (.pid) gives the container PIDs of its own", "02")
+        caught("PID 1 inside is the exercise's init", explaining: "the first process in a new PID namespace is its PID 1", "02")
+        #expect(!failed.contains(where: { $0.contains("new uts namespace") }), "02: the other namespaces were right")
+        // 03: released first, joined after exec.
+        caught("it was in the cgroup before it could exec", explaining: "Released first, it execs and runs", "03")
+        #expect(!failed.contains("the memory limit is in the cgroup's file"), "03: the limits were right")
+        // 04: a bind mount's ro in the same mount(2) call.
+        caught("read-only, as its options say (ro)", explaining: "mount(2) ignores MS_RDONLY (and nosuid, nodev…) together with MS_BIND", "04")
+        #expect(!failed.contains(where: { $0.contains("pivot_root, not chroot") }), "04: pivot_root was right")
+        // 05: state says running before start.
+        caught("`state` says created", explaining: "created while the init is alive and exec.fifo exists", "05")
+    }
+}
+
+/// The `✗` lines of the checker's output: the names of the checks that failed.
+func failedChecks(_ output: String) -> [String] {
+    output.split(separator: "\n").filter { $0.hasPrefix("  ✗ ") }.map { String($0.dropFirst(4)) }
+}
+
+/// This package's `check`, against the exercise programs in `bin`.
+func runCheck(bin: String, package: String = packageRoot) throws -> RunResult {
+    let check = productsDirectory + "/check"
+    precondition(FileManager.default.isExecutableFile(atPath: check), "\(check) is missing: run `swift build` before `swift test`")
+    return try run(check, ["--no-build", "--package-path", package, "--bin-path", bin], timeout: 900)
+}
+
+/// One temporary copy of the package, built twice: with the reference solutions, then
+/// with the wrong ones. The exercise programs of each build are kept in a folder of their
+/// own, with the Steps.swift they were built from (`Exercises/NN-*/Steps.swift`, which
+/// `check --package-path` reads for TODOs). Removed when the test process exits.
+final class ExerciseBuilds: Sendable {
+    static let shared = Result { try ExerciseBuilds() }
+
+    let folder: String
+    let package: String
+    let solutions: String
+    let wrong: String
+
+    private init() throws {
+        folder = try FileSystem.makeTemporaryDirectory(purpose: "test-exercises").string
+        exerciseBuildsFolder = folder
+        atexit {
+            guard let folder = exerciseBuildsFolder else { return }
+            try? FileSystem.removeTree(FilePath(folder))
+            // SwiftPM's lock files for the copy, named after its path, in the temporary folder.
+            let prefix = folder.replacingOccurrences(of: "/", with: "_") + "_"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? [] where name.hasPrefix(prefix) {
+                try? FileManager.default.removeItem(atPath: "/tmp/" + name)
+            }
+        }
+        package = folder + "/package"
+        solutions = folder + "/solutions"
+        wrong = folder + "/wrong"
+        // The package without its build folder or git history (tar keeps it one command).
+        try FileManager.default.createDirectory(atPath: package, withIntermediateDirectories: true)
+        let copy = try run("/bin/sh", ["-c", "tar -C \"$1\" --exclude=./.build --exclude='./.build-*' --exclude=./.git --exclude=./.swiftpm -cf - . | tar -C \"$2\" -xf -", "sh", packageRoot, package])
+        guard copy.status == 0 else { throw IsolationError("copying the package: \(copy)") }
+        try build(with: { "\(self.package)/Exercises/\($0.folder)/Solution/Steps.swift.solution" }, into: solutions)
+        try build(with: { "\(packageRoot)/Tests/ExerciseTests/Wrong/\($0.number)-Steps.swift.wrong" }, into: wrong)
+    }
+
+    /// Swaps `source(exercise)` in for each Steps.swift, builds the five products, and
+    /// copies them to `destination`.
+    private func build(with source: ((number: String, folder: String, steps: [String])) -> String, into destination: String) throws {
+        try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+        for exercise in exercises {
+            let steps = "\(package)/Exercises/\(exercise.folder)/Steps.swift"
+            try? FileManager.default.removeItem(atPath: steps)
+            try FileManager.default.copyItem(atPath: source(exercise), toPath: steps)
+        }
+        let swift = ProcessInfo.processInfo.environment["PATH", default: "/usr/bin:/bin"].split(separator: ":")
+            .map { "\($0)/swift" }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/swift"
+        for exercise in exercises {
+            let result = try run(swift, ["build", "--package-path", package, "--product", "exercise-\(exercise.number)"], timeout: 1800)
+            guard result.status == 0 else { throw IsolationError("swift build --product exercise-\(exercise.number) in the copy: \(result)") }
+            try FileManager.default.copyItem(atPath: "\(package)/.build/debug/exercise-\(exercise.number)", toPath: "\(destination)/exercise-\(exercise.number)")
+            let sources = "\(destination)/Exercises/\(exercise.folder)"
+            try FileManager.default.createDirectory(atPath: sources, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(package)/Exercises/\(exercise.folder)/Steps.swift", toPath: "\(sources)/Steps.swift")
+        }
+    }
+}
+
+/// For the exit handler (a C function pointer captures nothing).
+nonisolated(unsafe) var exerciseBuildsFolder: String?
+
+struct RunResult: CustomStringConvertible {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var description: String { "status \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+}
+
+/// Runs a program to completion (killed after `timeout` seconds), collecting its output.
+func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> RunResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["NO_COLOR"] = "1"
+    process.environment = environment
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    nonisolated(unsafe) var outData = Data(), errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    if group.wait(timeout: .now() + timeout) == .timedOut {
+        kill(process.processIdentifier, SIGKILL)
+        group.wait()
+    }
+    process.waitUntilExit()
+    return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                     stderr: String(decoding: errData, as: UTF8.self))
+}
