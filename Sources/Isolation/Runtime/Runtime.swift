@@ -255,13 +255,11 @@ public struct Runtime {
 
     /// The first field of linux.resources (or linux.intelRdt) that this runtime would
     /// otherwise drop: they are refused, so nobody believes a limit holds that does not.
+    /// (blockIO, hugepageLimits and network are Cgroup's: applied, or refused there.)
     static func unsupportedResource(_ linux: OCIConfig.Linux?) -> String? {
         guard let linux else { return nil }
         if linux.intelRdt != nil { return "linux.intelRdt" }
         guard let resources = linux.resources else { return nil }
-        if let io = resources.blockIO, io != OCIConfig.BlockIO() { return "linux.resources.blockIO" }
-        if !(resources.hugepageLimits ?? []).isEmpty { return "linux.resources.hugepageLimits" }
-        if let network = resources.network, network.classID != nil || !(network.priorities ?? []).isEmpty { return "linux.resources.network" }
         if !(resources.rdma ?? [:]).isEmpty { return "linux.resources.rdma" }
         if !(resources.unified ?? [:]).isEmpty { return "linux.resources.unified" }
         if let cpu = resources.cpu {
