@@ -117,7 +117,7 @@ public final class Cgroup {
         case "net_cls": return limits.network?.classID != nil
         case "net_prio": return !(limits.network?.priorities ?? []).isEmpty
         case "pids": return limits.pids != nil
-        case "cpuset": return limits.cpuset != nil
+        case "cpuset": return limits.cpuset != nil || limits.cpusetMems != nil
         case "devices": return limits.devices != nil
         default: return false
         }
@@ -148,7 +148,7 @@ public final class Cgroup {
             // A v2 controller works in a cgroup only if every parent enabled it for its
             // children ("+cpu" in cgroup.subtree_control), from the root down.
             let available = Set(CgroupMode.usableControllers(mode: .unified, root: root))
-            let wanted = ["cpu", "memory", "pids", "cpuset"].filter { available.contains($0) && ($0 != "cpuset" || limits.cpuset != nil) }
+            let wanted = ["cpu", "memory", "pids", "cpuset"].filter { available.contains($0) && ($0 != "cpuset" || Cgroup.controllerNeeded("cpuset", limits)) }
             for controller in ["cpu", "memory", "pids", "cpuset"] where Cgroup.controllerNeeded(controller, limits) && !available.contains(controller) {
                 throw IsolationError("the cgroup v2 '\(controller)' controller is not available in \(root)",
                                      hint: "check \(root)/cgroup.controllers; on systemd hosts run as root or with Delegate=yes")
@@ -185,8 +185,14 @@ public final class Cgroup {
             }
             try makeDirectoryRetrying(directory)
             if controller == "cpuset" {
+                // The parent's, until `apply` writes the config's: a v1 cpuset with either
+                // empty takes no task.
                 let mems = try FileSystem.readString(parent.appending("cpuset.mems")).trimmingCharacters(in: "\n ")
                 try write(directory.appending("cpuset.mems"), mems)
+                if limits.cpuset == nil {
+                    let cpus = try FileSystem.readString(parent.appending("cpuset.cpus")).trimmingCharacters(in: "\n ")
+                    try write(directory.appending("cpuset.cpus"), cpus)
+                }
             }
         }
     }
@@ -259,6 +265,7 @@ public final class Cgroup {
             }
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let mems = limits.cpusetMems { try write(dir.appending("cpuset.mems"), mems) }
             if let reservation = limits.memoryReservation { try write(dir.appending("memory.low"), "\(reservation)") }
             if let devices = limits.devices {
                 log(dir, "bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE): \(devices.rules.count) rules, otherwise \(devices.defaultAllow ? "allow" : "deny")")
@@ -306,6 +313,7 @@ public final class Cgroup {
             }
             if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let dir = directories["cpuset"], let mems = limits.cpusetMems { try write(dir.appending("cpuset.mems"), mems) }
             if let devices = limits.devices {
                 guard let dir = directories["devices"] else {
                     throw IsolationError("device rules need the cgroup v1 'devices' controller, and it is not mounted", hint: "mount it at /sys/fs/cgroup/devices")

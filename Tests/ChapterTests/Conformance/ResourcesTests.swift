@@ -166,6 +166,20 @@ struct ConformanceResources {
         #expect(shown.contains { accepted.contains($0) }, "\(resource.field) accepted but not applied: \(shown)")
     }
 
+    @Test("config-linux.md#cpu: mems alone (no cpus) is written to cpuset.mems, and the process still runs")
+    func memsAlone() throws {
+        let path = conformanceCgroup("mems")
+        let bundle = try TestBundle(conformance: "mems", args: probeThenSleep) { config in
+            config.linux?.cgroupsPath = "/" + path
+            config.linux?.resources = OCIConfig.Resources(cpu: OCIConfig.CPU(mems: "0"))
+        }
+        defer { bundle.removeAll() }
+        try bundle.probeExtra("grep Mems_allowed_list /proc/$$/status | tr -d '\\t' | sed 's/:/=/'\n")
+        let (_, seen) = try bundle.startProbe("conf-mems")
+        #expect(seen.complete && seen["Mems_allowed_list"] == "0", "\(seen)")
+        #expect(cgroupFile(path, controller: "cpuset", "cpuset.mems") == "0")
+    }
+
     @Test("config-linux.md#pids: pids.max is the limit, and fork fails past it")
     func pids() throws {
         let bundle = try TestBundle(conformance: "pids", args: ["/probe"]) { config in
