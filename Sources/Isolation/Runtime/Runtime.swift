@@ -328,8 +328,16 @@ public struct Runtime {
     public func delete(id: String, force: Bool) throws {
         let record: ContainerRecord
         do { record = try store.load(id) } catch {
-            // A half-made container (no record yet) may still be removed by force.
-            if force && FileSystem.isDirectory(store.directory(id)) { try store.remove(id); return }
+            // A half-made container (no record yet: its create was killed) may still be
+            // removed by force, with the cgroup that create made and what runs in it.
+            if force && FileSystem.isDirectory(store.directory(id)) {
+                if let config = try? OCIConfig.load(bundle: store.directory(id)) {
+                    let path = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
+                    if let cgroup = try? Cgroup.existing(path: path) { cgroup.destroy() }
+                }
+                try store.remove(id)
+                return
+            }
             throw error
         }
         var status = store.status(of: record)

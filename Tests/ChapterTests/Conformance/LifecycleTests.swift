@@ -173,6 +173,47 @@ struct ConformanceLifecycle {
         #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-d1"]).status == 0)
     }
 
+    @Test("runtime.md#delete: a container whose create was killed half-way is removed by delete --force, with its cgroup and init")
+    func deleteHalfMade() throws {
+        let path = conformanceCgroup("half-made")
+        let folder = try TemporaryFolder("conf-half-made-hook")
+        let hookPID = folder.path + "/hook.pid"
+        let bundle = try TestBundle(conformance: "half-made") { config in
+            config.linux?.cgroupsPath = "/" + path
+            // create waits in this hook, after the cgroup and the init exist, before its record.
+            config.hooks = OCIConfig.Hooks(createRuntime: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "echo $$ > \(hookPID); exec sleep 30"])])
+        }
+        defer {
+            // The hook outlives the killed create: it is ours to end.
+            if let pid = (try? String(contentsOfFile: hookPID, encoding: .utf8)).flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                Glibc.kill(pid, SIGKILL)
+            }
+            folder.remove()
+            bundle.removeAll()
+        }
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: product("chapter-04"))
+        create.arguments = ["--root", bundle.stateRoot, "create", "--bundle", bundle.path, "conf-half"]
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        var members: [pid_t] = []
+        for _ in 0..<500 where members.isEmpty {
+            members = (try? Cgroup.existing(path: path))?.processes() ?? []
+            if members.isEmpty { usleep(10_000) }
+        }
+        Glibc.kill(create.processIdentifier, SIGKILL)
+        create.waitUntilExit()
+        try #require(!members.isEmpty, "the init never joined its cgroup")
+        #expect(try bundle.runtime(["delete", "--force", "conf-half"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-half"))
+        #expect(!cgroupExists(path), "delete --force left the half-made container's cgroup")
+        // Gone, or a zombie waiting for whoever inherited it from the killed create.
+        func alive(_ pid: pid_t) -> Bool { ProcessInfoStat(pid: pid).map { $0.state != "Z" && $0.state != "X" } ?? false }
+        for _ in 0..<100 where members.contains(where: alive) { usleep(10_000) }
+        for pid in members { #expect(!alive(pid), "the init \(pid) survived: \(String(describing: ProcessInfoStat(pid: pid)?.state))") }
+    }
+
     @Test("runtime.md#operations: state, start, kill and delete of an unknown ID are errors that change nothing")
     func unknownID() throws {
         let bundle = try TestBundle(conformance: "unknown")
