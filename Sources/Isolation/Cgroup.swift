@@ -110,9 +110,9 @@ public final class Cgroup {
     static func controllerNeeded(_ controller: String, _ limits: ResourceLimits) -> Bool {
         switch controller {
         case "cpu": return limits.cpus != nil || limits.cpuWeight != nil
-        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservation != nil || limits.memorySwappiness != nil
-            || limits.disableOOMKiller != nil || limits.kernelMemory != nil || limits.kernelTCPMemory != nil
-        case "blkio": return limits.blockIO != nil
+        case "memory": return limits.memoryBytes != nil || limits.swapBytes != nil || limits.memoryReservationBytes != nil
+            || limits.swappiness != nil || limits.oomKillDisabled || limits.kernelMemory != nil || limits.kernelTCPMemory != nil
+        case "blkio", "io": return limits.blockIO != nil
         case "hugetlb": return !limits.hugepageLimits.isEmpty
         case "net_cls": return limits.network?.classID != nil
         case "net_prio": return !(limits.network?.priorities ?? []).isEmpty
@@ -148,8 +148,10 @@ public final class Cgroup {
             // A v2 controller works in a cgroup only if every parent enabled it for its
             // children ("+cpu" in cgroup.subtree_control), from the root down.
             let available = Set(CgroupMode.usableControllers(mode: .unified, root: root))
-            let wanted = ["cpu", "memory", "pids", "cpuset"].filter { available.contains($0) && ($0 != "cpuset" || Cgroup.controllerNeeded("cpuset", limits)) }
-            for controller in ["cpu", "memory", "pids", "cpuset"] where Cgroup.controllerNeeded(controller, limits) && !available.contains(controller) {
+            // cpuset, io and hugetlb only when asked for.
+            let candidates = ["cpu", "memory", "pids", "cpuset", "io", "hugetlb"]
+            let wanted = candidates.filter { available.contains($0) && (!["cpuset", "io", "hugetlb"].contains($0) || Cgroup.controllerNeeded($0, limits)) }
+            for controller in candidates where Cgroup.controllerNeeded(controller, limits) && !available.contains(controller) {
                 throw IsolationError("the cgroup v2 '\(controller)' controller is not available in \(root)",
                                      hint: "check \(root)/cgroup.controllers; on systemd hosts run as root or with Delegate=yes")
             }
@@ -256,6 +258,7 @@ public final class Cgroup {
                 try write(dir.appending("cpu.weight"), "\(weight)")
             }
             if let memory = limits.memoryBytes { try write(dir.appending("memory.max"), "\(memory)") }
+            if let reservation = limits.memoryReservationBytes { try write(dir.appending("memory.low"), "\(reservation)") }
             if let swap = limits.swapBytes {
                 if FileSystem.exists(dir.appending("memory.swap.max")) {
                     try write(dir.appending("memory.swap.max"), "\(swap)")
@@ -266,7 +269,10 @@ public final class Cgroup {
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
             if let mems = limits.cpusetMems { try write(dir.appending("cpuset.mems"), mems) }
-            if let reservation = limits.memoryReservation { try write(dir.appending("memory.low"), "\(reservation)") }
+            if let io = limits.blockIO { try applyIO(io, in: dir) }
+            for limit in limits.hugepageLimits {
+                try writeExisting(dir, "hugetlb.\(limit.pageSize).max", "\(limit.limit)", field: "hugepageLimits pageSize \(limit.pageSize)")
+            }
             if let devices = limits.devices {
                 log(dir, "bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE): \(devices.rules.count) rules, otherwise \(devices.defaultAllow ? "allow" : "deny")")
                 try devices.attachV2(dir)
@@ -295,9 +301,11 @@ public final class Cgroup {
                         }
                     }
                 }
-                if let reservation = limits.memoryReservation { try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)") }
-                if let swappiness = limits.memorySwappiness { try writeExisting(dir, "memory.swappiness", "\(swappiness)", field: "memory.swappiness") }
-                if limits.disableOOMKiller == true { try write(dir.appending("memory.oom_control"), "1") }
+                if let reservation = limits.memoryReservationBytes {
+                    try write(dir.appending("memory.soft_limit_in_bytes"), "\(reservation)")
+                }
+                if let swappiness = limits.swappiness { try write(dir.appending("memory.swappiness"), "\(swappiness)") }
+                if limits.oomKillDisabled { try write(dir.appending("memory.oom_control"), "1") }
                 if let kernel = limits.kernelMemory { try writeApplied(dir, "memory.kmem.limit_in_bytes", kernel, field: "memory.kernel") }
                 if let tcp = limits.kernelTCPMemory { try writeApplied(dir, "memory.kmem.tcp.limit_in_bytes", tcp, field: "memory.kernelTCP") }
             }
@@ -379,15 +387,42 @@ public final class Cgroup {
         }
     }
 
-    /// What this project writes on cgroup v1 only: on v2 an error naming the field.
+    /// linux.resources.blockIO on v2, as runc writes it: a weight to io.bfq.weight as it
+    /// is (BFQ), else to io.weight converted from v1's 10–1000 to v2's 1–10000; the
+    /// throttles to io.max (`MAJ:MIN rbps=N`, one key per write).
+    private func applyIO(_ io: OCIConfig.BlockIO, in dir: FilePath) throws {
+        let bfq = FileSystem.exists(dir.appending("io.bfq.weight"))
+        func converted(_ weight: UInt16) -> UInt64 { 1 + (UInt64(max(10, min(1000, weight))) - 10) * 9999 / 990 }
+        if let weight = io.weight {
+            if bfq { try write(dir.appending("io.bfq.weight"), "\(weight)") } else {
+                try writeExisting(dir, "io.weight", "default \(converted(weight))", field: "blockIO.weight")
+            }
+        }
+        for device in io.weightDevice ?? [] {
+            guard let weight = device.weight else { continue }
+            if bfq { try write(dir.appending("io.bfq.weight"), "\(device.major):\(device.minor) \(weight)") } else {
+                try writeExisting(dir, "io.weight", "\(device.major):\(device.minor) \(converted(weight))", field: "blockIO.weightDevice")
+            }
+        }
+        let throttles: [([OCIConfig.ThrottleDevice]?, String, String)] = [
+            (io.throttleReadBpsDevice, "rbps", "throttleReadBpsDevice"), (io.throttleWriteBpsDevice, "wbps", "throttleWriteBpsDevice"),
+            (io.throttleReadIOPSDevice, "riops", "throttleReadIOPSDevice"), (io.throttleWriteIOPSDevice, "wiops", "throttleWriteIOPSDevice"),
+        ]
+        for (devices, key, field) in throttles {
+            for device in devices ?? [] { try writeExisting(dir, "io.max", "\(device.major):\(device.minor) \(key)=\(device.rate)", field: "blockIO.\(field)") }
+        }
+    }
+
+    /// What this project writes on cgroup v1 only and cannot ignore: on v2 an error naming the field.
     static func refuseOnV2(_ limits: ResourceLimits) throws {
         var fields: [String] = []
-        if limits.memorySwappiness != nil { fields.append("memory.swappiness (v2 has no per-cgroup swappiness)") }
-        if limits.disableOOMKiller == true { fields.append("memory.disableOOMKiller (v2 has no memory.oom_control)") }
+        // (swappiness and disableOOMKiller have no v2 file either; runc ignores them there,
+        // and so does this runtime: see ResourceLimits.)
         if limits.kernelMemory != nil { fields.append("memory.kernel (v2 has no kernel memory limit)") }
         if limits.kernelTCPMemory != nil { fields.append("memory.kernelTCP (v2 has no TCP memory limit)") }
-        if limits.blockIO != nil { fields.append("blockIO (io.weight and io.max are not written by this runtime yet)") }
-        if !limits.hugepageLimits.isEmpty { fields.append("hugepageLimits (hugetlb.SIZE.max is not written by this runtime yet)") }
+        if limits.blockIO?.leafWeight != nil || (limits.blockIO?.weightDevice ?? []).contains(where: { $0.leafWeight != nil }) {
+            fields.append("blockIO leafWeight (v2 has no leaf weights)")
+        }
         if limits.network != nil { fields.append("network (v2 has no net_cls or net_prio)") }
         guard fields.isEmpty else {
             throw IsolationError("linux.resources cannot be applied on cgroup v2: \(fields.joined(separator: "; "))",

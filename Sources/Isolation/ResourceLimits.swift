@@ -14,6 +14,15 @@ public struct ResourceLimits: Sendable, Equatable {
     /// Swap the cgroup may use besides its memory (v2 `memory.swap.max`; v1 is set
     /// through `memory.memsw.limit_in_bytes` = memory + swap). 0 forbids swapping.
     public var swapBytes: UInt64?
+    /// The soft limit the kernel reclaims towards under memory pressure (OCI
+    /// `memory.reservation`): v1 `memory.soft_limit_in_bytes`, v2 `memory.low`.
+    public var memoryReservationBytes: UInt64?
+    /// How eagerly the kernel swaps this cgroup's memory, 0–100 (v1 `memory.swappiness`;
+    /// cgroup v2 has no such file, and runc ignores it there, as we do).
+    public var swappiness: UInt64?
+    /// No OOM kill at the limit: the tasks wait for memory instead (v1 `memory.oom_control`;
+    /// v2 has no such switch, and runc ignores it there, as we do).
+    public var oomKillDisabled = false
     /// The most tasks (processes and threads) at once: fork(2) fails with EAGAIN past it.
     public var pids: Int?
     /// The CPUs the processes may run on, as `0-1` or `0,2`.
@@ -30,12 +39,6 @@ public struct ResourceLimits: Sendable, Equatable {
     /// The rest of an OCI config's `linux.resources`, written to the cgroup v1 files runc
     /// writes; where a file is missing, or on cgroup v2 where it has no equivalent here,
     /// `Cgroup.apply` fails with an error naming the field (nothing is silently dropped).
-    /// memory.reservation: v1 `memory.soft_limit_in_bytes`, v2 `memory.low`.
-    public var memoryReservation: UInt64?
-    /// memory.swappiness (0–100): v1 `memory.swappiness`.
-    public var memorySwappiness: UInt64?
-    /// memory.disableOOMKiller: v1 `memory.oom_control`.
-    public var disableOOMKiller: Bool?
     /// memory.kernel and memory.kernelTCP (deprecated in the spec): v1 `memory.kmem.*`.
     public var kernelMemory: Int64?
     public var kernelTCPMemory: Int64?
@@ -75,10 +78,10 @@ public struct ResourceLimits: Sendable, Equatable {
                 memoryBytes = UInt64(limit)
                 if let swap = memory.swap, swap >= limit { swapBytes = UInt64(swap - limit) }
             }
-            if let reservation = memory.reservation, reservation > 0 { memoryReservation = UInt64(reservation) }
+            if let reservation = memory.reservation, reservation > 0 { memoryReservationBytes = UInt64(reservation) }
             // Docker writes -1 (as an unsigned number) for "the kernel's default".
-            if let value = memory.swappiness, value != UInt64.max { memorySwappiness = value }
-            if memory.disableOOMKiller == true { disableOOMKiller = true }
+            if let value = memory.swappiness, value != UInt64.max { swappiness = value }
+            oomKillDisabled = memory.disableOOMKiller == true
             if let kernel = memory.kernel, kernel != 0 { kernelMemory = kernel }
             if let tcp = memory.kernelTCP, tcp != 0 { kernelTCPMemory = tcp }
         }

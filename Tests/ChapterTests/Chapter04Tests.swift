@@ -67,6 +67,12 @@ struct TestBundle {
     }
 }
 
+/// Whether a process has ended: gone, or a zombie waiting for whoever adopted it to reap it.
+func processEnded(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+    return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+}
+
 /// The project's cgroup directories for a container ID, on either cgroup version.
 func containerCgroups(_ id: String) -> [String] {
     Cleanup.cgroupParents().map { $0.string + "/" + id }.filter { FileManager.default.fileExists(atPath: $0) }
@@ -130,7 +136,7 @@ struct Chapter04Tests {
     @Test("unknown and duplicate IDs are errors that change nothing")
     func ids() throws {
         let bundle = try TestBundle("ids")
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "dup"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "dup"]); bundle.remove() }
         for command in [["start", "nope"], ["state", "nope"], ["kill", "nope"], ["delete", "nope"], ["pause", "nope"]] {
             let result = try bundle.runtime(command)
             #expect(result.status != 0 && result.stderr.contains("does not exist"), "\(command): \(result)")
@@ -255,7 +261,7 @@ struct Chapter04Tests {
                 }
             }
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nspath"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "nspath"]); bundle.remove() }
         let create = try bundle.runtime(["create", "--bundle", bundle.path, "nspath"])
         #expect(create.status == 0, "\(create)")
         let pid = pid_t(try #require(try bundle.state("nspath")?["pid"] as? Int))
@@ -267,6 +273,8 @@ struct Chapter04Tests {
         // The container's rootfs mounts live in the holder's mount namespace, not ours.
         let hostMounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
         #expect(!hostMounts.contains(bundle.folder.path), "\(hostMounts)")
+        #expect(try bundle.runtime(["delete", "--force", "nspath"]).status == 0)
+        #expect(containerCgroups("nspath").isEmpty && processEnded(pid), "the container is gone with its cgroup")
         // A path to a namespace of another type is refused (setns checks the type).
         let wrong = try TestBundle("nspath-wrong") { config in
             let namespaces = config.linux?.namespaces ?? []
@@ -323,7 +331,7 @@ struct Chapter04Tests {
     @Test("exec joins a running container: its namespaces, its cgroup, another user; ps, pause and resume")
     func execPsPause() throws {
         let bundle = try TestBundle("exec")
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "ex"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "ex"]); bundle.remove() }
         #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "ex"]).status == 0)
         #expect(try bundle.state("ex")?["status"] as? String == "running")
         let initPID = try #require(try bundle.state("ex")?["pid"] as? Int)
@@ -447,6 +455,33 @@ struct Chapter04Tests {
 
 /// A console socket server, as conmon and containerd's shim are: receives the pty master
 /// over SCM_RIGHTS, types into it, and prints what the container wrote.
+/// An engine's end of --console-socket, in python3 (as conmon would be): it accepts one
+/// connection, takes the pty master that arrives with SCM_RIGHTS, types a line into it and
+/// prints everything the container writes until it closes.
+struct ConsoleServer {
+    let socketPath: String
+    let process = Process()
+    let out = Pipe()
+
+    init(in folder: TemporaryFolder) throws {
+        socketPath = folder.path + "/console.sock"
+        try consoleServer.write(toFile: folder.path + "/server.py", atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: python3!)
+        process.arguments = [folder.path + "/server.py", socketPath]
+        process.standardOutput = out
+        try process.run()
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+    }
+
+    /// What the server saw, once the container closed its terminal.
+    func output() -> String {
+        process.waitUntilExit()
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    func stop() { if process.isRunning { process.terminate() } }
+}
+
 let consoleServer = """
 import os, socket, sys, time
 path = sys.argv[1]
@@ -486,21 +521,13 @@ struct Chapter04TerminalTests {
             config.process?.consoleSize = OCIConfig.ConsoleSize(height: 33, width: 99)
         }
         defer { bundle.remove() }
-        let socketPath = bundle.folder.path + "/console.sock"
-        try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: python3!)
-        server.arguments = [bundle.folder.path + "/server.py", socketPath]
-        let serverOut = Pipe()
-        server.standardOutput = serverOut
-        try server.run()
-        defer { if server.isRunning { server.terminate() } }
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+        let console = try ConsoleServer(in: bundle.folder)
+        defer { console.stop() }
+        let socketPath = console.socketPath
 
         let result = try bundle.runtime(["run", "--console-socket", socketPath, "--bundle", bundle.path, "tty"])
         #expect(result.status == 0, "\(result)")
-        server.waitUntilExit()
-        let seen = String(decoding: serverOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let seen = console.output()
         #expect(seen.contains("slave=/dev/pts/0"), "the container's own devpts numbers from 0: \(seen)")
         #expect(seen.contains("got typed-in"), "\(seen)")
         #expect(seen.contains("/dev/pts/0\r\nstdin-is-a-tty"), "\(seen)")
@@ -511,18 +538,11 @@ struct Chapter04TerminalTests {
     @Test("exec --tty: a new pty from the container's devpts, its master over --console-socket, the controlling terminal of the process")
     func execTerminal() throws {
         let bundle = try TestBundle("exec-tty")
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "et"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "et"]); bundle.remove() }
         #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "et"]).status == 0)
-        let socketPath = bundle.folder.path + "/console.sock"
-        try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: python3!)
-        server.arguments = [bundle.folder.path + "/server.py", socketPath]
-        let serverOut = Pipe()
-        server.standardOutput = serverOut
-        try server.run()
-        defer { if server.isRunning { server.terminate() } }
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+        let console = try ConsoleServer(in: bundle.folder)
+        defer { console.stop() }
+        let socketPath = console.socketPath
 
         // `ps -o pid,tty` would need procps; the shell's /proc/PID/stat: tty_nr (field 7) and the
         // session (field 6) say the same: a controlling terminal, and we lead its session.
@@ -530,8 +550,7 @@ struct Chapter04TerminalTests {
             + "set -- $(cat /proc/$$/stat); echo \"session=$6 me=$1 tty_nr=$7\"; id -u; exit 3"
         let result = try bundle.runtime(["exec", "--tty", "--console-socket", socketPath, "-u", "1000:1000", "et", "sh", "-c", probe])
         #expect(result.status == 3, "exec's status is the process's: \(result)")
-        server.waitUntilExit()
-        let seen = String(decoding: serverOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let seen = console.output()
         #expect(seen.contains("slave=/dev/pts/"), "\(seen)")
         #expect(seen.contains("got typed-in"), "\(seen)")
         #expect(seen.contains("stdin-is-a-tty"), "\(seen)")
@@ -600,7 +619,7 @@ struct Chapter04AppArmorTests {
 
         // And exec: the new process is confined too.
         let running = try TestBundle("apparmor-exec") { $0.process?.apparmorProfile = name }
-        defer { running.remove(); _ = try? running.runtime(["delete", "--force", "aa-exec"]) }
+        defer { _ = try? running.runtime(["delete", "--force", "aa-exec"]); running.remove() }
         #expect(try running.runtime(["run", "--detach", "--bundle", running.path, "aa-exec"]).status == 0)
         let exec = try running.runtime(["exec", "aa-exec", "sh", "-c", probe])
         #expect(exec.stdout.contains("\(name) (enforce)") && exec.stdout.contains("passwd-denied"), "\(exec)")

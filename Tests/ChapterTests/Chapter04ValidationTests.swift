@@ -14,7 +14,7 @@ struct Chapter04ValidationTests {
             config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65_536)]
             config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65_536)]
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "userns"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "userns"]); bundle.remove() }
         let run = try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "userns"])
         #expect(run.status == 0, "\(run)")
         let pid = try #require(try bundle.state("userns")?["pid"] as? Int)
@@ -56,7 +56,7 @@ struct Chapter04ValidationTests {
         let bundle = try TestBundle("poststart", args: ["true"]) { config in
             config.hooks = OCIConfig.Hooks(poststart: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "sleep 0.2; cat > \(log)"])])
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "poststart"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "poststart"]); bundle.remove() }
         #expect(try bundle.runtime(["create", "--bundle", bundle.path, "poststart"]).status == 0)
         let pid = try #require(try bundle.state("poststart")?["pid"] as? Int)
         #expect(try bundle.runtime(["start", "poststart"]).status == 0)
@@ -97,7 +97,7 @@ struct Chapter04ValidationTests {
             let namespaces = config.linux?.namespaces ?? []
             config.linux?.namespaces = namespaces.filter { $0.type != .mount }
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "nomnt"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "nomnt"]); bundle.remove() }
         #expect(mounts(under: rootfs).isEmpty)
         let create = try bundle.runtime(["create", "--bundle", bundle.path, "nomnt"])
         #expect(create.status == 0, "\(create)")
@@ -115,37 +115,50 @@ struct Chapter04ValidationTests {
         #expect(containerCgroups("nomnt").isEmpty)
     }
 
-    @Test("linux.resources memory extras and blkio: written on cgroup v1, a clear error where the kernel has no such limit")
+    @Test("linux.resources memory extras and block I/O: written to the cgroup files, a clear error where the kernel or cgroup version has no such limit")
     func moreResources() throws {
-        let disk = try #require((try? String(contentsOfFile: "/sys/block/vda/dev", encoding: .utf8))
-            ?? (try FileManager.default.contentsOfDirectory(atPath: "/sys/block").filter { !$0.hasPrefix("loop") && !$0.hasPrefix("zram") && !$0.hasPrefix("ram") }
-                .compactMap { try? String(contentsOfFile: "/sys/block/\($0)/dev", encoding: .utf8) }.first))
+        // A whole disk (throttling needs one): a real one first, else a loop device.
+        let disk = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? [])
+            .filter { !$0.hasPrefix("zram") && !$0.hasPrefix("ram") }.sorted { ($0.hasPrefix("loop") ? 1 : 0, $0) < ($1.hasPrefix("loop") ? 1 : 0, $1) }
+            .compactMap { try? String(contentsOfFile: "/sys/block/\($0)/dev", encoding: .utf8) }.first?
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let parts = disk.split(separator: ":").compactMap { Int64($0) }
-        try #require(parts.count == 2)
+        let numbers = disk.map { $0.split(separator: ":").compactMap { Int64($0) } } ?? []
+        let throttle = numbers.count == 2
+            ? OCIConfig.BlockIO(throttleReadBpsDevice: [OCIConfig.ThrottleDevice(major: numbers[0], minor: numbers[1], rate: 1 << 20)]) : nil
+        func read(_ controller: String, _ id: String, _ file: String) -> String? {
+            let path = CgroupMode.detect() == .unified ? "/sys/fs/cgroup/\(projectPrefix)/\(id)/\(file)" : "/sys/fs/cgroup/\(controller)/\(projectPrefix)/\(id)/\(file)"
+            return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
         let bundle = try TestBundle("resources") { config in
             config.linux?.resources = OCIConfig.Resources(
                 memory: OCIConfig.Memory(limit: 64 << 20, reservation: 32 << 20, kernelTCP: 16 << 20, swappiness: 10, disableOOMKiller: true),
-                blockIO: OCIConfig.BlockIO(throttleReadBpsDevice: [OCIConfig.ThrottleDevice(major: parts[0], minor: parts[1], rate: 1 << 20)]))
+                blockIO: throttle)
         }
-        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "resources"]) }
+        defer { _ = try? bundle.runtime(["delete", "--force", "resources"]); bundle.remove() }
         let create = try bundle.runtime(["create", "--bundle", bundle.path, "resources"])
         if CgroupMode.detect() == .unified {
-            // v2 has no swappiness, oom_control or TCP limit: refused, by name, and nothing made.
-            #expect(create.status != 0 && create.stderr.contains("memory.swappiness") && create.stderr.contains("blockIO"), "\(create)")
+            // v2 has no TCP memory limit: refused, by name, and nothing made. (No swappiness
+            // or oom_control either: those are ignored, as runc does.)
+            #expect(create.status != 0 && create.stderr.contains("memory.kernelTCP") && !create.stderr.contains("swappiness"), "\(create)")
             #expect(containerCgroups("resources").isEmpty)
+            // What v2 has: memory.low for the reservation, io.max for a throttle.
+            let v2 = try TestBundle("resources-v2") { config in
+                config.linux?.resources = OCIConfig.Resources(memory: OCIConfig.Memory(limit: 64 << 20, reservation: 32 << 20), blockIO: throttle)
+            }
+            defer { v2.remove(); _ = try? v2.runtime(["delete", "--force", "v2"]) }
+            let created = try v2.runtime(["create", "--bundle", v2.path, "v2"])
+            #expect(created.status == 0, "\(created)")
+            #expect(read("memory", "v2", "memory.low") == "\(32 << 20)")
+            if let disk, throttle != nil { #expect(read("io", "v2", "io.max")?.hasPrefix("\(disk) rbps=\(1 << 20) ") == true, "\(read("io", "v2", "io.max") ?? "")") }
+            #expect(try v2.runtime(["delete", "--force", "v2"]).status == 0)
             return
         }
         #expect(create.status == 0, "\(create)")
-        func read(_ controller: String, _ file: String) -> String? {
-            (try? String(contentsOfFile: "/sys/fs/cgroup/\(controller)/\(projectPrefix)/resources/\(file)", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        #expect(read("memory", "memory.soft_limit_in_bytes") == "\(32 << 20)")
-        #expect(read("memory", "memory.swappiness") == "10")
-        #expect(read("memory", "memory.oom_control")?.hasPrefix("oom_kill_disable 1") == true)
-        #expect(read("memory", "memory.kmem.tcp.limit_in_bytes") == "\(16 << 20)")
-        #expect(read("blkio", "blkio.throttle.read_bps_device") == "\(disk) \(1 << 20)")
+        #expect(read("memory", "resources", "memory.soft_limit_in_bytes") == "\(32 << 20)")
+        #expect(read("memory", "resources", "memory.swappiness") == "10")
+        #expect(read("memory", "resources", "memory.oom_control")?.hasPrefix("oom_kill_disable 1") == true)
+        #expect(read("memory", "resources", "memory.kmem.tcp.limit_in_bytes") == "\(16 << 20)")
+        if let disk, throttle != nil { #expect(read("blkio", "resources", "blkio.throttle.read_bps_device") == "\(disk) \(1 << 20)") }
         #expect(try bundle.runtime(["delete", "--force", "resources"]).status == 0)
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/blkio/\(projectPrefix)/resources"), "delete removes the blkio cgroup too")
 
@@ -157,7 +170,7 @@ struct Chapter04ValidationTests {
         let refused = try kernel.runtime(["create", "--bundle", kernel.path, "kmem"])
         if refused.status == 0 {
             // An older kernel that still applies kernel memory limits.
-            #expect(read("memory", "../kmem/memory.kmem.limit_in_bytes") == "\(64 << 20)")
+            #expect(read("memory", "kmem", "memory.kmem.limit_in_bytes") == "\(64 << 20)")
             #expect(try kernel.runtime(["delete", "--force", "kmem"]).status == 0)
         } else {
             #expect(refused.stderr.contains("memory.kernel") && refused.stderr.contains("ignores it"), "\(refused)")
@@ -204,5 +217,30 @@ struct Chapter04ValidationTests {
         #expect(result.stdout.contains("classid=\(0x100001)\n"), "\(result)")
         #expect(result.stdout.contains("prio=lo 7\n"), "\(result)")
         #expect(!result.stdout.contains("left-behind"), "\(result)")
+    }
+
+    /// A capability the test process (root, as the runtime will be) lacks in its bounding set, if any.
+    static let missingCapability: String? = {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapBnd:") }),
+              let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
+        let last = Int32((try? String(contentsOfFile: "/proc/sys/kernel/cap_last_cap", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 40
+        return (0...last).first { mask & (1 << UInt64($0)) == 0 }.map { Capability(rawValue: $0).description.uppercased() }
+    }()
+
+    @Test("a capability the runtime's own bounding set lacks: an error that names it, and nothing left",
+          .enabled(if: missingCapability != nil, "every capability is in this process's bounding set"))
+    func capabilityOutsideBoundingSet() throws {
+        let name = try #require(Self.missingCapability)
+        let bundle = try TestBundle("capbnd") { config in
+            config.process?.capabilities?.bounding?.append(name)
+            config.process?.capabilities?.permitted?.append(name)
+            config.process?.capabilities?.effective?.append(name)
+        }
+        defer { bundle.remove(); _ = try? bundle.runtime(["delete", "--force", "capbnd"]) }
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "capbnd"])
+        #expect(result.status != 0 && result.stderr.contains(name) && result.stderr.contains("bounding set lacks"), "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/capbnd"))
+        #expect(containerCgroups("capbnd").isEmpty)
     }
 }

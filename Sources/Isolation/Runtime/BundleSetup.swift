@@ -473,7 +473,19 @@ public final class BundleSetup {
                 throw StageError(stage: "cap_set_flag", errno: currentErrno())
             }
         }
-        if cap_set_proc(caps) != 0 { throw StageError(stage: "cap_set_proc", errno: currentErrno(), detail: "permitted must hold effective and inheritable") }
+        if cap_set_proc(caps) != 0 {
+            let error = currentErrno()
+            // The usual reason: the runtime itself runs without some of them (a sandbox
+            // or container around it dropped them from its bounding set), and nobody can
+            // grant a capability it does not have (capabilities(7), cap_get_bound(3)).
+            let requested = Set((capabilities.effective ?? []) + (capabilities.permitted ?? []) + (capabilities.inheritable ?? []))
+            let lacking = requested.sorted().filter { name in (try? capability(name)).map { cap_get_bound(cap_value_t($0)) == 0 } ?? false }
+            if error == .notPermitted && !lacking.isEmpty {
+                throw IsolationError("process.capabilities asks for \(lacking.joined(separator: ", ")), which this runtime's own bounding set lacks: it cannot grant them",
+                                     hint: "leave them out of config.json, or run the runtime where it has them (grep CapBnd /proc/self/status)")
+            }
+            throw StageError(stage: "cap_set_proc", errno: error, detail: "permitted must hold effective and inheritable")
+        }
         _ = iso_clear_ambient_capabilities()
         // The kernel raises an ambient capability only if it is permitted *and*
         // inheritable; `runc spec` lists ambient ones without inheritable, and runc only

@@ -77,6 +77,12 @@ public struct Runtime {
             throw IsolationError("\(field) is set, but this runtime does not apply it", hint: "remove it from config.json: the container would run without it")
         }
         if let profile = process.apparmorProfile, !profile.isEmpty { try AppArmor.requireEnabled(for: profile) }
+        // SELinux labels mean something only where SELinux is on (runc ignores them
+        // elsewhere too); there this runtime would run the container unlabelled: refuse.
+        if FileSystem.exists("/sys/fs/selinux/enforce"), let field = [("process.selinuxLabel", process.selinuxLabel), ("linux.mountLabel", config.linux?.mountLabel)].first(where: { !($0.1 ?? "").isEmpty })?.0 {
+            throw IsolationError("\(field) is set and SELinux is on, but this runtime does not apply SELinux labels",
+                                 hint: "remove the label from config.json (podman: --security-opt label=disable)")
+        }
         var limits = ResourceLimits(oci: config.linux?.resources)
         limits.devices = try Runtime.deviceAccess(config.linux)
         lap("parse")
