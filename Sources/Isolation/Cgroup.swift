@@ -117,7 +117,7 @@ public final class Cgroup {
         case "net_cls": return limits.network?.classID != nil
         case "net_prio": return !(limits.network?.priorities ?? []).isEmpty
         case "pids": return limits.pids != nil
-        case "cpuset": return limits.cpuset != nil
+        case "cpuset": return limits.cpuset != nil || limits.cpusetMems != nil
         case "devices": return limits.devices != nil
         default: return false
         }
@@ -187,8 +187,14 @@ public final class Cgroup {
             }
             try makeDirectoryRetrying(directory)
             if controller == "cpuset" {
+                // The parent's, until `apply` writes the config's: a v1 cpuset with either
+                // empty takes no task.
                 let mems = try FileSystem.readString(parent.appending("cpuset.mems")).trimmingCharacters(in: "\n ")
                 try write(directory.appending("cpuset.mems"), mems)
+                if limits.cpuset == nil {
+                    let cpus = try FileSystem.readString(parent.appending("cpuset.cpus")).trimmingCharacters(in: "\n ")
+                    try write(directory.appending("cpuset.cpus"), cpus)
+                }
             }
         }
     }
@@ -262,6 +268,7 @@ public final class Cgroup {
             }
             if let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let mems = limits.cpusetMems { try write(dir.appending("cpuset.mems"), mems) }
             if let io = limits.blockIO { try applyIO(io, in: dir) }
             for limit in limits.hugepageLimits {
                 try writeExisting(dir, "hugetlb.\(limit.pageSize).max", "\(limit.limit)", field: "hugepageLimits pageSize \(limit.pageSize)")
@@ -314,6 +321,7 @@ public final class Cgroup {
             }
             if let dir = directories["pids"], let pids = limits.pids { try write(dir.appending("pids.max"), "\(pids)") }
             if let dir = directories["cpuset"], let cpus = limits.cpuset { try write(dir.appending("cpuset.cpus"), cpus) }
+            if let dir = directories["cpuset"], let mems = limits.cpusetMems { try write(dir.appending("cpuset.mems"), mems) }
             if let devices = limits.devices {
                 guard let dir = directories["devices"] else {
                     throw IsolationError("device rules need the cgroup v1 'devices' controller, and it is not mounted", hint: "mount it at /sys/fs/cgroup/devices")

@@ -18,8 +18,8 @@ public struct SpawnOptions {
     /// The child blocks before exec until `ChildProcess.release()`: the parent uses
     /// that window to write the child's uid/gid maps or join it to a cgroup.
     public var waitForRelease = false
-    /// After the release, become root (uid and gid 0) of the child's new user namespace,
-    /// whose maps the parent wrote meanwhile (needs `waitForRelease`).
+    /// After the release, become root (uid and gid 0) of the child's user namespace: a new
+    /// one, whose maps the parent wrote meanwhile, or one the parent joined (needs `waitForRelease`).
     public var becomeNamespaceRoot = false
     /// setsid(2) in the child.
     public var newSession = false

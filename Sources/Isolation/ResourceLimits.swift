@@ -27,6 +27,9 @@ public struct ResourceLimits: Sendable, Equatable {
     public var pids: Int?
     /// The CPUs the processes may run on, as `0-1` or `0,2`.
     public var cpuset: String?
+    /// The memory nodes the processes may allocate from (OCI `cpu.mems`), as `0` or `0-1`:
+    /// `cpuset.mems`; unset, the parent's.
+    public var cpusetMems: String?
     /// v1 `cpu.shares` as an OCI config gives it (2–262144, default 1024); on v2 it is
     /// converted to `cpu.weight` the way runc does. Overrides `cpuWeight` when set.
     public var cpuShares: UInt64?
@@ -68,6 +71,7 @@ public struct ResourceLimits: Sendable, Equatable {
             if let quota = cpu.quota, quota > 0 { cpus = Double(quota) / Double(cpuPeriodMicroseconds) }
             if let shares = cpu.shares, shares > 0 { cpuShares = shares }
             if let list = cpu.cpus, !list.isEmpty { cpuset = list }
+            if let nodes = cpu.mems, !nodes.isEmpty { cpusetMems = nodes }
         }
         if let memory = resources.memory {
             if let limit = memory.limit, limit > 0 {

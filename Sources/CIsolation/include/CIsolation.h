@@ -58,7 +58,7 @@ struct iso_spawn_attr {
     int stdout_fd;
     int stderr_fd;
     int wait_for_release;    // 1: the child blocks until iso_spawn_release()
-    int become_root;         // 1: after the release, setresgid/setresuid(0, 0, 0) (a new user namespace's root)
+    int become_root;         // 1: after the release, setresgid/setresuid(0, 0, 0): root of our user namespace (new or joined)
     int new_session;         // 1: setsid() in the child
     int controlling_terminal; // 1: after setsid, stdin (a terminal) becomes the controlling terminal
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)
@@ -117,6 +117,13 @@ int iso_raise_ambient_capability(int capability);
 int iso_clear_ambient_capabilities(void);
 /// setrlimit(2) by number: glibc declares the resource as an enum Swift imports awkwardly.
 int iso_setrlimit(int resource, uint64_t soft, uint64_t hard);
+/// sched_setattr(2) for ourselves (glibc has no wrapper): an OCI process.scheduler.
+int iso_sched_setattr(uint32_t policy, uint64_t flags, int32_t nice, uint32_t priority,
+                      uint64_t runtime, uint64_t deadline, uint64_t period);
+/// ioprio_set(2) for ourselves: class 1 realtime, 2 best-effort, 3 idle; level 0–7.
+int iso_ioprio_set(int io_class, int level);
+/// personality(2): PER_LINUX (0) or PER_LINUX32 (8). Returns 0, or -1 with errno.
+int iso_personality(unsigned long persona);
 /// makedev(3) is a macro.
 uint64_t iso_makedev(uint32_t major, uint32_t minor);
 /// sendmsg(2) with one SCM_RIGHTS descriptor (CMSG_* are macros): how a runtime hands a

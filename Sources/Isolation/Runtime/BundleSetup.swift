@@ -208,17 +208,27 @@ public final class BundleSetup {
             var parent = path
             parent.removeLastComponent()
             try FileSystem.makeDirectories(parent)
-            if FileSystem.exists(path, followSymlinks: false) { unlink(path.string) }
+            let kind: mode_t
+            switch device.type {
+            case .character, .unbuffered: kind = S_IFCHR
+            case .block: kind = S_IFBLK
+            case .fifo: kind = S_IFIFO
+            default: kind = S_IFCHR
+            }
+            let number = dev_t(iso_makedev(UInt32(device.major ?? 0), UInt32(device.minor ?? 0)))
+            var existing = stat()
+            if lstat(path.string, &existing) == 0 {
+                // config-linux.md "Devices": a file already at the path that is not the
+                // requested device is an error (the image put something else there).
+                let same = existing.st_mode & S_IFMT == kind && (kind == S_IFIFO || existing.st_rdev == number)
+                if !same && (config.linux?.devices ?? []).contains(where: { $0.path == device.path }) {
+                    throw IsolationError("linux.devices: \(device.path) already exists in the root filesystem and is not that device",
+                                         hint: "remove it from the image, or change the device's path")
+                }
+                unlink(path.string)
+            }
             let mode = mode_t(device.fileMode ?? 0o666)
             if canMknod {
-                let kind: mode_t
-                switch device.type {
-                case .character, .unbuffered: kind = S_IFCHR
-                case .block: kind = S_IFBLK
-                case .fifo: kind = S_IFIFO
-                default: kind = S_IFCHR
-                }
-                let number = dev_t(iso_makedev(UInt32(device.major ?? 0), UInt32(device.minor ?? 0)))
                 try stage("mknod \(device.path)") {
                     try pathCall(path) { mknod($0, kind | (mode & 0o7777), number) }
                     try pathCall(path) { chmod($0, mode & 0o7777) }
@@ -348,6 +358,35 @@ public final class BundleSetup {
                     let error = currentErrno()
                     throw StageError(stage: "setrlimit(\(limit.type.rawValue), soft \(limit.soft), hard \(limit.hard))", errno: error,
                                      detail: error == .notPermitted ? "raising a hard limit needs CAP_SYS_RESOURCE, which this runtime does not have" : nil)
+                }
+            }
+            if let scheduler = process?.scheduler {
+                let policies: [OCIConfig.SchedulerPolicy: UInt32] = [.other: 0, .fifo: 1, .roundRobin: 2, .batch: 3, .iso: 4, .idle: 5, .deadline: 6]
+                let flagBits: [OCIConfig.SchedulerFlag: UInt64] = [
+                    .resetOnFork: 0x01, .reclaim: 0x02, .deadlineOverrun: 0x04, .keepPolicy: 0x08, .keepParameters: 0x10,
+                    .utilizationClampMinimum: 0x20, .utilizationClampMaximum: 0x40,
+                ]
+                let flags = (scheduler.flags ?? []).reduce(UInt64(0)) { $0 | (flagBits[$1] ?? 0) }
+                narrate("sched_setattr(0, {\(scheduler.policy.rawValue), nice \(scheduler.nice ?? 0), priority \(scheduler.priority ?? 0)}, 0)", "process.scheduler (sched(7))")
+                if iso_sched_setattr(policies[scheduler.policy] ?? 0, flags, scheduler.nice ?? 0, UInt32(max(0, scheduler.priority ?? 0)),
+                                     scheduler.runtime ?? 0, scheduler.deadline ?? 0, scheduler.period ?? 0) != 0 {
+                    throw StageError(stage: "sched_setattr(\(scheduler.policy.rawValue))", errno: currentErrno())
+                }
+            }
+            if let io = process?.ioPriority {
+                let classes: [OCIConfig.IOPriorityClass: Int32] = [.realtime: 1, .bestEffort: 2, .idle: 3]
+                narrate("ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(\(io.ioClass.rawValue), \(io.priority)))", "process.ioPriority (ioprio_set(2))")
+                if iso_ioprio_set(classes[io.ioClass] ?? 2, Int32(io.priority)) != 0 {
+                    throw StageError(stage: "ioprio_set(\(io.ioClass.rawValue), \(io.priority))", errno: currentErrno())
+                }
+            }
+            if let personality = config.linux?.personality {
+                if let flags = personality.flags, !flags.isEmpty {
+                    throw IsolationError("linux.personality.flags \(flags) are not supported", hint: "the spec defines no flags yet: remove them")
+                }
+                narrate("personality(\(personality.domain == .linux32 ? "PER_LINUX32" : "PER_LINUX"))", "linux.personality: what uname(2) reports, for 32-bit programs")
+                if iso_personality(personality.domain == .linux32 ? 0x0008 : 0) != 0 {
+                    throw StageError(stage: "personality(\(personality.domain.rawValue))", errno: currentErrno())
                 }
             }
             if let score = process?.oomScoreAdj {

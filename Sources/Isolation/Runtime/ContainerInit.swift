@@ -69,6 +69,14 @@ extension Runtime {
                 narrate("open(\"/dev/ptmx\"); unlockpt; open(ptsname); sendmsg(console socket, SCM_RIGHTS master)", "process.terminal: the engine gets the terminal's master end")
                 let terminal = try PseudoTerminal.open(sendingMasterTo: consoleFD, size: process.consoleSize, owner: (process.user.uid, process.user.gid))
                 close(consoleFD)
+                // config-linux.md "Default Devices": with a terminal, /dev/console is that pty.
+                narrate("mount(\"\(terminal.name)\", \"/dev/console\", NULL, MS_BIND, NULL)", "the terminal is the container's /dev/console too")
+                do {
+                    if !FileSystem.exists("/dev/console", followSymlinks: false) { try FileSystem.writeFile("/dev/console", "", mode: 0o600) }
+                    try Mount.mount(source: terminal.name, target: "/dev/console", flags: [.bind])
+                } catch let error as Errno {
+                    throw StageError(stage: "bind \(terminal.name) on /dev/console", errno: error)
+                }
                 guard setsid() >= 0, iso_set_controlling_terminal(terminal.slave) == 0 else { throw StageError(stage: "setsid and TIOCSCTTY", errno: currentErrno()) }
                 for target in Int32(0)...2 where dup2(terminal.slave, target) < 0 { throw StageError(stage: "dup2 the terminal", errno: currentErrno()) }
                 close(terminal.slave)

@@ -72,6 +72,16 @@ public struct Runtime {
         if newKinds.contains(.user) && (config.linux?.uidMappings ?? []).isEmpty {
             throw IsolationError("a new user namespace needs linux.uidMappings and linux.gidMappings")
         }
+        // ID-mapped mounts need mount_setattr(2) with a user namespace of their own: not
+        // made here, and a mount without its mapping would show the wrong owners.
+        for (index, mount) in (config.mounts ?? []).enumerated()
+        where mount.uidMappings != nil || mount.gidMappings != nil || (mount.options ?? []).contains(where: { $0 == "idmap" || $0 == "ridmap" }) {
+            throw IsolationError("mounts[\(index)] (\(mount.destination)) is an ID-mapped mount (uidMappings, gidMappings, idmap or ridmap), which this runtime does not support",
+                                 hint: "remove the mapping and give the files the owners the container needs")
+        }
+        if let field = Runtime.unsupportedResource(config.linux) {
+            throw IsolationError("\(field) is set, but this runtime does not apply it", hint: "remove it from config.json: the container would run without it")
+        }
         if let profile = process.apparmorProfile, !profile.isEmpty { try AppArmor.requireEnabled(for: profile) }
         // SELinux labels mean something only where SELinux is on (runc ignores them
         // elsewhere too); there this runtime would run the container unlabelled: refuse.
@@ -113,7 +123,7 @@ public struct Runtime {
 
             // Namespaces given by path are joined here, by this short-lived process, so
             // the init is cloned into them (a PID namespace is entered by children only).
-            for namespace in joined.sorted(by: { a, _ in a.type == .user }) {
+            for namespace in joined.sorted(by: { $0.type == .user && $1.type != .user }) {
                 narrate("setns(open(\"\(namespace.path!)\"), \(namespace.type.kind.cloneFlagName))", "join an existing \(namespace.type.rawValue) namespace")
                 try Namespaces.join(path: FilePath(namespace.path!), kind: namespace.type.kind)
             }
@@ -148,8 +158,10 @@ public struct Runtime {
             // itself (unshare), once we have moved it into the container's cgroup.
             spawn.namespaces = newKinds.subtracting(.cgroup)
             spawn.waitForRelease = true
-            // The maps need not cover our own IDs: the init becomes the namespace's root.
-            spawn.becomeNamespaceRoot = newKinds.contains(.user)
+            // The maps need not cover our own IDs (host root's, also in a user namespace we
+            // joined): the init becomes the namespace's root before execve, which would
+            // otherwise drop its capabilities.
+            spawn.becomeNamespaceRoot = newKinds.contains(.user) || joined.contains { $0.type == .user }
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
@@ -257,6 +269,23 @@ public struct Runtime {
         Namespaces(namespaces.filter { $0.path == nil }.map(\.type.kind))
     }
 
+    /// The first field of linux.resources (or linux.intelRdt) that this runtime would
+    /// otherwise drop: they are refused, so nobody believes a limit holds that does not.
+    /// (blockIO, hugepageLimits and network are Cgroup's: applied, or refused there.)
+    static func unsupportedResource(_ linux: OCIConfig.Linux?) -> String? {
+        guard let linux else { return nil }
+        if linux.intelRdt != nil { return "linux.intelRdt" }
+        guard let resources = linux.resources else { return nil }
+        if !(resources.rdma ?? [:]).isEmpty { return "linux.resources.rdma" }
+        if !(resources.unified ?? [:]).isEmpty { return "linux.resources.unified" }
+        if let cpu = resources.cpu {
+            if (cpu.realtimeRuntime ?? 0) != 0 || (cpu.realtimePeriod ?? 0) != 0 { return "linux.resources.cpu.realtimeRuntime/realtimePeriod" }
+            if (cpu.idle ?? 0) != 0 { return "linux.resources.cpu.idle" }
+            if (cpu.burst ?? 0) != 0 { return "linux.resources.cpu.burst" }
+        }
+        return nil
+    }
+
     /// Lets a created container's init exec its process.
     public func start(id: String) throws {
         let record = try store.load(id)
@@ -315,12 +344,19 @@ public struct Runtime {
     public func delete(id: String, force: Bool) throws {
         let record: ContainerRecord
         do { record = try store.load(id) } catch {
-            // With force, as runc: a half-made container (a folder, no record yet) is
-            // removed, and one that does not exist is already gone. Engines rely on it:
-            // podman calls `delete --force` after a `create` that failed.
+            // With force, as runc: a half-made container (a folder, no record yet: its
+            // create was killed) is removed, with the cgroup that create made and what runs
+            // in it; one that does not exist is already gone. Engines rely on it: podman
+            // calls `delete --force` after a `create` that failed.
             guard force else { throw error }
             try ContainerStore.validate(id: id)
-            if FileSystem.isDirectory(store.directory(id)) { try store.remove(id) }
+            if FileSystem.isDirectory(store.directory(id)) {
+                if let config = try? OCIConfig.load(bundle: store.directory(id)) {
+                    let path = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
+                    if let cgroup = try? Cgroup.existing(path: path) { cgroup.destroy() }
+                }
+                try store.remove(id)
+            }
             return
         }
         var status = store.status(of: record)

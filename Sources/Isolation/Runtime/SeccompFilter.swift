@@ -50,7 +50,8 @@ public struct SeccompFilter {
         instructions.append(.init(code: Self.returnConstant, jt: 0, jf: 0, k: 0x8000_0000))  // SECCOMP_RET_KILL_PROCESS
         instructions.append(.init(code: Self.loadWord, jt: 0, jf: 0, k: Self.offsetNumber))
         for rule in profile.syscalls ?? [] {
-            let action = try Self.action(rule.action, errno: rule.errnoRet ?? profile.defaultErrnoRet, profile: profile)
+            // A rule's errno defaults to EPERM, not to defaultErrnoRet (config-linux.md "errnoRet").
+            let action = try Self.action(rule.action, errno: rule.errnoRet, profile: profile)
             for name in rule.names {
                 let number = iso_syscall_number(name)
                 guard number >= 0 else { unknownNames.append(name); continue }

@@ -192,6 +192,10 @@ func cgroupFile(_ relativePath: String, controller: String, _ file: String) -> S
     return (try? String(contentsOfFile: dir.appending(file).string, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// A cgroupsPath of the project's, unique to this test process: others may run the same
+/// tests on the same machine at once.
+func conformanceCgroup(_ name: String) -> String { "isolation/conformance-\(getpid())-\(name)" }
+
 /// Whether the cgroup exists in any of this host's hierarchies.
 func cgroupExists(_ relativePath: String) -> Bool {
     guard let cgroup = try? Cgroup.existing(path: relativePath) else { return false }

@@ -20,7 +20,9 @@ struct ConformanceHooks {
         let folder = try TemporaryFolder("conf-hooks-log")
         defer { folder.remove() }
         let log = folder.path + "/hooks.log"
-        let bundle = try TestBundle(conformance: "hooks-ns", args: ["sh", "-c", "echo process >> /srv/order"]) { config in
+        let bundle = try TestBundle(conformance: "hooks-ns", args: ["sh", "-c", "echo process >> /srv/order; sleep 0.5"]) { config in
+            // (The process outlives start: poststart's state is then surely "running".)
+            config.annotations = ["org.example.hook": "seen"]
             config.hooks = OCIConfig.Hooks(
                 prestart: [Self.hostHook("prestart", log: log)],
                 createRuntime: [Self.hostHook("createRuntime", log: log)],
@@ -32,12 +34,12 @@ struct ConformanceHooks {
                 poststop: [Self.hostHook("poststop", log: log)])
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "hk"]).status == 0)
-        let pid = try #require(try bundle.pid("hk"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-hk"]).status == 0)
+        let pid = try #require(try bundle.pid("conf-hk"))
         let containerMnt = try #require(namespaceLink(pid, "mnt")), containerUTS = try #require(namespaceLink(pid, "uts"))
-        #expect(try bundle.runtime(["start", "hk"]).status == 0)
-        #expect(try bundle.waitFor("hk", "stopped"))
-        #expect(try bundle.runtime(["delete", "hk"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-hk"]).status == 0)
+        #expect(try bundle.waitFor("conf-hk", "stopped"))
+        #expect(try bundle.runtime(["delete", "conf-hk"]).status == 0)
 
         var lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
         let inside = try String(contentsOfFile: bundle.rootfs + "/srv/order", encoding: .utf8).split(separator: "\n").map(String.init)
@@ -58,8 +60,9 @@ struct ConformanceHooks {
             // The state: the whole JSON after "state=".
             let json = try #require(line.range(of: "state=").map { String(line[$0.upperBound...]) })
             let state = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(stage): \(json)")
-            #expect(state["id"] as? String == "hk" && state["bundle"] as? String == bundle.path, "\(stage): \(state)")
+            #expect(state["id"] as? String == "conf-hk" && state["bundle"] as? String == bundle.path, "\(stage): \(state)")
             #expect(state["ociVersion"] as? String != nil)
+            #expect(state["annotations"] as? [String: String] == ["org.example.hook": "seen"], "\(stage): \(state)")
             // prestart is deprecated; it once ran at start, and the OCI's validation suite
             // (hooks_stdin) and crun still give it `created`. The hooks that replaced it
             // see the truth, `creating`.
@@ -81,10 +84,10 @@ struct ConformanceHooks {
                 startContainer: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "read -r state; echo \"$state\" > /srv/start-state"])])
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "hpid"]).status == 0)
-        let pid = try #require(try bundle.pid("hpid"))
-        #expect(try bundle.runtime(["start", "hpid"]).status == 0)
-        #expect(try bundle.waitFor("hpid", "stopped"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-hpid"]).status == 0)
+        let pid = try #require(try bundle.pid("conf-hpid"))
+        #expect(try bundle.runtime(["start", "conf-hpid"]).status == 0)
+        #expect(try bundle.waitFor("conf-hpid", "stopped"))
         for file in [log, bundle.rootfs + "/srv/start-state"] {
             let text = try String(contentsOfFile: file, encoding: .utf8)
             let state = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
@@ -101,7 +104,7 @@ struct ConformanceHooks {
                                   env: ["HOOK_A=a", "HOOK_B=b c", "PATH=/usr/bin:/bin"])
         let bundle = try TestBundle(conformance: "hooks-args", args: ["true"]) { $0.hooks = OCIConfig.Hooks(createRuntime: [hook]) }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "ha"]).status == 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-ha"]).status == 0)
         let seen = try String(contentsOfFile: log, encoding: .utf8)
         #expect(seen == "zeroth|one|two words|HOOK_A=a HOOK_B=b c PATH=/usr/bin:/bin \n", "\(seen)")
     }
@@ -111,7 +114,7 @@ struct ConformanceHooks {
     func failingCreateHook(_ stage: String) throws {
         let failing = OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "exit 7"])
         let bundle = try TestBundle(conformance: "hooks-fail", args: ["sh", "-c", "echo ran > /srv/ran"]) { config in
-            config.linux?.cgroupsPath = "/isolation/conformance-hook-fail"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("hook-fail")
             switch stage {
             case "prestart": config.hooks = OCIConfig.Hooks(prestart: [failing])
             case "createRuntime": config.hooks = OCIConfig.Hooks(createRuntime: [failing])
@@ -119,10 +122,10 @@ struct ConformanceHooks {
             }
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["create", "--bundle", bundle.path, "hf"])
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "conf-hf"])
         #expect(result.status != 0 && result.stderr.contains("hooks.\(stage)[0]"), "\(result)")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/hf"))
-        #expect(!cgroupExists("isolation/conformance-hook-fail"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-hf"))
+        #expect(!cgroupExists(conformanceCgroup("hook-fail")))
         #expect(mounts(under: bundle.folder.path).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/ran"))
     }
@@ -133,11 +136,11 @@ struct ConformanceHooks {
             config.hooks = OCIConfig.Hooks(startContainer: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "exit 3"])])
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["run", "--bundle", bundle.path, "hs"])
+        let result = try bundle.runtime(["run", "--bundle", bundle.path, "conf-hs"])
         #expect(result.status != 0, "\(result)")
         #expect(result.stderr.contains("startContainer"), "the error names the hook: \(result)")
         #expect(!FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/ran"), "the process ran despite its failed startContainer hook")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/hs"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-hs"))
     }
 
     @Test("config.md#posix-platform-hooks: a failing poststop hook only warns; delete still deletes, and later hooks still run")
@@ -145,20 +148,20 @@ struct ConformanceHooks {
         let folder = try TemporaryFolder("conf-hooks-poststop")
         defer { folder.remove() }
         let bundle = try TestBundle(conformance: "hooks-poststop", args: ["true"]) { config in
-            config.linux?.cgroupsPath = "/isolation/conformance-poststop"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("poststop")
             config.hooks = OCIConfig.Hooks(poststop: [
                 OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "exit 9"]),
                 OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "touch \(folder.path)/second-ran"]),
             ])
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "hp"]).status == 0)
-        #expect(try bundle.runtime(["start", "hp"]).status == 0)
-        #expect(try bundle.waitFor("hp", "stopped"))
-        let result = try bundle.runtime(["delete", "hp"])
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-hp"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-hp"]).status == 0)
+        #expect(try bundle.waitFor("conf-hp", "stopped"))
+        let result = try bundle.runtime(["delete", "conf-hp"])
         #expect(result.status == 0 && result.stderr.contains("warning") && result.stderr.contains("poststop"), "\(result)")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/hp"))
-        #expect(!cgroupExists("isolation/conformance-poststop"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-hp"))
+        #expect(!cgroupExists(conformanceCgroup("poststop")))
         #expect(FileManager.default.fileExists(atPath: folder.path + "/second-ran"), "the hook after the failed one must still run")
     }
 }

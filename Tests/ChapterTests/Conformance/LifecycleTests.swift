@@ -16,13 +16,13 @@ struct ConformanceLifecycle {
             config.annotations = ["org.example.key": "value", "com.example.other": "2"]
         }
         defer { bundle.removeAll() }
-        let created = try bundle.runtime(["create", "--bundle", bundle.path, "st"])
+        let created = try bundle.runtime(["create", "--bundle", bundle.path, "conf-st"])
         #expect(created.status == 0, "\(created)")
         let config = try OCIConfig.load(bundle: FilePath(bundle.path))
         func check(_ status: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
-            let state = try #require(try bundle.state("st"), sourceLocation: sourceLocation)
+            let state = try #require(try bundle.state("conf-st"), sourceLocation: sourceLocation)
             #expect(state["ociVersion"] as? String == config.ociVersion, sourceLocation: sourceLocation)
-            #expect(state["id"] as? String == "st", sourceLocation: sourceLocation)
+            #expect(state["id"] as? String == "conf-st", sourceLocation: sourceLocation)
             #expect(state["status"] as? String == status, "\(state)", sourceLocation: sourceLocation)
             #expect(state["bundle"] as? String == bundle.path, "the bundle's absolute path", sourceLocation: sourceLocation)
             #expect(state["annotations"] as? [String: String] == config.annotations, sourceLocation: sourceLocation)
@@ -32,13 +32,29 @@ struct ConformanceLifecycle {
         // The pid is the container's process as the host sees it: in the container's PID namespace, as its PID 1.
         #expect(namespaceLink(pid_t(pid), "pid") != namespaceLink(nil, "pid"))
         #expect(procStatus(pid_t(pid))["NSpid"]?.split(separator: " ").last == "1", "\(procStatus(pid_t(pid)))")
-        #expect(try bundle.runtime(["start", "st"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-st"]).status == 0)
         #expect(try check("running")["pid"] as? Int == pid)
         // Let the process end by itself: the container is stopped, and still there.
         FileManager.default.createFile(atPath: bundle.rootfs + "/srv/go", contents: nil)
-        #expect(try bundle.waitFor("st", "stopped"))
+        #expect(try bundle.waitFor("conf-st", "stopped"))
         let stopped = try check("stopped")
         #expect(stopped["pid"] == nil || stopped["pid"] as? Int == 0, "a stopped container has no process: \(stopped)")
+    }
+
+    @Test("runtime.md#state: bundle is the absolute path, also when create was given a relative one")
+    func relativeBundle() throws {
+        let bundle = try TestBundle(conformance: "relative")
+        defer { bundle.removeAll() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
+        process.arguments = ["--root", bundle.stateRoot, "create", "--bundle", "bundle", "conf-rel"]
+        process.currentDirectoryURL = URL(fileURLWithPath: bundle.folder.path)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(try bundle.state("conf-rel")?["bundle"] as? String == bundle.path)
     }
 
     @Test("runtime.md#create: the config is applied, but process.args only run at start")
@@ -49,8 +65,8 @@ struct ConformanceLifecycle {
             config.process?.rlimits = [OCIConfig.Rlimit(type: .openFiles, hard: 600, soft: 300)]
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "cr"]).status == 0)
-        let pid = try #require(try bundle.pid("cr"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-cr"]).status == 0)
+        let pid = try #require(try bundle.pid("conf-cr"))
         usleep(300_000)
         #expect(!FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/runs"), "the process ran before start")
         // Everything but the process is in place already: namespaces, limits, root.
@@ -60,7 +76,7 @@ struct ConformanceLifecycle {
         #expect(limits.split(separator: "\n").contains { $0.hasPrefix("Max open files") && $0.split(separator: " ").dropFirst(3).prefix(2) == ["300", "600"] }, "\(limits)")
         // pivot_root is done at create: the init's root is the bundle's (/probe is there, not on the host).
         #expect(FileManager.default.fileExists(atPath: "/proc/\(pid)/root/probe") && !FileManager.default.fileExists(atPath: "/probe"))
-        #expect(try bundle.runtime(["start", "cr"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-cr"]).status == 0)
         #expect(awaitLine(bundle.rootfs + "/srv/runs") == "ran\n")
     }
 
@@ -69,18 +85,18 @@ struct ConformanceLifecycle {
         let bundle = try TestBundle(conformance: "dup", args: ["sh", "-c", "echo first >> /srv/runs; exec sleep 30"])
         defer { bundle.removeAll() }
         let other = try TestBundle(conformance: "dup-other", args: ["sh", "-c", "echo second >> /srv/runs; exec sleep 30"]) { config in
-            config.linux?.cgroupsPath = "/isolation/conformance-dup-other"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("dup-other")
         }
         defer { other.folder.remove() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "dup"]).status == 0)
-        let before = try #require(try bundle.state("dup"))
-        let again = try bundle.runtime(["create", "--bundle", other.path, "dup"])
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-dup"]).status == 0)
+        let before = try #require(try bundle.state("conf-dup"))
+        let again = try bundle.runtime(["create", "--bundle", other.path, "conf-dup"])
         #expect(again.status != 0 && again.stderr.contains("already exists"), "\(again)")
-        #expect(!cgroupExists("isolation/conformance-dup-other"), "the refused create made a cgroup")
-        let after = try #require(try bundle.state("dup"))
+        #expect(!cgroupExists(conformanceCgroup("dup-other")), "the refused create made a cgroup")
+        let after = try #require(try bundle.state("conf-dup"))
         #expect(after["pid"] as? Int == before["pid"] as? Int && after["status"] as? String == "created")
         #expect(after["bundle"] as? String == bundle.path)
-        #expect(try bundle.runtime(["start", "dup"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-dup"]).status == 0)
         #expect(awaitLine(bundle.rootfs + "/srv/runs") == "first\n")
         #expect(!FileManager.default.fileExists(atPath: other.rootfs + "/srv/runs"))
     }
@@ -89,17 +105,17 @@ struct ConformanceLifecycle {
     func startNotCreated() throws {
         let bundle = try TestBundle(conformance: "start", args: ["sh", "-c", "echo ran >> /srv/runs; exec sleep 30"])
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "s1"]).status == 0)
-        #expect(try bundle.runtime(["start", "s1"]).status == 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-s1"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-s1"]).status == 0)
         #expect(awaitLine(bundle.rootfs + "/srv/runs") == "ran\n")
-        let running = try bundle.runtime(["start", "s1"])
+        let running = try bundle.runtime(["start", "conf-s1"])
         #expect(running.status != 0 && running.stderr.contains("running"), "\(running)")
-        #expect(try bundle.state("s1")?["status"] as? String == "running")
-        #expect(try bundle.runtime(["kill", "s1", "KILL"]).status == 0)
-        #expect(try bundle.waitFor("s1", "stopped"))
-        let stopped = try bundle.runtime(["start", "s1"])
+        #expect(try bundle.state("conf-s1")?["status"] as? String == "running")
+        #expect(try bundle.runtime(["kill", "conf-s1", "KILL"]).status == 0)
+        #expect(try bundle.waitFor("conf-s1", "stopped"))
+        let stopped = try bundle.runtime(["start", "conf-s1"])
         #expect(stopped.status != 0 && stopped.stderr.contains("stopped"), "\(stopped)")
-        #expect(try bundle.state("s1")?["status"] as? String == "stopped")
+        #expect(try bundle.state("conf-s1")?["status"] as? String == "stopped")
         usleep(200_000)
         #expect(try String(contentsOfFile: bundle.rootfs + "/srv/runs", encoding: .utf8) == "ran\n")
     }
@@ -109,22 +125,22 @@ struct ConformanceLifecycle {
         let script = "trap 'echo USR1 > /srv/signal; exit 3' USR1; echo ready > /srv/ready; while :; do sleep 0.05; done"
         let bundle = try TestBundle(conformance: "kill", args: ["sh", "-c", script])
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "k1"]).status == 0)
-        #expect(try bundle.runtime(["start", "k1"]).status == 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-k1"]).status == 0)
+        #expect(try bundle.runtime(["start", "conf-k1"]).status == 0)
         #expect(awaitLine(bundle.rootfs + "/srv/ready") == "ready\n")
-        #expect(try bundle.runtime(["kill", "k1", "USR1"]).status == 0)
-        #expect(try bundle.waitFor("k1", "stopped"))
+        #expect(try bundle.runtime(["kill", "conf-k1", "USR1"]).status == 0)
+        #expect(try bundle.waitFor("conf-k1", "stopped"))
         #expect(try String(contentsOfFile: bundle.rootfs + "/srv/signal", encoding: .utf8) == "USR1\n", "the process's own handler ran")
-        let again = try bundle.runtime(["kill", "k1", "KILL"])
+        let again = try bundle.runtime(["kill", "conf-k1", "KILL"])
         #expect(again.status != 0 && again.stderr.contains("stopped"), "\(again)")
-        #expect(try bundle.state("k1")?["status"] as? String == "stopped")
+        #expect(try bundle.state("conf-k1")?["status"] as? String == "stopped")
 
         // A created container: its init is signalled before it ever ran the process.
         try FileManager.default.removeItem(atPath: bundle.rootfs + "/srv/ready")
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "k2"]).status == 0)
-        #expect(try bundle.runtime(["kill", "k2", "9"]).status == 0)
-        #expect(try bundle.waitFor("k2", "stopped"))
-        #expect(try bundle.runtime(["start", "k2"]).status != 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-k2"]).status == 0)
+        #expect(try bundle.runtime(["kill", "conf-k2", "9"]).status == 0)
+        #expect(try bundle.waitFor("conf-k2", "stopped"))
+        #expect(try bundle.runtime(["start", "conf-k2"]).status != 0)
         usleep(100_000)
         #expect(!FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/ready"), "a killed created container ran its process")
     }
@@ -132,29 +148,70 @@ struct ConformanceLifecycle {
     @Test("runtime.md#delete: created and running containers cannot be deleted; a stopped one loses everything create made")
     func delete() throws {
         let bundle = try TestBundle(conformance: "delete", args: ["sh", "-c", "exec sleep 30"]) { config in
-            config.linux?.cgroupsPath = "/isolation/conformance-delete"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("delete")
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "d1"]).status == 0)
-        let pid = try #require(try bundle.pid("d1"))
-        #expect(cgroupExists("isolation/conformance-delete"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-d1"]).status == 0)
+        let pid = try #require(try bundle.pid("conf-d1"))
+        #expect(cgroupExists(conformanceCgroup("delete")))
         for status in ["created", "running"] {
-            if status == "running" { #expect(try bundle.runtime(["start", "d1"]).status == 0) }
-            let refused = try bundle.runtime(["delete", "d1"])
+            if status == "running" { #expect(try bundle.runtime(["start", "conf-d1"]).status == 0) }
+            let refused = try bundle.runtime(["delete", "conf-d1"])
             #expect(refused.status != 0 && refused.stderr.contains(status), "\(refused)")
-            #expect(try bundle.state("d1")?["status"] as? String == status)
+            #expect(try bundle.state("conf-d1")?["status"] as? String == status)
             #expect(Glibc.kill(pid, 0) == 0, "delete of a \(status) container killed its process")
-            #expect(cgroupExists("isolation/conformance-delete"))
+            #expect(cgroupExists(conformanceCgroup("delete")))
         }
-        #expect(try bundle.runtime(["kill", "d1", "KILL"]).status == 0)
-        #expect(try bundle.waitFor("d1", "stopped"))
-        #expect(try bundle.runtime(["delete", "d1"]).status == 0)
-        #expect(!cgroupExists("isolation/conformance-delete"), "delete must remove the cgroup create made")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/d1"))
-        let gone = try bundle.runtime(["state", "d1"])
+        #expect(try bundle.runtime(["kill", "conf-d1", "KILL"]).status == 0)
+        #expect(try bundle.waitFor("conf-d1", "stopped"))
+        #expect(try bundle.runtime(["delete", "conf-d1"]).status == 0)
+        #expect(!cgroupExists(conformanceCgroup("delete")), "delete must remove the cgroup create made")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-d1"))
+        let gone = try bundle.runtime(["state", "conf-d1"])
         #expect(gone.status != 0 && gone.stderr.contains("does not exist"), "\(gone)")
         // The ID is free again.
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "d1"]).status == 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-d1"]).status == 0)
+    }
+
+    @Test("runtime.md#delete: a container whose create was killed half-way is removed by delete --force, with its cgroup and init")
+    func deleteHalfMade() throws {
+        let path = conformanceCgroup("half-made")
+        let folder = try TemporaryFolder("conf-half-made-hook")
+        let hookPID = folder.path + "/hook.pid"
+        let bundle = try TestBundle(conformance: "half-made") { config in
+            config.linux?.cgroupsPath = "/" + path
+            // create waits in this hook, after the cgroup and the init exist, before its record.
+            config.hooks = OCIConfig.Hooks(createRuntime: [OCIConfig.Hook(path: "/bin/sh", args: ["sh", "-c", "echo $$ > \(hookPID); exec sleep 30"])])
+        }
+        defer {
+            // The hook outlives the killed create: it is ours to end.
+            if let pid = (try? String(contentsOfFile: hookPID, encoding: .utf8)).flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                Glibc.kill(pid, SIGKILL)
+            }
+            folder.remove()
+            bundle.removeAll()
+        }
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: product("chapter-04"))
+        create.arguments = ["--root", bundle.stateRoot, "create", "--bundle", bundle.path, "conf-half"]
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        var members: [pid_t] = []
+        for _ in 0..<500 where members.isEmpty {
+            members = (try? Cgroup.existing(path: path))?.processes() ?? []
+            if members.isEmpty { usleep(10_000) }
+        }
+        Glibc.kill(create.processIdentifier, SIGKILL)
+        create.waitUntilExit()
+        try #require(!members.isEmpty, "the init never joined its cgroup")
+        #expect(try bundle.runtime(["delete", "--force", "conf-half"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-half"))
+        #expect(!cgroupExists(path), "delete --force left the half-made container's cgroup")
+        // Gone, or a zombie waiting for whoever inherited it from the killed create.
+        func alive(_ pid: pid_t) -> Bool { ProcessInfoStat(pid: pid).map { $0.state != "Z" && $0.state != "X" } ?? false }
+        for _ in 0..<100 where members.contains(where: alive) { usleep(10_000) }
+        for pid in members { #expect(!alive(pid), "the init \(pid) survived: \(String(describing: ProcessInfoStat(pid: pid)?.state))") }
     }
 
     @Test("runtime.md#operations: state, start, kill and delete of an unknown ID are errors that change nothing")
@@ -162,29 +219,29 @@ struct ConformanceLifecycle {
         let bundle = try TestBundle(conformance: "unknown")
         defer { bundle.removeAll() }
         // Another container exists: the error is about the ID, not an empty runtime.
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "known"]).status == 0)
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-known"]).status == 0)
         for command in [["state", "ghost"], ["start", "ghost"], ["kill", "ghost", "KILL"], ["delete", "ghost"]] {
             let result = try bundle.runtime(command)
             #expect(result.status != 0 && result.stderr.contains("'ghost' does not exist"), "\(command): \(result)")
             #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/ghost"))
         }
-        #expect(try bundle.state("known")?["status"] as? String == "created")
+        #expect(try bundle.state("conf-known")?["status"] as? String == "created")
     }
 
     @Test("runtime.md#errors: a create that fails at any step leaves no container, cgroup or mount behind")
     func failedCreate() throws {
         // The failure comes late: after the cgroup, the namespaces and the mounts.
         let bundle = try TestBundle(conformance: "failed") { config in
-            config.linux?.cgroupsPath = "/isolation/conformance-failed"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("failed")
             config.linux?.sysctl = ["kernel.no_such_sysctl_here": "1"]
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["create", "--bundle", bundle.path, "f1"])
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "conf-f1"])
         #expect(result.status != 0 && result.stderr.contains("kernel.no_such_sysctl_here"), "\(result)")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/f1"))
-        #expect(!cgroupExists("isolation/conformance-failed"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-f1"))
+        #expect(!cgroupExists(conformanceCgroup("failed")))
         #expect(mounts(under: bundle.folder.path).isEmpty)
-        let state = try bundle.runtime(["state", "f1"])
+        let state = try bundle.runtime(["state", "conf-f1"])
         #expect(state.status != 0 && state.stderr.contains("does not exist"))
     }
 }

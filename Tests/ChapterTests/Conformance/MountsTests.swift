@@ -20,7 +20,7 @@ struct ConformanceMounts {
         let bundle = try TestBundle(conformance: "root", args: ["/probe"]) { $0.root = OCIConfig.Root(path: "rootfs", readonly: readonly) }
         defer { bundle.removeAll() }
         try bundle.probeExtra("echo written > /written 2>/dev/null && echo write=ok || echo write=refused\n")
-        let (result, seen) = try bundle.probe("root")
+        let (result, seen) = try bundle.probe("conf-root")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["write"] == (readonly ? "refused" : "ok"), "\(seen)")
         #expect(FileManager.default.fileExists(atPath: bundle.rootfs + "/written") == !readonly)
@@ -51,7 +51,7 @@ struct ConformanceMounts {
         touch /srv/data-rw/x 2>/dev/null && echo data-rw=writable || echo data-rw=readonly
         echo "tmp=$(stat -c %a /srv/tmp)"
         """)
-        let (result, seen) = try bundle.probe("mounts")
+        let (result, seen) = try bundle.probe("conf-mounts")
         #expect(result.status == 0 && seen.complete, "\(result)")
         let expected: [(String, String, Set<String>)] = [
             ("/proc", "proc", []), ("/dev", "tmpfs", ["nosuid"]), ("/dev/pts", "devpts", ["nosuid", "noexec"]),
@@ -99,7 +99,7 @@ struct ConformanceMounts {
         [ -e /srv/bind/sub/marker ] && echo bind=sees-submount || echo bind=no-submount
         [ -e /srv/rbind/sub/marker ] && echo rbind=sees-submount || echo rbind=no-submount
         """)
-        let (result, seen) = try bundle.probe("rbind")
+        let (result, seen) = try bundle.probe("conf-rbind")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["bind"] == "no-submount" && seen["rbind"] == "sees-submount", "\(seen)")
         #expect(seen.mount(at: "/srv/rbind/sub")?.fileSystemType == "tmpfs")
@@ -119,7 +119,7 @@ struct ConformanceMounts {
         }
         defer { bundle.removeAll() }
         try FileManager.default.createDirectory(atPath: bundle.path + "/tree", withIntermediateDirectories: true)
-        let (result, seen) = try bundle.probe("prop")
+        let (result, seen) = try bundle.probe("conf-prop")
         #expect(result.status == 0 && seen.complete, "\(result)")
         let shared = try #require(seen.mount(at: "/srv/shared"), "\(seen.all("mountinfo"))")
         let group = try #require(shared.propagation.first { $0.hasPrefix("shared:") }, "\(shared)").dropFirst("shared:".count)
@@ -145,13 +145,34 @@ struct ConformanceMounts {
         try FileManager.default.createSymbolicLink(atPath: bundle.rootfs + "/abs", withDestinationPath: "/srv/real")
         try FileManager.default.createSymbolicLink(atPath: bundle.rootfs + "/srv/rel", withDestinationPath: "../srv/real2")
         let hostHadSrvReal = FileManager.default.fileExists(atPath: "/srv/real")
-        let (result, seen) = try bundle.probe("sym")
+        let (result, seen) = try bundle.probe("conf-sym")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen.superOptions(at: "/srv/real/t").contains("size=1024k"), "\(seen.all("mountinfo"))")
         #expect(seen.superOptions(at: "/srv/real2/t").contains("size=2048k"), "\(seen.all("mountinfo"))")
         #expect(seen.superOptions(at: "/srv/new/deeper/t").contains("size=3072k"))
         #expect(FileManager.default.fileExists(atPath: "/srv/real") == hostHadSrvReal, "a mount point was made on the host")
         #expect(FileManager.default.fileExists(atPath: bundle.rootfs + "/srv/real/t"))
+    }
+
+    @Test("config.md#mounts: an ID-mapped mount is mapped, or refused with a clear error — never mounted unmapped")
+    func idMappedMount() throws {
+        let bundle = try TestBundle(conformance: "idmap", args: ["/probe"]) { config in
+            config.mounts! += [OCIConfig.Mount(destination: "/srv/mapped", type: "bind", source: "data", options: ["bind", "idmap"],
+                                               uidMappings: [OCIConfig.IDMapping(containerID: 0, hostID: 0, size: 1), OCIConfig.IDMapping(containerID: 4000, hostID: 1000, size: 1)],
+                                               gidMappings: [OCIConfig.IDMapping(containerID: 0, hostID: 0, size: 1), OCIConfig.IDMapping(containerID: 4000, hostID: 1000, size: 1)])]
+        }
+        defer { bundle.removeAll() }
+        try FileManager.default.createDirectory(atPath: bundle.path + "/data", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: bundle.path + "/data/owned", contents: nil)
+        chown(bundle.path + "/data/owned", 1000, 1000)
+        try bundle.probeExtra("echo \"owner=$(stat -c %u:%g /srv/mapped/owned)\"\n")
+        let (result, seen) = try bundle.probe("conf-idmap")
+        if result.status == 0 {
+            #expect(seen["owner"] == "4000:4000", "host 1000 is 4000 through the mount's mapping: \(seen)")
+        } else {
+            #expect(result.stderr.contains("mounts[") && result.stderr.contains("ID-mapped"), "\(result)")
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-idmap"))
+        }
     }
 
     @Test("config.md#mounts: mounts are made in order — a later one stacks on an earlier one")
@@ -165,7 +186,7 @@ struct ConformanceMounts {
         }
         defer { bundle.removeAll() }
         try bundle.probeExtra("[ -d /srv/a/b ] && echo b=visible || echo b=hidden\n")
-        let (result, seen) = try bundle.probe("order")
+        let (result, seen) = try bundle.probe("conf-order")
         #expect(result.status == 0 && seen.complete, "\(result)")
         let stack = seen.mounts.filter { $0.mountPoint.hasPrefix("/srv/a") }
         #expect(stack.map(\.source) == ["first", "second", "third"], "\(stack)")
@@ -176,13 +197,13 @@ struct ConformanceMounts {
     }
 
     @Test("config-linux.md#rootfs-mount-propagation: the root's propagation in the container's mount table",
-          arguments: ["rprivate", "shared", "rslave", "runbindable"])
+          arguments: ["shared", "rslave", "runbindable"])
     func rootfsPropagation(_ propagation: String) throws {
         let bundle = try TestBundle(conformance: "rootprop", args: ["/probe"]) { config in
             config.linux?.rootfsPropagation = OCIConfig.RootfsPropagation(rawValue: propagation)
         }
         defer { bundle.removeAll() }
-        let (result, seen) = try bundle.probe("rp")
+        let (result, seen) = try bundle.probe("conf-rp")
         #expect(result.status == 0 && seen.complete, "\(result)")
         let root = try #require(seen.mount(at: "/"), "\(seen.all("mountinfo"))")
         switch propagation {
@@ -208,7 +229,7 @@ struct ConformanceMounts {
         touch /srv/secrets/new 2>/dev/null && echo folder-write=ok || echo folder-write=refused
         [ -e /srv/does-not-exist ] && echo missing=made || echo missing=absent
         """)
-        let (result, seen) = try bundle.probe("masked")
+        let (result, seen) = try bundle.probe("conf-masked")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["file"] == "[]" && seen["folder"] == "[]", "\(seen)")
         #expect(seen["file-after-write"] == "[]" && seen["folder-write"] == "refused", "\(seen)")
@@ -232,7 +253,7 @@ struct ConformanceMounts {
         echo x >> /srv/ro-file 2>/dev/null && echo ro-file-write=ok || echo ro-file-write=refused
         touch /srv/rw/new 2>/dev/null && echo rw-write=ok || echo rw-write=refused
         """)
-        let (result, seen) = try bundle.probe("ro")
+        let (result, seen) = try bundle.probe("conf-ro")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["read"] == "content" && seen["read-file"] == "single", "\(seen)")
         #expect(seen["ro-write"] == "refused" && seen["ro-file-write"] == "refused" && seen["rw-write"] == "ok", "\(seen)")

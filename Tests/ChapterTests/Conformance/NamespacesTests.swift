@@ -19,14 +19,14 @@ struct ConformanceNamespaces {
         let all: [OCIConfig.NamespaceType] = [.pid, .network, .ipc, .uts, .mount, .cgroup] + (hasTimeNamespaces ? [.time] : [])
         let bundle = try TestBundle(conformance: "ns-new") { $0.linux?.namespaces = all.map { OCIConfig.Namespace(type: $0) } }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "all"]).status == 0)
-        let allPID = try #require(try bundle.pid("all"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-all"]).status == 0)
+        let allPID = try #require(try bundle.pid("conf-all"))
         var only = try OCIConfig.load(bundle: FilePath(bundle.path))
         only.linux?.namespaces = [OCIConfig.Namespace(type: .mount)]
         only.hostname = nil
         try bundle.write(only)
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "mnt-only"]).status == 0)
-        let onlyPID = try #require(try bundle.pid("mnt-only"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-mnt-only"]).status == 0)
+        let onlyPID = try #require(try bundle.pid("conf-mnt-only"))
         for (type, name) in namespaceProcNames {
             let host = namespaceLink(nil, name)
             if all.contains(type) {
@@ -47,16 +47,16 @@ struct ConformanceNamespaces {
             config.linux?.namespaces = [.pid, .network, .ipc, .uts, .mount, .cgroup].map { OCIConfig.Namespace(type: $0) }
         }
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "first"]).status == 0)
-        let first = try #require(try bundle.pid("first"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-first"]).status == 0)
+        let first = try #require(try bundle.pid("conf-first"))
         var joiner = try OCIConfig.load(bundle: FilePath(bundle.path))
         let joined: [(OCIConfig.NamespaceType, String)] = [(.pid, "pid"), (.network, "net"), (.ipc, "ipc"), (.uts, "uts"), (.cgroup, "cgroup")]
         joiner.linux?.namespaces = joined.map { OCIConfig.Namespace(type: $0.0, path: "/proc/\(first)/ns/\($0.1)") } + [OCIConfig.Namespace(type: .mount)]
         joiner.hostname = nil
         try bundle.write(joiner)
-        let created = try bundle.runtime(["create", "--bundle", bundle.path, "second"])
+        let created = try bundle.runtime(["create", "--bundle", bundle.path, "conf-second"])
         #expect(created.status == 0, "\(created)")
-        let second = try #require(try bundle.pid("second"))
+        let second = try #require(try bundle.pid("conf-second"))
         for (_, name) in joined {
             #expect(namespaceLink(second, name) == namespaceLink(first, name), "\(name) was not joined")
         }
@@ -64,6 +64,36 @@ struct ConformanceNamespaces {
         // In the first container's PID namespace, the second's init is not PID 1.
         let nspid = procStatus(second)["NSpid"]?.split(separator: " ") ?? []
         #expect(nspid.count == 2 && nspid.last != "1", "\(nspid)")
+    }
+
+    @Test("config-linux.md#namespaces: a user namespace given by path is joined, with its mappings",
+          .enabled(if: hasUserNamespaces, "this kernel allows no user namespaces"))
+    func joinUserByPath() throws {
+        let bundle = try TestBundle(conformance: "ns-join-user") { config in
+            config.linux?.namespaces?.append(OCIConfig.Namespace(type: .user))
+            config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 210_000, size: 65536)]
+            config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 210_000, size: 65536)]
+        }
+        defer { bundle.removeAll() }
+        let first = try bundle.runtime(["create", "--bundle", bundle.path, "conf-first"])
+        try #require(first.status == 0, "\(first)")
+        let firstPID = try #require(try bundle.pid("conf-first"))
+        var joiner = try OCIConfig.load(bundle: FilePath(bundle.path))
+        joiner.linux?.namespaces = [OCIConfig.Namespace(type: .user, path: "/proc/\(firstPID)/ns/user"),
+                                    OCIConfig.Namespace(type: .network, path: "/proc/\(firstPID)/ns/net"),
+                                    OCIConfig.Namespace(type: .pid), OCIConfig.Namespace(type: .ipc), OCIConfig.Namespace(type: .uts),
+                                    OCIConfig.Namespace(type: .mount)]
+        joiner.linux?.uidMappings = nil
+        joiner.linux?.gidMappings = nil
+        try bundle.write(joiner)
+        let second = try bundle.runtime(["create", "--bundle", bundle.path, "conf-second"])
+        #expect(second.status == 0, "\(second)")
+        let secondPID = try #require(try bundle.pid("conf-second"))
+        #expect(namespaceLink(secondPID, "user") == namespaceLink(firstPID, "user"))
+        #expect(namespaceLink(secondPID, "net") == namespaceLink(firstPID, "net"))
+        #expect(namespaceLink(secondPID, "uts") != namespaceLink(firstPID, "uts"))
+        // Root inside the joined namespace is its mapped ID on the host.
+        #expect(procStatus(secondPID)["Uid"] == "210000 210000 210000 210000", "\(procStatus(secondPID))")
     }
 
     @Test("config-linux.md#namespaces: a mount namespace given by path is joined: the container sees that namespace's mounts",
@@ -93,7 +123,7 @@ struct ConformanceNamespaces {
         config.linux?.namespaces = namespaces
         try bundle.write(config)
         // One container only: its pivot_root happens in the joined namespace, for the holder too.
-        let (pid, seen) = try bundle.startProbe("joined")
+        let (pid, seen) = try bundle.startProbe("conf-joined")
         #expect(namespaceLink(pid, "mnt") == namespaceLink(holderPID, "mnt"), "the mount namespace was not joined")
         #expect(seen.complete, "\(seen)")
         #expect(seen.mount(at: "/srv/held")?.source == "held-by-holder", "the holder's mount, seen inside: \(seen.all("mountinfo"))")
@@ -102,15 +132,15 @@ struct ConformanceNamespaces {
     @Test("config-linux.md#namespaces: a path to a namespace of another type is an error that leaves nothing")
     func wrongTypePath() throws {
         let bundle = try TestBundle(conformance: "ns-wrong") { config in
-            config.linux?.cgroupsPath = "/isolation/conformance-ns-wrong"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("ns-wrong")
             let namespaces = (config.linux?.namespaces ?? []).map { $0.type == .network ? OCIConfig.Namespace(type: .network, path: "/proc/self/ns/uts") : $0 }
             config.linux?.namespaces = namespaces
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["create", "--bundle", bundle.path, "wrong"])
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "conf-wrong"])
         #expect(result.status != 0 && result.stderr.contains("/proc/self/ns/uts"), "\(result)")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/wrong"))
-        #expect(!cgroupExists("isolation/conformance-ns-wrong"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-wrong"))
+        #expect(!cgroupExists(conformanceCgroup("ns-wrong")))
     }
 
     @Test("config-linux.md#namespaces: the same type twice is an error")
@@ -119,9 +149,9 @@ struct ConformanceNamespaces {
             config.linux?.namespaces?.append(OCIConfig.Namespace(type: .network))
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["create", "--bundle", bundle.path, "dup"])
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "conf-dup"])
         #expect(result.status != 0 && result.stderr.contains("network"), "\(result)")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/dup"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-dup"))
     }
 
     @Test("config-linux.md#user-namespace-mappings: uid_map and gid_map as configured; root inside is the mapped ID outside",
@@ -133,7 +163,7 @@ struct ConformanceNamespaces {
             config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 300_000, size: 65536)]
         }
         defer { bundle.removeAll() }
-        let (pid, seen) = try bundle.startProbe("userns")
+        let (pid, seen) = try bundle.startProbe("conf-userns")
         #expect(seen.complete, "\(seen)")
         #expect(seen["Uid"] == "0 0 0 0" && seen["Gid"] == "0 0 0 0", "\(seen)")
         #expect(seen["ns.user"] != namespaceLink(nil, "user"))
@@ -157,7 +187,7 @@ struct ConformanceNamespaces {
         defer { bundle.removeAll() }
         try bundle.probeExtra("sed 's/^/timens=/' /proc/$$/timens_offsets; echo \"uptime=$(cut -d. -f1 /proc/uptime)\"\n")
         let hostUptime = Int(try String(contentsOfFile: "/proc/uptime", encoding: .utf8).split(separator: ".")[0])!
-        let (result, seen) = try bundle.probe("timens")
+        let (result, seen) = try bundle.probe("conf-timens")
         #expect(result.status == 0 && seen.complete, "\(result)")
         let offsets = Set(seen.all("timens").map { $0.split(separator: " ").filter { !$0.isEmpty }.joined(separator: " ") })
         #expect(offsets == ["monotonic 2000000 0", "boottime 1000000 0"], "\(seen.all("timens"))")
@@ -172,14 +202,14 @@ struct ConformanceNamespaces {
             if !(config.linux?.namespaces ?? []).contains(where: { $0.type == .cgroup }) {
                 config.linux?.namespaces?.append(OCIConfig.Namespace(type: .cgroup))
             }
-            config.linux?.cgroupsPath = "/isolation/conformance-cgroupns"
+            config.linux?.cgroupsPath = "/" + conformanceCgroup("cgroupns")
         }
         defer { bundle.removeAll() }
-        let (pid, seen) = try bundle.startProbe("cgns")
+        let (pid, seen) = try bundle.startProbe("conf-cgns")
         let inside = seen.all("cgroup")
         #expect(!inside.isEmpty && inside.allSatisfy { $0.hasSuffix(":/") }, "\(inside)")
         let outside = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8).split(separator: "\n")
-        #expect(outside.contains { $0.hasSuffix(":/isolation/conformance-cgroupns") }, "\(outside)")
+        #expect(outside.contains { $0.hasSuffix(":/" + conformanceCgroup("cgroupns")) }, "\(outside)")
     }
 
     @Test("config.md#hostname, #domainname: set in the container's UTS namespace; the host's names are unchanged")
@@ -191,7 +221,7 @@ struct ConformanceNamespaces {
             config.domainname = "conformance.example"
         }
         defer { bundle.removeAll() }
-        let (result, seen) = try bundle.probe("uts")
+        let (result, seen) = try bundle.probe("conf-uts")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["hostname"] == "conformance-host" && seen["domainname"] == "conformance.example", "\(seen)")
         #expect(seen["ns.uts"] != namespaceLink(nil, "uts"))

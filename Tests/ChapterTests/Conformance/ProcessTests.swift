@@ -6,6 +6,12 @@ import Isolation
 import SystemPackage
 import Testing
 
+#if arch(x86_64)
+let runsOnX86_64 = true
+#else
+let runsOnX86_64 = false
+#endif
+
 @Suite("Conformance: config.md#process", .serialized, .enabled(if: canProbe, "needs root and a static busybox"))
 struct ConformanceProcess {
     @Test("config.md#process: args, env and cwd reach execve exactly")
@@ -16,7 +22,7 @@ struct ConformanceProcess {
             config.process?.cwd = "/srv"
         }
         defer { bundle.removeAll() }
-        let (result, seen) = try bundle.probe("args")
+        let (result, seen) = try bundle.probe("conf-args")
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen.all("arg.0") == ["one"] && seen["arg.1"] == "two  words" && seen["arg.2"] == "" && seen["arg.3"] == "$HOME", "\(seen)")
         #expect(seen["arg.4"] == nil)
@@ -33,12 +39,12 @@ struct ConformanceProcess {
         try FileManager.default.createDirectory(atPath: bundle.rootfs + "/srv/bin", withIntermediateDirectories: true)
         try "#!/bin/sh\necho \"found=$0 $1\"\n".write(toFile: bundle.rootfs + "/srv/bin/only-here", atomically: false, encoding: .utf8)
         chmod(bundle.rootfs + "/srv/bin/only-here", 0o755)
-        let (result, seen) = try bundle.probe("path")
+        let (result, seen) = try bundle.probe("conf-path")
         #expect(result.status == 0 && seen["found"] == "/srv/bin/only-here x", "\(result)")
         var other = try OCIConfig.load(bundle: FilePath(bundle.path))
         other.process?.env = ["PATH=/bin"]
         try bundle.write(other)
-        let missing = try bundle.runtime(["run", "--bundle", bundle.path, "path2"])
+        let missing = try bundle.runtime(["run", "--bundle", bundle.path, "conf-path2"])
         #expect(missing.status != 0 && missing.stderr.contains("only-here"), "\(missing)")
     }
 
@@ -46,7 +52,7 @@ struct ConformanceProcess {
     func execProcess() throws {
         let bundle = try TestBundle(conformance: "exec", args: ["sleep", "30"])
         defer { bundle.removeAll() }
-        #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "ex"]).status == 0)
+        #expect(try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "conf-ex"]).status == 0)
         let caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
         let process = OCIConfig.Process(
             user: OCIConfig.User(uid: 1500, gid: 1600, umask: 0o077, additionalGids: [1700]),
@@ -59,7 +65,7 @@ struct ConformanceProcess {
         // The process object alone, as engines write it.
         let whole = try JSONSerialization.jsonObject(with: Data(json.encodedJSON())) as! [String: Any]
         try JSONSerialization.data(withJSONObject: whole["process"]!).write(to: URL(fileURLWithPath: file))
-        let result = try bundle.runtime(["exec", "--process", file, "ex"])
+        let result = try bundle.runtime(["exec", "--process", file, "conf-ex"])
         let seen = Observations(result.stdout)
         #expect(result.status == 0 && seen.complete, "\(result)")
         #expect(seen["Uid"] == "1500 1500 1500 1500" && seen["Gid"] == "1600 1600 1600 1600" && seen["Groups"]?.split(separator: " ") == ["1700"], "\(seen)")
@@ -70,7 +76,7 @@ struct ConformanceProcess {
         #expect(seen.limit("Max open files").map { [$0.soft, $0.hard] } == ["200", "400"])
         #expect(seen["NoNewPrivs"] == "1")
         // In the container's namespaces: the same as its init's.
-        let initPID = try #require(try bundle.pid("ex"))
+        let initPID = try #require(try bundle.pid("conf-ex"))
         for kind in ["pid", "net", "ipc", "uts", "mnt"] {
             #expect(seen["ns.\(kind)"] == namespaceLink(initPID, kind), "\(kind)")
         }
@@ -82,7 +88,7 @@ struct ConformanceProcess {
             config.process?.user = OCIConfig.User(uid: 1234, gid: 2345, umask: 0o027, additionalGids: [3456, 4567])
         }
         defer { bundle.removeAll() }
-        let (pid, seen) = try bundle.startProbe("user")
+        let (pid, seen) = try bundle.startProbe("conf-user")
         #expect(seen.complete, "\(seen)")
         #expect(seen["Uid"] == "1234 1234 1234 1234" && seen["Gid"] == "2345 2345 2345 2345", "\(seen)")
         #expect(seen["Groups"].map { Set($0.split(separator: " ")) } == ["3456", "4567"], "\(seen)")
@@ -111,26 +117,26 @@ struct ConformanceProcess {
         }
         defer { bundle.removeAll() }
         // Created: the init has taken the process's identity but not exec'd, so its sets are the config's.
-        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "caps"]).status == 0)
-        let initPID = try #require(try bundle.pid("caps"))
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-caps"]).status == 0)
+        let initPID = try #require(try bundle.pid("conf-caps"))
         let before = procStatus(initPID)
         #expect(capabilityMask(hex: before["CapBnd"]) == capabilityMask(caps.bounding!), "\(before)")
         #expect(capabilityMask(hex: before["CapEff"]) == capabilityMask(caps.effective!), "\(before)")
         #expect(capabilityMask(hex: before["CapPrm"]) == capabilityMask(caps.permitted!), "\(before)")
         #expect(capabilityMask(hex: before["CapInh"]) == capabilityMask(caps.inheritable!), "\(before)")
         #expect(capabilityMask(hex: before["CapAmb"]) == capabilityMask(caps.ambient!), "\(before)")
-        #expect(try bundle.runtime(["delete", "--force", "caps"]).status == 0)
+        #expect(try bundle.runtime(["delete", "--force", "conf-caps"]).status == 0)
 
         // After execve as uid 1000 (capabilities(7)): permitted and effective are the
         // ambient set; bounding and inheritable stay.
-        let (pid, seen) = try bundle.startProbe("caps2")
+        let (pid, seen) = try bundle.startProbe("conf-caps2")
         #expect(seen.complete, "\(seen)")
         for (set, names) in [("CapBnd", caps.bounding!), ("CapInh", caps.inheritable!), ("CapAmb", caps.ambient!),
                              ("CapPrm", caps.ambient!), ("CapEff", caps.ambient!)] {
             #expect(capabilityMask(hex: seen[set]) == capabilityMask(names), "\(set) inside: \(seen)")
             #expect(capabilityMask(hex: procStatus(pid)[set]) == capabilityMask(names), "\(set) from outside")
         }
-        #expect(seen["NoNewPrivs"] == "0", "noNewPrivileges false")
+        #expect(seen["NoNewPrivs"] == "0" && procStatus(pid)["NoNewPrivs"] == "0", "noNewPrivileges false, inside and out")
     }
 
     @Test("config.md#linux-process: root's capabilities after execve are the bounding set's, no more")
@@ -140,7 +146,7 @@ struct ConformanceProcess {
             config.process?.capabilities = OCIConfig.Capabilities(bounding: bounding, effective: bounding, permitted: bounding)
         }
         defer { bundle.removeAll() }
-        let (result, seen) = try bundle.probe("rootcaps")
+        let (result, seen) = try bundle.probe("conf-rootcaps")
         #expect(result.status == 0 && seen.complete, "\(result)")
         for set in ["CapBnd", "CapEff", "CapPrm"] {
             #expect(capabilityMask(hex: seen[set]) == capabilityMask(bounding), "\(set): \(seen)")
@@ -161,7 +167,7 @@ struct ConformanceProcess {
         ]
         let bundle = try TestBundle(conformance: "rlimits", args: probeThenSleep) { $0.process?.rlimits = limits }
         defer { bundle.removeAll() }
-        let (pid, seen) = try bundle.startProbe("rl")
+        let (pid, seen) = try bundle.startProbe("conf-rl")
         #expect(seen.complete, "\(seen)")
         let outside = Observations(((try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)) ?? "")
             .split(separator: "\n").map { "limit=" + $0 }.joined(separator: "\n"))
@@ -177,29 +183,66 @@ struct ConformanceProcess {
             config.process?.rlimits = [OCIConfig.Rlimit(type: .openFiles, hard: 700, soft: 333), OCIConfig.Rlimit(type: .openFiles, hard: 500, soft: 100)]
         }
         defer { bundle.removeAll() }
-        let result = try bundle.runtime(["create", "--bundle", bundle.path, "rd"])
+        let result = try bundle.runtime(["create", "--bundle", bundle.path, "conf-rd"])
         #expect(result.status != 0 && result.stderr.contains("RLIMIT_NOFILE"), "\(result)")
-        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/rd"))
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-rd"))
     }
 
     /// Lowering oom_score_adj below 0 needs CAP_SYS_RESOURCE, which this machine's root may lack.
-    static let scores = [0, 777] + (capabilityMask(hex: procStatus(getpid())["CapEff"]).map { $0 & (1 << 24) != 0 } == true ? [-500] : [])
+    static let scores = [777] + (capabilityMask(hex: procStatus(getpid())["CapEff"]).map { $0 & (1 << 24) != 0 } == true ? [-500] : [])
 
     @Test("config.md#linux-process: oomScoreAdj, inside and from outside", arguments: scores)
     func oomScoreAdj(_ score: Int) throws {
         let bundle = try TestBundle(conformance: "oom", args: probeThenSleep) { $0.process?.oomScoreAdj = score }
         defer { bundle.removeAll() }
-        let (pid, seen) = try bundle.startProbe("oom")
+        let (pid, seen) = try bundle.startProbe("conf-oom")
         #expect(seen["oom_score_adj"] == "\(score)", "\(seen)")
         #expect(try String(contentsOfFile: "/proc/\(pid)/oom_score_adj", encoding: .utf8) == "\(score)\n")
     }
 
-    @Test("config.md#linux-process: noNewPrivileges, as configured", arguments: [true, false])
-    func noNewPrivileges(_ value: Bool) throws {
-        let bundle = try TestBundle(conformance: "nnp", args: probeThenSleep) { $0.process?.noNewPrivileges = value }
+    @Test("config.md#linux-process: scheduler policy and nice, inside (/proc/$$/stat) and from outside", arguments: [
+        (OCIConfig.SchedulerPolicy.batch, 7, 3), (.idle, nil, 5),
+    ] as [(OCIConfig.SchedulerPolicy, Int32?, Int)])
+    func scheduler(_ policy: OCIConfig.SchedulerPolicy, _ nice: Int32?, _ number: Int) throws {
+        let bundle = try TestBundle(conformance: "sched", args: probeThenSleep) { config in
+            config.process?.scheduler = OCIConfig.Scheduler(policy: policy, nice: nice)
+        }
         defer { bundle.removeAll() }
-        let (pid, seen) = try bundle.startProbe("nnp")
-        #expect(seen["NoNewPrivs"] == (value ? "1" : "0"), "\(seen)")
-        #expect(procStatus(pid)["NoNewPrivs"] == (value ? "1" : "0"))
+        // stat(5): field 19 is nice, 41 the policy. (SCHED_IDLE has no nice.)
+        try bundle.probeExtra("echo \"sched=$(cut -d' ' -f19,41 /proc/$$/stat)\"\n")
+        let (pid, seen) = try bundle.startProbe("conf-sched")
+        #expect(seen["sched"] == "\(nice ?? 0) \(number)", "\(seen)")
+        let outside = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8).split(separator: " ")
+        #expect(outside.count > 40 && outside[18] == "\(nice ?? 0)" && outside[40] == "\(number)", "\(outside)")
+    }
+
+    @Test("config.md#linux-process: ioPriority class and level, as ionice sees them inside", arguments: [
+        (OCIConfig.IOPriorityClass.bestEffort, 6, "best-effort: prio 6"), (.idle, 0, "idle"),
+    ])
+    func ioPriority(_ ioClass: OCIConfig.IOPriorityClass, _ level: Int, _ expected: String) throws {
+        let bundle = try TestBundle(conformance: "ioprio", args: ["/probe"]) { config in
+            config.process?.ioPriority = OCIConfig.IOPriority(ioClass: ioClass, priority: level)
+        }
+        defer { bundle.removeAll() }
+        try bundle.probeExtra("echo \"ionice=$(ionice -p $$)\"\n")
+        let (result, seen) = try bundle.probe("conf-ioprio")
+        #expect(result.status == 0 && seen["ionice"] == expected, "\(result)")
+    }
+
+    @Test("config-linux.md#personality: LINUX32 makes uname report a 32-bit machine; flags are refused",
+          .enabled(if: runsOnX86_64, "the 32-bit personality is checked on x86_64"))
+    func personality() throws {
+        let bundle = try TestBundle(conformance: "persona", args: ["/probe"]) { config in
+            config.linux?.personality = OCIConfig.Personality(domain: .linux32)
+        }
+        defer { bundle.removeAll() }
+        try bundle.probeExtra("echo \"machine=$(uname -m)\"; echo \"persona=$(cat /proc/$$/personality)\"\n")
+        let (result, seen) = try bundle.probe("conf-persona")
+        #expect(result.status == 0 && seen["machine"] == "i686" && seen["persona"] == "00000008", "\(result)")
+        var flagged = try OCIConfig.load(bundle: FilePath(bundle.path))
+        flagged.linux?.personality = OCIConfig.Personality(domain: .linux, flags: ["SOME_FLAG"])
+        try bundle.write(flagged)
+        let refused = try bundle.runtime(["run", "--bundle", bundle.path, "conf-persona2"])
+        #expect(refused.status != 0 && refused.stderr.contains("personality"), "\(refused)")
     }
 }
