@@ -88,6 +88,12 @@ public struct RootFilesystem: Sendable {
         do {
             try build(at: staging, from: source, log: log)
             try matchOwner(of: cache, tree: staging)
+            if let text = try? FileSystem.readString(marker), text.contains("version=\(builderVersion)\n") {
+                // Another process built the same version meanwhile, and may be using it
+                // already: keep it, drop ours.
+                try? FileSystem.removeTree(staging)
+                return try validate(target)
+            }
             if FileSystem.exists(target) {
                 // An older version: move it aside first.
                 let old = cache.appending("rootfs-\(source.rawValue).old-\(getpid())")

@@ -6,6 +6,30 @@ import Testing
 
 @Suite("chapter-01: the chroot jail", .serialized, .enabled(if: isRoot, "chroot(2) and mounting /proc need root"))
 struct Chapter01Tests {
+    @Test("first runs at once: every run finds a whole root filesystem, while others still build theirs")
+    func firstRunsAtOnce() throws {
+        // Three fresh caches' worth of racing: each shell runs the chapter five times in a
+        // row. A builder that finished later must not take away the copy another run is
+        // already using (it once moved it aside to replace it, and a run in between found
+        // no root filesystem at all).
+        let folder = try TemporaryFolder("ch01-race")
+        defer { folder.remove() }
+        let loop = "for i in 1 2 3 4 5; do \"$0\" -- true || exit 1; done"
+        let runs = try (0..<3).map { _ in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", loop, product("chapter-01")]
+            process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ISOLATION_CACHE_DIR": folder.path + "/cache"]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        for process in runs { process.waitUntilExit() }
+        #expect(runs.allSatisfy { $0.terminationStatus == 0 }, "\(runs.map(\.terminationStatus))")
+        let left = try FileManager.default.contentsOfDirectory(atPath: folder.path + "/cache")
+        #expect(left == ["rootfs-\(RootFilesystem.preferredSource.rawValue)"], "no staging or old copies left: \(left)")
+    }
+
     @Test("a host file outside the rootfs is not reachable inside")
     func markerIsNotReachable() throws {
         let folder = try TemporaryFolder("marker")
