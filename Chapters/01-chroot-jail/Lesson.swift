@@ -14,6 +14,7 @@ struct Lesson: ParsableCommand {
     @Argument(parsing: .postTerminator, help: "The command to run in the jail.") var command: [String] = []
 
     func run() throws {
+        continueOnClosedOutput()
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-01") {
             let root = try options.prepare()

@@ -14,6 +14,7 @@ struct Lesson: ParsableCommand {
     @Argument(parsing: .postTerminator, help: "The command to run inside.") var command: [String] = []
 
     func run() throws {
+        continueOnClosedOutput()
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-02") {
             let (namespaces, root) = try options.prepare()

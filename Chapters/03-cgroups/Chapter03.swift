@@ -47,6 +47,7 @@ struct Demo: ParsableCommand {
     @Argument(parsing: .postTerminator, help: "A command to run under the limits.") var command: [String] = []
 
     func run() throws {
+        continueOnClosedOutput()
         var code: Int32 = 0
         reportingErrors("chapter-03") {
             // Every value is checked before anything is created.

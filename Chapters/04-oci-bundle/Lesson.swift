@@ -13,6 +13,7 @@ struct Lesson: ParsableCommand {
     var rootfs: String?
 
     func run() throws {
+        continueOnClosedOutput()
         let style = Style.standardOutput
         reportingErrors("chapter-04") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "a runtime creates namespaces, mounts and cgroups")])

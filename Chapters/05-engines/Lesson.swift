@@ -8,6 +8,7 @@ struct Lesson {
     let rootfs: FilePath
 
     func run() throws {
+        continueOnClosedOutput()
         say(style.bold("Chapter 05 · Adding a runtime"))
         say("Engines do not run containers: they write a bundle and call a runtime, through a small")
         say("monitor that stays with the container (podman: conmon; containerd: its shim). Any program")

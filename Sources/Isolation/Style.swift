@@ -63,6 +63,14 @@ public func environmentValue(_ name: String) -> String? {
 
 /// Writes a line to standard output at once (unbuffered), so that a parent's lines and
 /// its children's output appear in the order they happen, on a terminal or in a pipe.
+/// A lesson piped into `head` or `less` must still clean up when the reader quits early.
+/// With SIGPIPE ignored, a write to the closed pipe fails (EPIPE) instead of killing the
+/// lesson before its defers remove the container, its cgroup and its folders. Programs the
+/// lesson starts get the default back: the spawn shim resets SIGPIPE before execve.
+public func continueOnClosedOutput() {
+    signal(SIGPIPE, SIG_IGN)
+}
+
 public func say(_ text: String = "") {
     var line = text
     line += "\n"

@@ -458,6 +458,23 @@ struct Chapter04Tests {
         #expect(lines.contains("NoNewPrivs:\(noNewPrivileges ? 1 : 0)"))
     }
 
+    @Test("the lesson piped into a reader that stops early (head, less quit) still removes its bundle, state, container and cgroup")
+    func lessonIntoClosedPipe() throws {
+        func leftovers() -> Set<String> {
+            let temporary = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+            let folders = temporary.filter { $0.hasPrefix("isolation-bundle-") || $0.hasPrefix("isolation-state-") }
+            let cgroups = Cleanup.cgroupParents().flatMap { parent in
+                ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter { $0.hasPrefix("lesson-") }
+            }
+            return Set(folders + cgroups)
+        }
+        let before = leftovers()
+        // The shell waits for both ends of the pipe: when it returns, the lesson has ended.
+        let result = try run("/bin/sh", ["-c", "\"$0\" | head -c 300 > /dev/null", product("chapter-04")], environment: ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
+        #expect(result.status == 0, "\(result)")
+        #expect(leftovers().subtracting(before).isEmpty, "left behind: \(leftovers().subtracting(before))")
+    }
+
     @Test("the lesson: the bundle's config, the steps timed, created → running → stopped")
     func lesson() throws {
         let result = try run(product("chapter-04"), [], timeout: 60)

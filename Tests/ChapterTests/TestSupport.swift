@@ -80,7 +80,9 @@ func mounts(under path: String) -> [String] {
 
 /// The built-in root filesystem as chapters use it (built by the first chapter run).
 func builtInRootfs() throws -> String {
-    let result = try run(product("chapter-01"), ["--", "true"])
+    // The first call builds it; in the emulated VM lane several suites start by building it
+    // at once, which takes minutes there.
+    let result = try run(product("chapter-01"), ["--", "true"], timeout: 600)
     #expect(result.status == 0, "chapter-01 -- true: \(result)")
     return RootFilesystem.cacheDirectory().appending("rootfs-\(RootFilesystem.preferredSource.rawValue)").string
 }
