@@ -90,14 +90,7 @@ struct Init: ParsableCommand {
                 let isBind = mount.type == "bind" || (mount.options ?? []).contains { $0 == "bind" || $0 == "rbind" }
                 var source = mount.source ?? mount.type ?? "none"
                 if isBind && !source.hasPrefix("/") { source = bundlePath.appending(source).string }
-                if isBind && FileSystem.exists(FilePath(source)) && !FileSystem.isDirectory(FilePath(source)) {
-                    var parent = target
-                    parent.removeLastComponent()
-                    try FileSystem.makeDirectories(parent)
-                    if !FileSystem.exists(target) { try FileSystem.writeFile(target, "") }
-                } else {
-                    try FileSystem.makeDirectories(target)
-                }
+                try FileSystem.makeMountPoint(target, forFile: isBind && FileSystem.exists(FilePath(source)) && !FileSystem.isDirectory(FilePath(source)))
                 do { try applyMount(mount, source: source, target: target) } catch let error as Errno {
                     throw StageError(stage: "mounts[\(index)] \(mount.type ?? "bind") on \(mount.destination)", errno: error)
                 }

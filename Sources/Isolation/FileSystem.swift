@@ -30,6 +30,17 @@ public enum FileSystem {
     }
 
     /// `mkdir -p`.
+    /// What mount(2) needs at a target: a directory, or an empty file when a single file
+    /// is bind mounted onto it (a bind mount's target must be of the source's kind).
+    /// Missing parents are made.
+    public static func makeMountPoint(_ target: FilePath, forFile: Bool) throws {
+        guard forFile else { return try makeDirectories(target) }
+        var parent = target
+        parent.removeLastComponent()
+        try makeDirectories(parent)
+        if !exists(target) { try writeFile(target, "") }
+    }
+
     public static func makeDirectories(_ path: FilePath, mode: mode_t = 0o755) throws {
         var current = path.root.map { FilePath(root: $0) } ?? FilePath(".")
         for component in path.components {

@@ -106,14 +106,7 @@ public final class BundleSetup {
         let isBind = options.isBind || type == "bind"
         let sourceIsFile = isBind && FileSystem.exists(FilePath(source)) && !FileSystem.isDirectory(FilePath(source))
         try stage("create mount point \(target)") {
-            if sourceIsFile {
-                var parent = target
-                parent.removeLastComponent()
-                try FileSystem.makeDirectories(parent)
-                if !FileSystem.exists(target) { try FileSystem.writeFile(target, "") }
-            } else {
-                try FileSystem.makeDirectories(target)
-            }
+            try FileSystem.makeMountPoint(target, forFile: sourceIsFile)
         }
         let stageName = "mounts[\(index)] \(type) on \(mount.destination)"
         if type == "cgroup" || type == "cgroup2" {
