@@ -29,7 +29,6 @@ public enum FileSystem {
         }
     }
 
-    /// `mkdir -p`.
     /// What mount(2) needs at a target: a directory, or an empty file when a single file
     /// is bind mounted onto it (a bind mount's target must be of the source's kind).
     /// Missing parents are made.
@@ -41,12 +40,17 @@ public enum FileSystem {
         if !exists(target) { try writeFile(target, "") }
     }
 
+    /// `mkdir -p`: mkdir(2) for each missing component.
     public static func makeDirectories(_ path: FilePath, mode: mode_t = 0o755) throws {
-        var current = path.root.map { FilePath(root: $0) } ?? FilePath(".")
-        for component in path.components {
-            current.append(component)
-            try makeDirectory(current, mode: mode)
-        }
+        // From the end: usually the path, or all but its last component, exists already,
+        // and one mkdir(2) answers (a container's setup makes dozens of these).
+        if path.withPlatformString({ mkdir($0, mode) }) == 0 { return }
+        let error = currentErrno()
+        if error == .fileExists && isDirectory(path) { return }
+        var parent = path
+        guard error == .noSuchFileOrDirectory, parent.removeLastComponent(), !parent.isEmpty else { throw error }
+        try makeDirectories(parent, mode: mode)
+        try makeDirectory(path, mode: mode)
     }
 
     /// lstat(2)-based checks: they do not follow a final symlink unless said so.
