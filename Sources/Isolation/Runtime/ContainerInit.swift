@@ -27,6 +27,9 @@ extension Runtime {
             guard let process = config.process else { throw IsolationError("config.json has no process") }
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
+            // The runtime moves us into the container's cgroup while we start and read the
+            // config; nothing is set up before it says so.
+            guard readLine(continueFD) == "joined" else { throw IsolationError("the runtime did not move the init into the container's cgroup") }
             if let mount = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil }), let path = mount.path {
                 // We were cloned into our parent's mount namespace; the config's is joined
                 // here, and from now on every path (the rootfs, the mounts) is looked up in it.

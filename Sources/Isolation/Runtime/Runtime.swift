@@ -157,11 +157,14 @@ public struct Runtime {
             // A cgroup namespace's root is the cgroup its creator is in: the init makes it
             // itself (unshare), once we have moved it into the container's cgroup.
             spawn.namespaces = newKinds.subtracting(.cgroup)
-            spawn.waitForRelease = true
             // The maps need not cover our own IDs (host root's, also in a user namespace we
             // joined): the init becomes the namespace's root before execve, which would
-            // otherwise drop its capabilities.
+            // otherwise drop its capabilities. So it waits for the maps we write after the
+            // clone. Otherwise it starts at once: the program start of the init overlaps
+            // with the cgroup join below (whose first write waits for an RCU grace period,
+            // about 7 ms on cgroup v1), and the init waits for "joined" before its setup.
             spawn.becomeNamespaceRoot = newKinds.contains(.user) || joined.contains { $0.type == .user }
+            spawn.waitForRelease = spawn.becomeNamespaceRoot
             if let offsets = config.linux?.timeOffsets {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
@@ -189,9 +192,11 @@ public struct Runtime {
                     gidMap: (linux.gidMappings ?? []).map { IDMapping(inside: $0.containerID, outside: $0.hostID, count: $0.size) })
                 try map.write(to: child!.pid, narrate: narrate)
             }
-            narrate("echo \(child!.pid) > …/\(cgroup!.relativePath)/cgroup.procs", "join the cgroup before the init may run: no instant without limits")
+            narrate("echo \(child!.pid) > …/\(cgroup!.relativePath)/cgroup.procs", "join the cgroup before the init sets anything up: no instant without limits")
             try cgroup!.addProcess(child!.pid)
             try child!.release()
+            let joinedLine = Array("joined\n".utf8)
+            _ = joinedLine.withUnsafeBufferPointer { write(proceed.write, $0.baseAddress, $0.count) }
             lap("cgroup join")
 
             // The init's words: "hooks" once its mounts are made (before pivot_root), when the
