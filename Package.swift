@@ -121,7 +121,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ChapterTests",
-            dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["Isolation", "RuntimeCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "SystemPackage", package: "swift-system")]
         ),
         // Exercises/: what every exercise shares (exerciseTODO), one target per exercise
         // (the holes are in its Steps.swift, the reference in Solution/), and the checker.

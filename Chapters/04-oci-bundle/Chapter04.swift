@@ -20,7 +20,6 @@ struct Chapter04: ParsableCommand {
         defaultSubcommand: Lesson.self)
 
     static func main() {
-        RuntimeCommands.logCall()
-        main(RuntimeCommands.arguments())
+        RuntimeCommands.main(Chapter04.self)
     }
 }

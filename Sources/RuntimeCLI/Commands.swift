@@ -12,7 +12,7 @@ public enum RuntimeCommands {
     public static func arguments(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> [String] {
         let withValue: Set<String> = ["--root", "--log", "--log-format", "--criu", "--rootless"]
         let flags: Set<String> = ["--debug", "--systemd-cgroup"]
-        let names = Set(all.map { $0._commandName } + ["lesson", "help"])
+        let names = Set(commandNames + [ContainerInitCommand.name, "lesson", "help"])
         var globals: [String] = []
         var index = 0
         while index < arguments.count {
@@ -39,7 +39,7 @@ public enum RuntimeCommands {
     /// environment for it (podman's own calls carry almost no environment).
     public static func logCall(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
         // The container's init is this program again (`init …`, cloned by create): not a call.
-        if arguments.first == Init._commandName { return }
+        if arguments.first == ContainerInitCommand.name { return }
         var root = ContainerStore.defaultRoot.string
         for (index, word) in arguments.enumerated() {
             if word == "--root", index + 1 < arguments.count { root = arguments[index + 1]; break }
@@ -57,9 +57,13 @@ public enum RuntimeCommands {
         _ = bytes.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count) }
     }
 
+    /// The names of `all`, spelled out: asking each type for its name (`_commandName`)
+    /// costs a reflective cast per command at every start (a test keeps the two equal).
+    public static let commandNames = ["spec", "create", "start", "state", "kill", "delete", "run", "list", "ps", "pause", "resume", "exec"]
+
     public static let all: [ParsableCommand.Type] = [
         Spec.self, Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self,
-        List.self, Ps.self, Pause.self, Resume.self, Exec.self, Init.self,
+        List.self, Ps.self, Pause.self, Resume.self, Exec.self,
     ]
 }
 
@@ -238,22 +242,46 @@ public struct Resume: ParsableCommand {
     public func run() throws { try globals.reporting("resume") { try globals.runtime.pause(id: id, frozen: false) } }
 }
 
-/// Hidden: the container's init, cloned by `create`.
-public struct Init: ParsableCommand {
-    public static let configuration = CommandConfiguration(abstract: "(internal) the container's init.", shouldDisplay: false)
-    @Option public var bundle: String
-    @Option(name: .customLong("state-dir")) public var stateDirectory: String
-    @Option(name: .customLong("sync-fd")) public var syncFD: Int32
-    @Option(name: .customLong("continue-fd")) public var continueFD: Int32
-    @Option(name: .customLong("console-fd")) public var consoleFD: Int32 = -1
-    @Option(help: "controller=path") public var cgroup: [String] = []
-    @Flag public var narrate = false
-    public init() {}
-    public func run() throws {
+/// The container's init, cloned by `create` as `init --bundle B --state-dir D --sync-fd N
+/// --continue-fd N [--console-fd N] [--cgroup controller=path]… [--narrate]`.
+///
+/// Not an ArgumentParser command: every container pays for this second program start,
+/// and ArgumentParser's reflection over a command's properties costs more than the rest
+/// of the start (perf, release build: about 4 ms of 7). Its command line is written by
+/// `Runtime.create` only, so it is read by hand, here, before ArgumentParser is touched.
+public enum ContainerInitCommand {
+    public static let name = "init"
+
+    /// Runs the init and never returns when `arguments` (without the program name) is an
+    /// init's command line; returns at once otherwise.
+    public static func runIfRequested(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
+        guard arguments.first == name else { return }
+        var bundle: String?, stateDirectory: String?
+        var syncFD: Int32?, continueFD: Int32?, consoleFD: Int32 = -1
         var directories: [String: FilePath] = [:]
-        for entry in cgroup {
-            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if parts.count == 2 { directories[String(parts[0])] = FilePath(String(parts[1])) }
+        var narrate = false
+        var index = 1
+        func value() -> String? {
+            index += 1
+            return index < arguments.count ? arguments[index] : nil
+        }
+        while index < arguments.count {
+            switch arguments[index] {
+            case "--bundle": bundle = value()
+            case "--state-dir": stateDirectory = value()
+            case "--sync-fd": syncFD = value().flatMap { Int32($0) }
+            case "--continue-fd": continueFD = value().flatMap { Int32($0) }
+            case "--console-fd": consoleFD = value().flatMap { Int32($0) } ?? -1
+            case "--cgroup":
+                let parts = (value() ?? "").split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                if parts.count == 2 { directories[String(parts[0])] = FilePath(String(parts[1])) }
+            case "--narrate": narrate = true
+            default: usage("unknown argument '\(arguments[index])'")
+            }
+            index += 1
+        }
+        guard let bundle, let stateDirectory, let syncFD, let continueFD else {
+            usage("--bundle, --state-dir, --sync-fd and --continue-fd are required")
         }
         let style = Style.standardOutput
         Runtime.containerInit(
@@ -263,6 +291,11 @@ public struct Init: ParsableCommand {
             timings: narrate ? { timings in
                 say(style.dim("  inside, each stage took: " + timings.map { "\($0.stage) \(milliseconds($0.seconds))" }.joined(separator: " · ")))
             } : { _ in })
+    }
+
+    private static func usage(_ problem: String) -> Never {
+        printError("init: \(problem). This is the container's init, which `create` starts itself; it is not a command to type.")
+        exit(2)
     }
 }
 

@@ -11,5 +11,4 @@ struct Isorun: ParsableCommand {
         subcommands: RuntimeCommands.all)
 }
 
-RuntimeCommands.logCall()
-Isorun.main(RuntimeCommands.arguments())
+RuntimeCommands.main(Isorun.self)

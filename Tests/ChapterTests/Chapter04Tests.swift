@@ -1,7 +1,9 @@
 // Chapter 04: the OCI runtime's lifecycle, its errors, and the config fields, observed
 // from outside (state, /proc, cgroup files) and from a probe inside the container.
+import ArgumentParser
 import Foundation
 import Isolation
+import RuntimeCLI
 import SystemPackage
 import Testing
 
@@ -695,5 +697,70 @@ struct Chapter04AppArmorTests {
         let exec = try running.runtime(["exec", "aa-exec", "sh", "-c", probe])
         #expect(exec.stdout.contains("\(name) (enforce)") && exec.stdout.contains("passwd-denied"), "\(exec)")
         #expect(try running.runtime(["delete", "--force", "aa-exec"]).status == 0)
+    }
+}
+
+@Suite("chapter-04: the command line")
+struct Chapter04CommandLineTests {
+    @Test("the command names spelled out for the fast start are the commands' own")
+    func commandNames() {
+        // RuntimeCommands.arguments moves global options after the command it finds by
+        // name; a command added to `all` but not to `commandNames` would lose them.
+        #expect(RuntimeCommands.commandNames == RuntimeCommands.all.map { $0._commandName })
+    }
+
+    /// A root command like isorun's, for ArgumentParser to read the same lines.
+    struct Root: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "isorun", subcommands: RuntimeCommands.all)
+    }
+
+    /// Every field the commands read, in one line, to compare two readings.
+    static func fields(_ command: any ParsableCommand) -> String {
+        func globals(_ g: GlobalOptions) -> String { "root=\(g.root) log=\(g.log ?? "-") format=\(g.logFormat) debug=\(g.debug) criu=\(g.criu ?? "-") rootless=\(g.rootless ?? "-")" }
+        switch command {
+        case let c as Create: return "create \(globals(c.globals)) bundle=\(c.bundle) pid=\(c.pidFile ?? "-") console=\(c.consoleSocket ?? "-") fds=\(c.preserveFDs) nopivot=\(c.noPivot) keyring=\(c.noNewKeyring) id=\(c.id)"
+        case let c as Run: return "run \(globals(c.globals)) bundle=\(c.bundle) pid=\(c.pidFile ?? "-") console=\(c.consoleSocket ?? "-") detach=\(c.detach) id=\(c.id)"
+        case let c as Start: return "start \(globals(c.globals)) id=\(c.id)"
+        case let c as RuntimeCLI.State: return "state \(globals(c.globals)) id=\(c.id)"
+        case let c as Delete: return "delete \(globals(c.globals)) force=\(c.force) id=\(c.id)"
+        case let c as Kill: return "kill \(globals(c.globals)) all=\(c.all) id=\(c.id) signal=\(c.signal)"
+        default: return "other \(type(of: command))"
+        }
+    }
+
+    @Test("the commands engines call, read by hand (FastCommandLine) and by ArgumentParser, agree", arguments: [
+        // podman (through conmon), containerd's shim, runtime-tools, the benchmark
+        "--root /run/r --log /run/r/log --log-format json create --bundle /b --pid-file /p --console-socket /s c1",
+        "--root=/run/r --log-format=text --debug create -b /b --preserve-fds 2 --no-pivot --no-new-keyring c1",
+        "create --bundle=/b c1 --pid-file=/p",
+        "--root /run/r start c1", "start c1 --root /run/r",
+        "--root /run/r state c1",
+        "--root /run/r kill c1", "--root /run/r kill --all c1 9", "kill -a c1 SIGKILL", "--log /l kill c1 KILL",
+        "--root /run/r delete c1", "--root /run/r delete --force c1", "delete -f c1",
+        "--root /run/r run --bundle /b -d c1", "run c1", "run --detach --pid-file /p --console-socket /s c1",
+        "--criu /x --rootless false state c1",
+    ])
+    func fastReaderAgrees(line: String) throws {
+        let words = line.split(separator: " ").map(String.init)
+        let fast = try #require(FastCommandLine.parse(words), "the fast reader left \(line) to ArgumentParser")
+        let parsed = try Root.parseAsRoot(RuntimeCommands.arguments(words))
+        #expect(Self.fields(fast) == Self.fields(parsed))
+    }
+
+    @Test("help, mistakes and other commands are left to ArgumentParser, which explains them", arguments: [
+        "", "--help", "create --help", "-h", "create", "start", "kill", "kill c1 9 extra", "start c1 c2",
+        "--log-format xml state c1", "--systemd-cgroup create c1", "create --preserve-fds two c1", "delete -fa c1",
+        "create --force c1", "state --bundle /b c1", "--bundle /b state c1", "list", "spec", "exec c1 true", "lesson",
+        "create -- c1", "--root", "create --unknown c1", "--root /a --root /b state c1",
+    ])
+    func leftToArgumentParser(line: String) {
+        #expect(FastCommandLine.parse(line.split(separator: " ").map(String.init)) == nil)
+    }
+
+    @Test("`init` typed by hand: a clear refusal, not a container")
+    func initByHand() throws {
+        let result = try run(product("chapter-04"), ["init", "--bundle", "/nonexistent"])
+        #expect(result.status == 2, "\(result)")
+        #expect(result.stderr.contains("not a command to type"), "\(result)")
     }
 }

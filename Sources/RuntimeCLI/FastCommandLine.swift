@@ -1,0 +1,170 @@
+import ArgumentParser
+import Glibc
+import Isolation
+
+/// The commands an engine calls for every container (`create`, `start`, `state`, `kill`,
+/// `delete`, `run`), read by hand when their command line is plain.
+///
+/// ArgumentParser finds a command's options by reflecting over its properties; in a
+/// release build that costs about 3 ms of every call, more than the rest of `start` or
+/// `state`. So a plain command line (known options, right number of arguments) fills the
+/// same command structs here and runs them; anything else (help, a mistake, an option
+/// spelled in a way this reader does not know, any other command) returns nil, and
+/// ArgumentParser reads it and explains what is wrong. `Chapter04CommandLineTests` checks
+/// that both readers agree.
+public enum FastCommandLine {
+    /// The command `arguments` (without the program name) ask for, or nil to let
+    /// ArgumentParser read them.
+    public static func parse(_ arguments: [String]) -> (any ParsableCommand)? {
+        // Every property is given a value: one left as made by init() is only a definition
+        // for ArgumentParser, and reading it would stop the program.
+        var globals = GlobalOptions()
+        globals.root = ContainerStore.defaultRoot.string
+        globals.log = nil
+        globals.logFormat = "text"
+        globals.debug = false
+        globals.systemdCgroup = false
+        globals.criu = nil
+        globals.rootless = nil
+        var options: [String: String] = [:]
+        var flags: Set<String> = []
+        var positionals: [String] = []
+        var command: String?
+
+        // What each command takes: options with a value (long and short names), flags.
+        let valued: [String: String] = ["--root": "root", "--log": "log", "--log-format": "log-format", "--criu": "criu", "--rootless": "rootless",
+                                        "--bundle": "bundle", "-b": "bundle", "--pid-file": "pid-file", "--console-socket": "console-socket",
+                                        "--preserve-fds": "preserve-fds"]
+        let flagNames: [String: String] = ["--debug": "debug", "--systemd-cgroup": "systemd-cgroup", "--force": "force", "-f": "force",
+                                           "--all": "all", "-a": "all", "--detach": "detach", "-d": "detach",
+                                           "--no-pivot": "no-pivot", "--no-new-keyring": "no-new-keyring"]
+        let globalNames: Set<String> = ["root", "log", "log-format", "criu", "rootless", "debug", "systemd-cgroup"]
+        let accepts: [String: Set<String>] = [
+            "create": ["bundle", "pid-file", "console-socket", "preserve-fds", "no-pivot", "no-new-keyring"],
+            "run": ["bundle", "pid-file", "console-socket", "detach"],
+            "start": [], "state": [], "delete": ["force"], "kill": ["all"],
+        ]
+
+        var index = 0
+        while index < arguments.count {
+            let word = arguments[index]
+            index += 1
+            if word == "--" || word == "-" { return nil }
+            if word.hasPrefix("-") {
+                var name = word, value: String?
+                if word.hasPrefix("--"), let equals = word.firstIndex(of: "=") {
+                    name = String(word[..<equals])
+                    value = String(word[word.index(after: equals)...])
+                }
+                if let key = valued[name] {
+                    if value == nil {
+                        guard index < arguments.count else { return nil }
+                        value = arguments[index]
+                        index += 1
+                    }
+                    guard options[key] == nil else { return nil }  // said twice: ArgumentParser's rules
+                    options[key] = value
+                } else if let key = flagNames[name], value == nil {
+                    flags.insert(key)
+                } else {
+                    return nil  // -h, --help, --version, combined short flags, anything unknown
+                }
+                continue
+            }
+            if command == nil {
+                guard accepts[word] != nil else { return nil }
+                command = word
+            } else {
+                positionals.append(word)
+            }
+        }
+        guard let command, let allowed = accepts[command] else { return nil }
+        // Options before the command must be global ones; after it, the command's or global.
+        for key in Set(options.keys).union(flags) where !globalNames.contains(key) && !allowed.contains(key) { return nil }
+
+        if let root = options["root"] { globals.root = root }
+        globals.log = options["log"]
+        if let format = options["log-format"] {
+            guard format == "text" || format == "json" else { return nil }
+            globals.logFormat = format
+        }
+        globals.debug = flags.contains("debug")
+        if flags.contains("systemd-cgroup") { return nil }  // refused, with ArgumentParser's words
+        globals.criu = options["criu"]
+        globals.rootless = options["rootless"]
+
+        switch command {
+        case "create":
+            guard positionals.count == 1 else { return nil }
+            var create = Create()
+            create.globals = globals
+            create.bundle = options["bundle"] ?? "."
+            create.pidFile = options["pid-file"]
+            create.consoleSocket = options["console-socket"]
+            guard let preserve = Int(options["preserve-fds"] ?? "0") else { return nil }
+            create.preserveFDs = preserve
+            create.noPivot = flags.contains("no-pivot")
+            create.noNewKeyring = flags.contains("no-new-keyring")
+            create.id = positionals[0]
+            return create
+        case "run":
+            guard positionals.count == 1 else { return nil }
+            var run = Run()
+            run.globals = globals
+            run.bundle = options["bundle"] ?? "."
+            run.pidFile = options["pid-file"]
+            run.consoleSocket = options["console-socket"]
+            run.detach = flags.contains("detach")
+            run.id = positionals[0]
+            return run
+        case "start":
+            guard positionals.count == 1 else { return nil }
+            var start = Start()
+            start.globals = globals
+            start.id = positionals[0]
+            return start
+        case "state":
+            guard positionals.count == 1 else { return nil }
+            var state = State()
+            state.globals = globals
+            state.id = positionals[0]
+            return state
+        case "delete":
+            guard positionals.count == 1 else { return nil }
+            var delete = Delete()
+            delete.globals = globals
+            delete.force = flags.contains("force")
+            delete.id = positionals[0]
+            return delete
+        case "kill":
+            guard positionals.count == 1 || positionals.count == 2 else { return nil }
+            var kill = Kill()
+            kill.globals = globals
+            kill.all = flags.contains("all")
+            kill.id = positionals[0]
+            kill.signal = positionals.count == 2 ? positionals[1] : "SIGTERM"
+            return kill
+        default:
+            return nil
+        }
+    }
+}
+
+extension RuntimeCommands {
+    /// The runtime's `main`: the container's init, the call log, then the command line,
+    /// read by hand when plain (`FastCommandLine`), else by ArgumentParser through `root`.
+    public static func main(_ root: any ParsableCommand.Type, arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        ContainerInitCommand.runIfRequested(arguments)
+        logCall(arguments)
+        if var command = FastCommandLine.parse(arguments) {
+            do {
+                try command.run()
+                exit(0)
+            } catch {
+                root.exit(withError: error)
+            }
+        }
+        root.main(self.arguments(arguments))
+        exit(0)
+    }
+}
