@@ -161,6 +161,11 @@ public struct Run: ParsableCommand {
         var status = ExitStatus.exited(0)
         try globals.reporting("run") {
             var runtime = globals.runtime
+            // run is create + start, and start needs a process: refuse before creating anything.
+            if try OCIConfig.load(bundle: FilePath(bundle)).process == nil {
+                throw IsolationError("cannot run container '\(id)': it has no process (its config.json has no `process`), so there is nothing to start",
+                                     hint: "give config.json a process with args; create works without one, start and run do not")
+            }
             var options = Runtime.CreateOptions(bundle: FilePath(bundle))
             options.pidFile = pidFile.map { FilePath($0) }
             options.consoleSocket = consoleSocket.map { FilePath($0) }

@@ -78,7 +78,10 @@ struct Chapter04ValidationTests {
         defer {
             bundle.remove()
             _ = try? bundle.runtime(["delete", "--force", "cpuset"])
-            for parent in Cleanup.cgroupParents() { _ = Cleanup.removeCgroupTree(parent.appending("ch04-cpuset"), report: { _ in }) }
+            for parent in Cleanup.cgroupParents() {
+                _ = Cleanup.removeCgroupTree(parent.appending("ch04-cpuset"), report: { _ in })
+                rmdir(parent.string)  // our isolation/ too, unless other cgroups of ours are in it
+            }
         }
         let create = try bundle.runtime(["create", "--bundle", bundle.path, "cpuset"])
         #expect(create.status == 0, "\(create)")

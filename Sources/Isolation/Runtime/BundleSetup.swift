@@ -397,7 +397,9 @@ public final class BundleSetup {
                 inWorkingDirectory = true
             } catch let error as StageError where error.errno == .permissionDenied {}
         }
-        if let seccomp, process?.noNewPrivileges != true {
+        // Without a process (create without one; start refuses it) nothing is ever exec'd:
+        // the profile is compiled above, to check it, but binds nobody.
+        if let seccomp, let process, process.noNewPrivileges != true {
             // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the next
             // step drops: install it now (as runc does). The profile must then allow the
             // calls that follow (setresuid, capset, prctl, execve).

@@ -24,7 +24,9 @@ extension Runtime {
         var ready = false
         do {
             let config = try OCIConfig.load(bundle: bundle)
-            guard let process = config.process else { throw IsolationError("config.json has no process") }
+            // No process (config.md: optional at create): everything else is set up, and we
+            // wait as any created container does; `start` refuses without touching the FIFO.
+            let process = config.process
             let setup = BundleSetup(config: config, bundle: bundle, namespaces: config.linux?.namespaceKinds ?? [],
                                     cgroupDirectories: cgroupDirectories, narrate: narrate)
             // The runtime moves us into the container's cgroup while we start and read the
@@ -64,7 +66,7 @@ extension Runtime {
             let state = open(stateDirectory.string, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
             guard state >= 0 else { throw StageError(stage: "open \(stateDirectory)", errno: currentErrno()) }
             try setup.enterRoot()
-            if process.terminal == true {
+            if let process, process.terminal == true {
                 // The container's own pty, from its own devpts (so it is numbered and owned
                 // inside): the master goes to the engine, the slave becomes our 0, 1, 2
                 // and, in a new session, our controlling terminal.
@@ -85,9 +87,9 @@ extension Runtime {
                 close(terminal.slave)
             }
             try setup.applyProcess()
-            let environment = process.env ?? []
+            let environment = process?.env ?? []
             let path = environment.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? Exec.containerPath
-            let program = try Exec.resolve(process.args[0], path: path)
+            let program = try process.map { try Exec.resolve($0.args[0], path: path) }
             timings(setup.timings)
             narrate("open(\"exec.fifo\", O_WRONLY)", "created: wait here until `start` opens the other end")
             report("ready")
@@ -96,6 +98,12 @@ extension Runtime {
             let fifo = openat(state, "exec.fifo", O_WRONLY | O_CLOEXEC)
             guard fifo >= 0 else {
                 printError("container init: open exec.fifo: \(currentErrno())")
+                exit(1)
+            }
+            guard let process, let program else {
+                // Opened anyway (not by our `start`, which refuses): no byte, so whoever
+                // opened it sees EOF and a stopped container, not a started one.
+                printError("container init: config.json has no process: nothing to start")
                 exit(1)
             }
             var go: UInt8 = 0x30

@@ -44,14 +44,16 @@ public struct Runtime {
         let bundle = try FileSystem.realPath(options.bundle)
         let config = try OCIConfig.load(bundle: bundle)
         let rootfs = try BundleSetup.rootfs(of: config, bundle: bundle)
-        guard let process = config.process else {
-            throw IsolationError("config.json has no process", hint: "a container to create needs process.args and process.cwd")
-        }
-        if process.terminal == true && options.consoleSocket == nil {
+        // `process` is optional at create and required by start (config.md "Process"):
+        // without it everything else is set up, and `start` refuses. What concerns only the
+        // process (its terminal, AppArmor profile, SELinux label) is then not checked.
+        let process = config.process
+        if process?.terminal == true && options.consoleSocket == nil {
             throw IsolationError("process.terminal is true, but no --console-socket was given", hint: "pass --console-socket PATH, or set terminal to false")
         }
-        if process.terminal != true && options.consoleSocket != nil {
-            throw IsolationError("--console-socket was given, but process.terminal is false", hint: "set process.terminal to true, or leave --console-socket out")
+        if process?.terminal != true && options.consoleSocket != nil {
+            throw IsolationError("--console-socket was given, but \(process == nil ? "config.json has no process" : "process.terminal is false")",
+                                 hint: "set process.terminal to true, or leave --console-socket out")
         }
         // systemd's form, "slice:prefix:name" (runc --systemd-cgroup; podman and containerd
         // send it with their systemd cgroup manager), names a unit, not a folder.
@@ -82,10 +84,10 @@ public struct Runtime {
         if let field = Runtime.unsupportedResource(config.linux) {
             throw IsolationError("\(field) is set, but this runtime does not apply it", hint: "remove it from config.json: the container would run without it")
         }
-        if let profile = process.apparmorProfile, !profile.isEmpty { try AppArmor.requireEnabled(for: profile) }
+        if let profile = process?.apparmorProfile, !profile.isEmpty { try AppArmor.requireEnabled(for: profile) }
         // SELinux labels mean something only where SELinux is on (runc ignores them
         // elsewhere too); there this runtime would run the container unlabelled: refuse.
-        if FileSystem.exists("/sys/fs/selinux/enforce"), let field = [("process.selinuxLabel", process.selinuxLabel), ("linux.mountLabel", config.linux?.mountLabel)].first(where: { !($0.1 ?? "").isEmpty })?.0 {
+        if FileSystem.exists("/sys/fs/selinux/enforce"), let field = [("process.selinuxLabel", process?.selinuxLabel), ("linux.mountLabel", config.linux?.mountLabel)].first(where: { !($0.1 ?? "").isEmpty })?.0 {
             throw IsolationError("\(field) is set and SELinux is on, but this runtime does not apply SELinux labels",
                                  hint: "remove the label from config.json (podman: --security-opt label=disable)")
         }
@@ -297,6 +299,12 @@ public struct Runtime {
         let status = store.status(of: record)
         guard status == .created else {
             throw IsolationError("cannot start container '\(id)': it is \(status.rawValue), not created")
+        }
+        // runtime.md "start": an error if `process` was not set. Checked before the FIFO
+        // is touched, so the container stays created and its init keeps waiting.
+        if let config = try? createdConfig(id: id), config.process == nil {
+            throw IsolationError("cannot start container '\(id)': it has no process (its config.json has no `process`), so there is nothing to start",
+                                 hint: "remove it with delete --force, or kill ID KILL then delete; create it again from a config.json with process.args")
         }
         let fifo = store.fifo(id)
         // O_NONBLOCK: the open must not hang if the init died; poll for its byte instead.

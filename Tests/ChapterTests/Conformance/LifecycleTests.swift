@@ -120,6 +120,68 @@ struct ConformanceLifecycle {
         #expect(try String(contentsOfFile: bundle.rootfs + "/srv/runs", encoding: .utf8) == "ran\n")
     }
 
+    @Test("runtime.md#start: start MUST generate an error if process was not set; create without it succeeds and the container stays created")
+    func startWithoutProcess() throws {
+        let path = conformanceCgroup("no-process")
+        let bundle = try TestBundle(conformance: "no-process") { config in
+            config.process = nil  // config.md "Process": OPTIONAL, REQUIRED only when start is called
+            config.hostname = "no-process"
+            config.linux?.cgroupsPath = "/" + path
+        }
+        defer { bundle.removeAll() }
+        // From outside: the cgroup's folder in any hierarchy (v1: one per controller; v2: one).
+        func cgroupFolders() -> [String] {
+            let top = "/sys/fs/cgroup"
+            let hierarchies = [top] + ((try? FileManager.default.contentsOfDirectory(atPath: top)) ?? []).map { top + "/" + $0 }
+            return hierarchies.map { $0 + "/" + path }.filter { FileManager.default.fileExists(atPath: $0) }
+        }
+        func alive(_ pid: pid_t) -> Bool { ProcessInfoStat(pid: pid).map { $0.state != "Z" && $0.state != "X" } ?? false }
+        func expectGone(_ id: String, _ pid: pid_t, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/" + id), "the state folder is left", sourceLocation: sourceLocation)
+            #expect(cgroupFolders().isEmpty, "cgroup folders are left: \(cgroupFolders())", sourceLocation: sourceLocation)
+            for _ in 0..<100 where alive(pid) { usleep(10_000) }
+            #expect(!alive(pid), "the init \(pid) survived", sourceLocation: sourceLocation)
+        }
+
+        let created = try bundle.runtime(["create", "--bundle", bundle.path, "conf-np"])
+        try #require(created.status == 0, "create without process: \(created)")
+        #expect(try bundle.state("conf-np")?["status"] as? String == "created")
+        let pid = try #require(try bundle.pid("conf-np"))
+        // Everything that does not need the process is in place: namespaces, cgroup, root.
+        #expect(namespaceLink(pid, "uts") != namespaceLink(nil, "uts"))
+        #expect(!cgroupFolders().isEmpty && (try? String(contentsOfFile: cgroupFolders()[0] + "/cgroup.procs", encoding: .utf8))?.contains("\(pid)") == true)
+        #expect(FileManager.default.fileExists(atPath: "/proc/\(pid)/root/probe") && !FileManager.default.fileExists(atPath: "/probe"))
+
+        let started = try bundle.runtime(["start", "conf-np"])
+        #expect(started.status != 0 && started.stderr.contains("no process") && started.stderr.contains("config.json"), "\(started)")
+        // ... and changes nothing: still created, the same init, still waiting on its FIFO.
+        usleep(100_000)
+        #expect(try bundle.state("conf-np")?["status"] as? String == "created")
+        #expect(try bundle.pid("conf-np") == pid && alive(pid))
+        #expect(FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-np/exec.fifo"))
+        // A created container is not deleted without --force (see `delete`); kill, then delete.
+        let refused = try bundle.runtime(["delete", "conf-np"])
+        #expect(refused.status != 0 && refused.stderr.contains("created"), "\(refused)")
+        #expect(try bundle.runtime(["kill", "conf-np", "KILL"]).status == 0)
+        #expect(try bundle.waitFor("conf-np", "stopped"))
+        #expect(try bundle.runtime(["delete", "conf-np"]).status == 0)
+        expectGone("conf-np", pid)
+
+        // delete --force of a created container without process.
+        #expect(try bundle.runtime(["create", "--bundle", bundle.path, "conf-np2"]).status == 0)
+        let pid2 = try #require(try bundle.pid("conf-np2"))
+        #expect(try bundle.runtime(["start", "conf-np2"]).status != 0)
+        #expect(try bundle.runtime(["delete", "--force", "conf-np2"]).status == 0)
+        expectGone("conf-np2", pid2)
+
+        // run is create + start: an error naming the cause, and nothing is left.
+        let ran = try bundle.runtime(["run", "--bundle", bundle.path, "conf-np3"])
+        #expect(ran.status != 0 && ran.stderr.contains("no process"), "\(ran)")
+        #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-np3"))
+        #expect(cgroupFolders().isEmpty, "run left cgroup folders: \(cgroupFolders())")
+        #expect(mounts(under: bundle.folder.path).isEmpty)
+    }
+
     @Test("runtime.md#kill: the signal reaches the process; a created container can be killed; a stopped one is an error")
     func killSignals() throws {
         let script = "trap 'echo USR1 > /srv/signal; exit 3' USR1; echo ready > /srv/ready; while :; do sleep 0.05; done"
