@@ -160,6 +160,10 @@ extension RuntimeCommands {
             do {
                 try command.run()
                 exit(0)
+            } catch let code as ExitCode {
+                // The commands report their own errors and end with a status; exit(withError:)
+                // would build a help screen first, only to print nothing of it (about 2 ms).
+                exit(code.rawValue)
             } catch {
                 root.exit(withError: error)
             }

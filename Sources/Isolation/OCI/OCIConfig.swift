@@ -54,6 +54,11 @@ public struct OCIConfig: Codable, Equatable, Sendable {
     /// required field or a value the spec does not allow is an `IsolationError` naming the
     /// file, and the JSON path with its line and column.
     public static func load(bundle: FilePath) throws(IsolationError) -> OCIConfig {
+        try read(bundle: bundle).config
+    }
+
+    /// `load`, with the bytes it decoded (a runtime keeps them as they were).
+    public static func read(bundle: FilePath) throws(IsolationError) -> (config: OCIConfig, bytes: [UInt8]) {
         let path = bundle.appending(fileName)
         let bytes: [UInt8]
         do {
@@ -68,7 +73,7 @@ public struct OCIConfig: Codable, Equatable, Sendable {
         } catch {
             throw IsolationError("cannot read \(path): \(error)")
         }
-        return try decode(json: bytes, source: path.string)
+        return (try decode(json: bytes, source: path.string), bytes)
     }
 
     /// Decodes a config from JSON bytes; errors start with `source`.

@@ -29,6 +29,17 @@ public struct ContainerRecord: Codable, Sendable {
 public struct ContainerStore: Sendable {
     public let root: FilePath
     public static let defaultRoot = FilePath("/run/\(projectPrefix)")
+    /// What this process has already written or read of each container. `run` creates,
+    /// starts, waits for and deletes a container in one process, and each step would
+    /// otherwise decode the same record and config again (JSON decoding is the largest
+    /// part of a runtime call's own work: about 1 ms each time in a release build).
+    let memo = Memo()
+
+    final class Memo: @unchecked Sendable {
+        // Unchecked: the runtime's commands are single-threaded processes (they fork).
+        var records: [String: ContainerRecord] = [:]
+        var configs: [String: OCIConfig] = [:]
+    }
 
     public init(root: FilePath = ContainerStore.defaultRoot) { self.root = root }
 
@@ -62,23 +73,45 @@ public struct ContainerStore: Sendable {
         let temporary = directory(record.id).appending("record.json.tmp")
         try FileSystem.writeFile(temporary, Array(data), mode: 0o600)
         try pathCall(temporary) { rename($0, directory(record.id).appending("record.json").string) }
+        memo.records[record.id] = record
     }
 
     public func load(_ id: String) throws -> ContainerRecord {
         try Self.validate(id: id)
         let path = directory(id).appending("record.json")
+        // Known already, and still there (another process may have deleted it since).
+        if let record = memo.records[id], FileSystem.exists(path) { return record }
         guard let bytes = try? FileSystem.readFile(path) else {
             throw IsolationError("container '\(id)' does not exist", hint: "`list` shows the containers under \(root)")
         }
         do {
-            return try JSONDecoder().decode(ContainerRecord.self, from: Data(bytes))
+            let record = try JSONDecoder().decode(ContainerRecord.self, from: Data(bytes))
+            memo.records[id] = record
+            return record
         } catch {
             throw IsolationError("the state of container '\(id)' is unreadable (\(path))", hint: "remove it with `delete --force \(id)`")
         }
     }
 
     public func remove(_ id: String) throws {
+        memo.records[id] = nil
+        memo.configs[id] = nil
         try FileSystem.removeTree(directory(id))
+    }
+
+    /// The config the container was created with, as saved in its folder at `create`.
+    func config(_ id: String) throws -> OCIConfig {
+        if let config = memo.configs[id] { return config }
+        let config = try OCIConfig.load(bundle: directory(id))
+        memo.configs[id] = config
+        return config
+    }
+
+    /// Keeps the config `create` saved (its bytes, as read from the bundle: unknown fields
+    /// and all) and remembers it decoded.
+    func saveConfig(_ config: OCIConfig, bytes: [UInt8], id: String) throws {
+        try FileSystem.writeFile(directory(id).appending(OCIConfig.fileName), bytes, mode: 0o600)
+        memo.configs[id] = config
     }
 
     /// The IDs of every container with a folder here.

@@ -42,7 +42,7 @@ public struct Runtime {
         try Preflight.require([Preflight.root(why: "namespaces, mounts and cgroups need root")])
         try ContainerStore.validate(id: id)
         let bundle = try FileSystem.realPath(options.bundle)
-        let config = try OCIConfig.load(bundle: bundle)
+        let (config, configBytes) = try OCIConfig.read(bundle: bundle)
         let rootfs = try BundleSetup.rootfs(of: config, bundle: bundle)
         // `process` is optional at create and required by start (config.md "Process"):
         // without it everything else is set up, and `start` refuses. What concerns only the
@@ -107,7 +107,7 @@ public struct Runtime {
         do {
             if sharesHostMounts { try FileSystem.writeFile(directory.appending(Runtime.hostMountsFile), "\(mountsBefore) \(mountPoint)") }
             // The config as it was at create: `exec` reads it later, whatever the bundle becomes.
-            try FileSystem.writeFile(directory.appending(OCIConfig.fileName), config.encodedJSON(), mode: 0o600)
+            try store.saveConfig(config, bytes: configBytes, id: id)
             let fifo = store.fifo(id)
             narrate("mkfifo(\"\(fifo)\", 0622)", "the init will wait on this FIFO until `start`")
             try pathCall(fifo) { mkfifo($0, 0o622) }
@@ -427,7 +427,7 @@ public struct Runtime {
     /// The config a container was created with (kept in its state folder).
     public func createdConfig(id: String) throws -> OCIConfig {
         _ = try store.load(id)
-        return try OCIConfig.load(bundle: store.directory(id))
+        return try store.config(id)
     }
 
     /// Starts another process in a running container. This short-lived process joins
