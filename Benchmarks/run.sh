@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks: `run` of a busybox bundle executing /bin/true, with this project's runtime
-# (isorun, release build, Swift standard library linked statically), runc and crun, side
-# by side in one run; then each one's peak memory. A benchmark, not a test: it prints
-# figures and asserts nothing.
+# (isorun, release build, linked as one static executable), runc and crun, side by side
+# in one run; then each one's peak memory. A benchmark, not a test: it prints figures and
+# asserts nothing.
+#
+# Why a static executable: a container costs isorun two program starts (the runtime, and
+# the init it re-executes). Dynamically linked (PIE), each start spent about 2.5 ms loading
+# libstdc++ and friends and applying 42,000 relocations, which copy-on-write most data
+# pages; static and not position-independent it needs none of that (a failing `state`:
+# 4.2 ms → 1.5 ms). The price: the executable's own addresses are not randomized (ASLR
+# still covers the stack, heap and mmap). Chapter 04's notes ("Speed") have the details.
 #
 #   sudo bash Benchmarks/run.sh            # needs root; installs runc crun hyperfine if missing
 #   RUNS=50 ROUNDS=5 sudo bash Benchmarks/run.sh
@@ -29,8 +36,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" > /dev/null
 fi
 
-echo "building isorun (release, static Swift standard library)…" >&2
-swift build -c release --product isorun --static-swift-stdlib > /dev/null
+echo "building isorun (release, one static executable)…" >&2
+swift build -c release --product isorun -Xswiftc -static-executable > /dev/null
 swift build --product chapter-01 > /dev/null   # the built-in root filesystem comes from here
 ISORUN=$(swift build -c release --show-bin-path)/isorun
 ROOTFS=$(pwd)/.build/isolation/rootfs-busybox
