@@ -375,7 +375,7 @@ public struct Runtime {
         var status = store.status(of: record)
         if status != .stopped {
             guard force else {
-                throw IsolationError("cannot delete container '\(id)': it is \(status.rawValue)", hint: "stop it first (kill), or use delete --force")
+                throw IsolationError("cannot delete container '\(id)': it is \(status.rawValue)", hint: "stop it first with `kill \(id) KILL` (a plain kill sends SIGTERM, which a PID 1 without a handler for it ignores), or use delete --force")
             }
             let cgroup = try? Cgroup.existing(path: record.cgroupPath)
             if status == .paused { try? cgroup?.setFrozen(false) }
