@@ -93,62 +93,59 @@ public enum FastCommandLine {
         globals.criu = options["criu"]
         globals.rootless = options["rootless"]
 
+        guard positionals.count == 1 || (command == "kill" && positionals.count == 2) else { return nil }
+        let id = positionals[0]
+        func made<Command: IdentifiedCommand>(_ type: Command.Type, _ fill: (inout Command) -> Void = { _ in }) -> Command {
+            var made = Command()
+            made.globals = globals
+            made.id = id
+            fill(&made)
+            return made
+        }
         switch command {
         case "create":
-            guard positionals.count == 1 else { return nil }
-            var create = Create()
-            create.globals = globals
-            create.bundle = options["bundle"] ?? "."
-            create.pidFile = options["pid-file"]
-            create.consoleSocket = options["console-socket"]
             guard let preserve = Int(options["preserve-fds"] ?? "0") else { return nil }
-            create.preserveFDs = preserve
-            create.noPivot = flags.contains("no-pivot")
-            create.noNewKeyring = flags.contains("no-new-keyring")
-            create.id = positionals[0]
-            return create
+            return made(Create.self) {
+                $0.bundle = options["bundle"] ?? "."
+                $0.pidFile = options["pid-file"]
+                $0.consoleSocket = options["console-socket"]
+                $0.preserveFDs = preserve
+                $0.noPivot = flags.contains("no-pivot")
+                $0.noNewKeyring = flags.contains("no-new-keyring")
+            }
         case "run":
-            guard positionals.count == 1 else { return nil }
-            var run = Run()
-            run.globals = globals
-            run.bundle = options["bundle"] ?? "."
-            run.pidFile = options["pid-file"]
-            run.consoleSocket = options["console-socket"]
-            run.detach = flags.contains("detach")
-            run.id = positionals[0]
-            return run
-        case "start":
-            guard positionals.count == 1 else { return nil }
-            var start = Start()
-            start.globals = globals
-            start.id = positionals[0]
-            return start
-        case "state":
-            guard positionals.count == 1 else { return nil }
-            var state = State()
-            state.globals = globals
-            state.id = positionals[0]
-            return state
-        case "delete":
-            guard positionals.count == 1 else { return nil }
-            var delete = Delete()
-            delete.globals = globals
-            delete.force = flags.contains("force")
-            delete.id = positionals[0]
-            return delete
+            return made(Run.self) {
+                $0.bundle = options["bundle"] ?? "."
+                $0.pidFile = options["pid-file"]
+                $0.consoleSocket = options["console-socket"]
+                $0.detach = flags.contains("detach")
+            }
+        case "start": return made(Start.self)
+        case "state": return made(State.self)
+        case "delete": return made(Delete.self) { $0.force = flags.contains("force") }
         case "kill":
-            guard positionals.count == 1 || positionals.count == 2 else { return nil }
-            var kill = Kill()
-            kill.globals = globals
-            kill.all = flags.contains("all")
-            kill.id = positionals[0]
-            kill.signal = positionals.count == 2 ? positionals[1] : "SIGTERM"
-            return kill
+            return made(Kill.self) {
+                $0.all = flags.contains("all")
+                $0.signal = positionals.count == 2 ? positionals[1] : "SIGTERM"
+            }
         default:
             return nil
         }
     }
 }
+
+/// The commands `FastCommandLine` fills: each has the global options and a container ID.
+protocol IdentifiedCommand: ParsableCommand {
+    var globals: GlobalOptions { get set }
+    var id: String { get set }
+}
+
+extension Create: IdentifiedCommand {}
+extension Run: IdentifiedCommand {}
+extension Start: IdentifiedCommand {}
+extension State: IdentifiedCommand {}
+extension Delete: IdentifiedCommand {}
+extension Kill: IdentifiedCommand {}
 
 extension RuntimeCommands {
     /// The runtime's `main`: the container's init, the call log, then the command line,
