@@ -176,7 +176,8 @@ public struct Runtime {
             if consoleFD >= 0 { arguments += ["--console-fd", "\(consoleFD)"] }
             if options.narrateInit { arguments.append("--narrate") }
             narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execve(\"/proc/self/exe\", [\"init\", …])",
-                    "the container's first process, in its new namespaces, held before exec")
+                    spawn.waitForRelease ? "the container's first process, in its new namespaces, held before exec until its uid/gid maps are written"
+                        : "the container's first process, in its new namespaces: it starts the init at once, which waits for the cgroup join")
             do {
                 child = try ChildProcess.spawn("/proc/self/exe", arguments: [CommandLine.arguments.first ?? "runtime"] + arguments,
                                                environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], options: spawn)
