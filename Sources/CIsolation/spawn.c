@@ -144,6 +144,21 @@ int iso_spawn(const struct iso_spawn_attr *attr, struct iso_child *child) {
     return 0;
 }
 
+pid_t iso_warm_cgroup_migration(const char *procs) {
+    // Every cgroup migration takes cgroup_threadgroup_rwsem for writing, a per-CPU
+    // rwsem whose writer first waits for an RCU grace period (rcu_sync_enter), unless
+    // another writer passed one a moment ago. That wait is milliseconds. A child that
+    // migrates (itself, to the cgroup it is already in) starts the grace period now,
+    // and the caller's own cgroup.procs write later finds it passed or passing.
+    long pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        int fd = open(procs, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) (void)!write(fd, "0", 1);
+        _exit(0);
+    }
+    return (pid_t)pid;
+}
+
 int iso_spawn_release(struct iso_child *child) {
     if (child->release_fd < 0) return 0;
     char byte = 1;

@@ -59,6 +59,26 @@ public final class Cgroup {
         return cgroup
     }
 
+    /// Starts the RCU grace period that the first cgroup migration of a moment waits for
+    /// (about 7 ms on cgroup v1 here), so that it passes while the caller does other work:
+    /// a child process moves itself into the cgroup it is already in, and exits
+    /// (`iso_warm_cgroup_migration`). Best effort: nil when it cannot start; reap the
+    /// PID with `waitpid(2)` once this process has moved its own processes.
+    public static func warmMigration(root: String = "/sys/fs/cgroup") -> pid_t? {
+        guard let text = try? FileSystem.readString("/proc/self/cgroup") else { return nil }
+        var procs: String?
+        for line in text.split(separator: "\n") {
+            // "ID:controllers:path": v1's pids hierarchy, else v2's one ("0::path").
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            if parts[1] == "pids" { procs = "\(root)/pids\(parts[2])/cgroup.procs"; break }
+            if parts[0] == "0" && parts[1].isEmpty { procs = "\(root)\(parts[2])/cgroup.procs" }
+        }
+        guard let procs else { return nil }
+        let pid = iso_warm_cgroup_migration(procs)
+        return pid > 0 ? pid : nil
+    }
+
     /// A cgroup made earlier (by another process) at `path`, to read, freeze or remove.
     public static func existing(path: String, root: String = "/sys/fs/cgroup") throws -> Cgroup {
         let cgroup = try locate(path: path, limits: ResourceLimits(), root: root, log: { _, _ in })

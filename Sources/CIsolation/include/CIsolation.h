@@ -76,6 +76,10 @@ int iso_spawn(const struct iso_spawn_attr *attr, struct iso_child *child);
 
 /// Let a child that waits (wait_for_release) go on to execve. Returns 0 or -1/errno.
 int iso_spawn_release(struct iso_child *child);
+/// Starts a short-lived child that writes "0" to `procs` (a cgroup.procs file: "move
+/// myself there") and exits, so that the RCU grace period every first cgroup migration
+/// waits for passes while the caller goes on. Returns the child's PID (reap it), or -1.
+pid_t iso_warm_cgroup_migration(const char *procs);
 
 /// Wait until the child has exec'd (returns 0) or failed before exec (returns 1 and fills
 /// `stage` and `error`). Returns -1 with errno if reading the status pipe failed.

@@ -40,6 +40,10 @@ public struct Runtime {
         func lap(_ stage: String) { let now = monotonicNow(); timings.append((stage, now - start)); start = now }
 
         try Preflight.require([Preflight.root(why: "namespaces, mounts and cgroups need root")])
+        // The cgroup join below waits for an RCU grace period: start one now, while the
+        // config is read and the cgroup made (see Cgroup.warmMigration).
+        let warmer = Cgroup.warmMigration()
+        defer { if let warmer { _ = waitpid(warmer, nil, 0) } }
         try ContainerStore.validate(id: id)
         let bundle = try FileSystem.realPath(options.bundle)
         let (config, configBytes) = try OCIConfig.read(bundle: bundle)
