@@ -56,6 +56,9 @@ public enum FastCommandLine {
                     name = String(word[..<equals])
                     value = String(word[word.index(after: equals)...])
                 }
+                // Before the command only global options (RuntimeCommands.arguments moves
+                // those after it for ArgumentParser; anything else there is a mistake).
+                if command == nil, let key = valued[name] ?? flagNames[name], !globalNames.contains(key) { return nil }
                 if let key = valued[name] {
                     if value == nil {
                         guard index < arguments.count else { return nil }
@@ -79,7 +82,7 @@ public enum FastCommandLine {
             }
         }
         guard let command, let allowed = accepts[command] else { return nil }
-        // Options before the command must be global ones; after it, the command's or global.
+        // After the command: its own options or global ones.
         for key in Set(options.keys).union(flags) where !globalNames.contains(key) && !allowed.contains(key) { return nil }
 
         if let root = options["root"] { globals.root = root }
