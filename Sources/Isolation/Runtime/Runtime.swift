@@ -442,6 +442,9 @@ public struct Runtime {
     /// inherits all of it. (Re-executing ourselves inside would need our shared
     /// libraries in the container's root filesystem.) Returns the process, our child.
     public func exec(id: String, options: ExecOptions) throws -> ChildProcess {
+        // We join the container's cgroup below: start the grace period that waits for now.
+        let warmer = Cgroup.warmMigration()
+        defer { if let warmer { _ = waitpid(warmer, nil, 0) } }
         let record = try store.load(id)
         let status = store.status(of: record)
         guard status == .running else { throw IsolationError("cannot exec in container '\(id)': it is \(status.rawValue), not running") }
