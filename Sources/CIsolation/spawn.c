@@ -40,7 +40,7 @@ static size_t iso_format_i64(char *out, int64_t value) {
 
 static int iso_write_time_offsets(const struct iso_spawn_attr *attr) {
     // time_namespaces(7): offsets may only be written before any process has entered
-    // the namespace, i.e. now, between unshare(CLONE_NEWTIME) and execve.
+    // the namespace, i.e. now, between unshare(CLONE_NEWTIME) and our setns into it.
     char buffer[128];
     size_t len = 0;
     memcpy(buffer + len, "monotonic ", 10); len += 10;
@@ -56,6 +56,15 @@ static int iso_write_time_offsets(const struct iso_spawn_attr *attr) {
     if (write(fd, buffer, first_len) < 0 || write(fd, second, len - first_len) < 0) {
         int saved = errno; close(fd); errno = saved; return -1;
     }
+    close(fd);
+    return 0;
+}
+
+// setns(2) into /proc/self/ns/time_for_children: the namespace unshare just made.
+static int iso_enter_time_for_children(void) {
+    int fd = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (syscall(SYS_setns, fd, ISO_CLONE_NEWTIME) != 0) { int saved = errno; close(fd); errno = saved; return -1; }
     close(fd);
     return 0;
 }
@@ -87,10 +96,17 @@ static void iso_child(const struct iso_spawn_attr *attr, int release_read, int s
         if (syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0) iso_child_fail(status_write, ISO_STAGE_BECOME_ROOT);
     }
     if (attr->new_time_namespace) {
-        // CLONE_NEWTIME shares its bit with CSIGNAL, so clone(2) cannot take it: unshare
-        // moves our *children* (and, since Linux 5.8, ourselves at execve) into it.
+        // CLONE_NEWTIME shares its bit with CSIGNAL, so clone(2) cannot take it, and
+        // unshare moves only our *children* into the new namespace (time_for_children).
+        // Newer kernels (6.18 here) also move us at execve, 6.1 (Debian 12) does not: the
+        // init execs the user's program rather than forking it, so it stayed outside.
+        // setns(2) into our own time_for_children moves us now, on every kernel: a
+        // single-threaded process may, with CAP_SYS_ADMIN in the user namespace that owns
+        // the new one (ours, new or joined: we made it). Offsets first: they freeze once a
+        // process is inside (time_namespaces(7)).
         if (syscall(SYS_unshare, ISO_CLONE_NEWTIME) != 0) iso_child_fail(status_write, ISO_STAGE_TIME_NAMESPACE);
         if (iso_write_time_offsets(attr) != 0) iso_child_fail(status_write, ISO_STAGE_TIME_NAMESPACE);
+        if (iso_enter_time_for_children() != 0) iso_child_fail(status_write, ISO_STAGE_ENTER_TIME_NAMESPACE);
     }
     int fds[3] = {attr->stdin_fd, attr->stdout_fd, attr->stderr_fd};
     for (int target = 0; target < 3; target++) {

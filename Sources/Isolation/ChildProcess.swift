@@ -6,7 +6,8 @@ import SystemPackage
 /// whether it waits for its parent before it execs.
 public struct SpawnOptions {
     /// New namespaces for the child, created by clone(2) itself. `.time` is created by
-    /// unshare(CLONE_NEWTIME) in the child, because clone(2) cannot take that flag.
+    /// unshare(CLONE_NEWTIME) in the child, because clone(2) cannot take that flag, and
+    /// the child then enters it with setns(2) before execve (on every kernel).
     public var namespaces: Namespaces = []
     /// Offsets for a new time namespace, in seconds (time_namespaces(7)).
     public var monotonicOffset: Int64 = 0
@@ -144,6 +145,7 @@ public final class ChildProcess {
         case ISO_STAGE_PARENT_DEATH.rawValue: return "prctl(PR_SET_PDEATHSIG)"
         case ISO_STAGE_CHDIR.rawValue: return "chdir()"
         case ISO_STAGE_CONTROLLING_TERMINAL.rawValue: return "ioctl(TIOCSCTTY)"
+        case ISO_STAGE_ENTER_TIME_NAMESPACE.rawValue: return "setns(/proc/self/ns/time_for_children, CLONE_NEWTIME)"
         case ISO_STAGE_BECOME_ROOT.rawValue: return "setresuid(0, 0, 0) in the new user namespace (is 0 in uidMappings and gidMappings?)"
         case ISO_STAGE_EXEC.rawValue: return "execve(\"\(executable)\")"
         default: return "child setup stage \(stage)"

@@ -113,8 +113,8 @@ public struct Container: Sendable {
                 cloneable.isEmpty ? "a plain fork: no namespace asked for"
                                   : "one system call makes the child and its new namespaces (clone(2), namespaces(7))")
         if namespaces.contains(.time) {
-            narrate("  child: unshare(CLONE_NEWTIME); write /proc/self/timens_offsets \"monotonic \(clockOffset) 0\"",
-                    "clone(2) has no room for CLONE_NEWTIME; offsets can be set only before a process enters (time_namespaces(7))")
+            narrate("  child: unshare(CLONE_NEWTIME); write /proc/self/timens_offsets \"monotonic \(clockOffset) 0\"; setns(time_for_children)",
+                    "clone(2) has no room for CLONE_NEWTIME; offsets can be set only before a process enters; unshare moves only children (time_namespaces(7))")
         }
         let child = try ChildProcess.spawn(executable, arguments: arguments, environment: environment, options: options)
         if options.waitForRelease {

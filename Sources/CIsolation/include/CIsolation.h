@@ -44,6 +44,7 @@ enum iso_spawn_stage {
     ISO_STAGE_EXEC = 7,          // execve
     ISO_STAGE_CONTROLLING_TERMINAL = 8, // ioctl(0, TIOCSCTTY)
     ISO_STAGE_BECOME_ROOT = 9,   // setresgid/setresuid(0, 0, 0) in a new user namespace
+    ISO_STAGE_ENTER_TIME_NAMESPACE = 10, // setns(/proc/self/ns/time_for_children, CLONE_NEWTIME)
 };
 
 struct iso_spawn_attr {
@@ -51,7 +52,7 @@ struct iso_spawn_attr {
     char *const *argv;       // NULL-terminated
     char *const *envp;       // NULL-terminated
     int clone_flags;         // ISO_CLONE_NEW* (except NEWTIME); 0 is a plain fork
-    int new_time_namespace;  // 1: unshare(CLONE_NEWTIME) in the child before execve
+    int new_time_namespace;  // 1: the child unshares CLONE_NEWTIME and enters it before execve
     int64_t monotonic_offset_seconds; // written to timens_offsets when new_time_namespace
     int64_t boottime_offset_seconds;
     int stdin_fd;            // -1 inherits the parent's

@@ -185,7 +185,10 @@ struct ConformanceNamespaces {
             config.linux?.timeOffsets = ["boottime": OCIConfig.TimeOffset(secs: 1_000_000), "monotonic": OCIConfig.TimeOffset(secs: 2_000_000)]
         }
         defer { bundle.removeAll() }
-        try bundle.probeExtra("sed 's/^/timens=/' /proc/$$/timens_offsets; echo \"uptime=$(cut -d. -f1 /proc/uptime)\"\n")
+        // /proc/PID/timens_offsets shows the namespace of PID's children, and a forked
+        // cut would read its own clock: the shell reads /proc/uptime itself (a builtin),
+        // so the process the runtime started is checked, not only what it forks.
+        try bundle.probeExtra("sed 's/^/timens=/' /proc/$$/timens_offsets; read -r up idle < /proc/uptime; echo \"uptime=${up%%.*}\"\n")
         let hostUptime = Int(try String(contentsOfFile: "/proc/uptime", encoding: .utf8).split(separator: ".")[0])!
         let (result, seen) = try bundle.probe("conf-timens")
         #expect(result.status == 0 && seen.complete, "\(result)")
@@ -194,6 +197,22 @@ struct ConformanceNamespaces {
         let uptime = Int(seen["uptime"] ?? "") ?? 0
         #expect(uptime >= hostUptime + 1_000_000 && uptime < hostUptime + 1_000_100, "uptime \(uptime), host's \(hostUptime)")
         #expect(seen["ns.time"] != namespaceLink(nil, "time"))
+    }
+
+    @Test("config-linux.md#offset-for-time-namespace: the container's process and an exec'd one are in its time namespace",
+          .enabled(if: hasTimeNamespaces, "time namespaces need Linux 5.6 or later"))
+    func timeOffsetsExec() throws {
+        let bundle = try TestBundle(conformance: "timens-exec", args: probeThenSleep) { config in
+            config.linux?.namespaces?.append(OCIConfig.Namespace(type: .time))
+            config.linux?.timeOffsets = ["monotonic": OCIConfig.TimeOffset(secs: 2_000_000)]
+        }
+        defer { bundle.removeAll() }
+        let (pid, _) = try bundle.startProbe("conf-timens-exec")
+        let container = namespaceLink(pid, "time")
+        #expect(container != nil && container != namespaceLink(nil, "time"), "the process stayed in the host's time namespace")
+        let exec = try bundle.runtime(["exec", "conf-timens-exec", "sh", "-c", "readlink /proc/$$/ns/time; grep monotonic /proc/$$/timens_offsets"])
+        let lines = exec.stdout.split(separator: "\n").map { $0.split(separator: " ").filter { !$0.isEmpty }.joined(separator: " ") }
+        #expect(exec.status == 0 && lines == [container ?? "", "monotonic 2000000 0"], "\(exec)")
     }
 
     @Test("config-linux.md#namespaces: in a new cgroup namespace the container's own cgroup is its root")
