@@ -49,14 +49,20 @@ public final class Cgroup {
         log: @escaping (FilePath, String) -> Void = { _, _ in }
     ) throws -> Cgroup {
         let cgroup = try locate(path: path, limits: limits, root: root, log: log)
+        try cgroup.make(limits: limits, root: root)
+        return cgroup
+    }
+
+    /// Makes a cgroup that `locate` found the place of: its folders, with any missing
+    /// parents, then `limits`. On failure, whatever was created is removed again.
+    public func make(limits: ResourceLimits, root: String = "/sys/fs/cgroup") throws {
         do {
-            try cgroup.makeDirectories(root: root, limits: limits)
-            try cgroup.apply(limits)
+            try makeDirectories(root: root, limits: limits)
+            try apply(limits)
         } catch {
-            cgroup.destroy()
+            destroy()
             throw error
         }
-        return cgroup
     }
 
     /// Starts the RCU grace period that the first cgroup migration of a moment waits for
@@ -86,7 +92,10 @@ public final class Cgroup {
         return cgroup
     }
 
-    static func locate(path: String, limits: ResourceLimits, root: String, log: @escaping (FilePath, String) -> Void) throws -> Cgroup {
+    /// Where the cgroup at `path` goes in each hierarchy (the controllers `limits` need
+    /// must be there, else an error now), without making anything: `make` does.
+    public static func locate(path: String, limits: ResourceLimits, root: String = "/sys/fs/cgroup",
+                              log: @escaping (FilePath, String) -> Void = { _, _ in }) throws -> Cgroup {
         let parts = path.split(separator: "/").map(String.init)
         guard !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
             throw IsolationError("'\(path)' is not a cgroup path", hint: "write it as /parent/name, without . or ..")

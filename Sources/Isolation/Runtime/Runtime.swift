@@ -118,14 +118,24 @@ public struct Runtime {
             // 0622 despite the umask: the init may open it after it has become another user.
             try pathCall(fifo) { chmod($0, 0o622) }
 
+            // The cgroup's place (and the controllers it needs) now; it is made after the
+            // clone, while the init starts and reads its config.
             let cgroupPath = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
             let narrate = self.narrate
-            cgroup = try Cgroup.create(path: cgroupPath, limits: limits, log: { path, value in
+            cgroup = try Cgroup.locate(path: cgroupPath, limits: limits, log: { path, value in
                 // The join (cgroup.procs, in every hierarchy) is narrated once, below.
                 guard path.lastComponent?.string != "cgroup.procs" else { return }
                 narrate("echo \"\(value)\" > \(path)", "linux.resources")
             })
-            lap("cgroup")
+            func makeCgroup() throws {
+                narrate("mkdir …/\(cgroup!.relativePath)", "the container's cgroup, in every hierarchy (chapter 03), its limits written before any process is in it")
+                try cgroup!.make(limits: limits)
+                lap("cgroup")
+            }
+            // Except after joining a user namespace, which leaves us no capability over the
+            // host's cgroups (device rules need CAP_SYS_ADMIN there): then it is made first.
+            let cgroupBeforeNamespaces = joined.contains { $0.type == .user }
+            if cgroupBeforeNamespaces { try makeCgroup() }
 
             // Namespaces given by path are joined here, by this short-lived process, so
             // the init is cloned into them (a PID namespace is entered by children only).
@@ -199,6 +209,7 @@ public struct Runtime {
                     gidMap: (linux.gidMappings ?? []).map { IDMapping(inside: $0.containerID, outside: $0.hostID, count: $0.size) })
                 try map.write(to: child!.pid, narrate: narrate)
             }
+            if !cgroupBeforeNamespaces { try makeCgroup() }
             narrate("echo \(child!.pid) > …/\(cgroup!.relativePath)/cgroup.procs", "join the cgroup before the init sets anything up: no instant without limits")
             try cgroup!.addProcess(child!.pid)
             try child!.release()
