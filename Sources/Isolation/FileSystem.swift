@@ -53,6 +53,12 @@ public enum FileSystem {
         try makeDirectory(path, mode: mode)
     }
 
+    /// The inode number of `path` (stat(2)), or nil.
+    public static func inode(_ path: FilePath) -> ino_t? {
+        var info = stat()
+        return path.withPlatformString { stat($0, &info) } == 0 ? info.st_ino : nil
+    }
+
     /// lstat(2)-based checks: they do not follow a final symlink unless said so.
     public static func exists(_ path: FilePath, followSymlinks: Bool = true) -> Bool {
         var info = stat()
@@ -115,6 +121,11 @@ public enum FileSystem {
     public static func readFile(_ path: FilePath) throws -> [UInt8] {
         let fd = try FileDescriptor.open(path, .readOnly, options: .closeOnExec)
         defer { try? fd.close() }
+        return try readAll(fd)
+    }
+
+    /// Everything left to read from `fd` (read(2) until end of file).
+    public static func readAll(_ fd: FileDescriptor) throws -> [UInt8] {
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

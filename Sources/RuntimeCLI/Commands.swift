@@ -161,12 +161,10 @@ public struct Run: ParsableCommand {
         var status = ExitStatus.exited(0)
         try globals.reporting("run") {
             var runtime = globals.runtime
-            // run is create + start, and start needs a process: refuse before creating anything.
-            if try OCIConfig.load(bundle: FilePath(bundle)).process == nil {
-                throw IsolationError("cannot run container '\(id)': it has no process (its config.json has no `process`), so there is nothing to start",
-                                     hint: "give config.json a process with args; create works without one, start and run do not")
-            }
             var options = Runtime.CreateOptions(bundle: FilePath(bundle))
+            // run is create + start, and start needs a process: create refuses before it
+            // makes anything.
+            options.requireProcess = "run"
             options.pidFile = pidFile.map { FilePath($0) }
             options.consoleSocket = consoleSocket.map { FilePath($0) }
             blockSignalsForSupervision()  // Ctrl-C goes to the container; we delete it after
@@ -248,7 +246,7 @@ public struct Resume: ParsableCommand {
 }
 
 /// The container's init, cloned by `create` as `init --bundle B --state-dir D --sync-fd N
-/// --continue-fd N [--console-fd N] [--cgroup controller=path]… [--narrate]`.
+/// --continue-fd N --config-fd N [--console-fd N] [--cgroup controller=path]… [--narrate]`.
 ///
 /// Not an ArgumentParser command: every container pays for this second program start,
 /// and ArgumentParser's reflection over a command's properties costs more than the rest
@@ -262,7 +260,7 @@ public enum ContainerInitCommand {
     public static func runIfRequested(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
         guard arguments.first == name else { return }
         var bundle: String?, stateDirectory: String?
-        var syncFD: Int32?, continueFD: Int32?, consoleFD: Int32 = -1
+        var syncFD: Int32?, continueFD: Int32?, configFD: Int32?, consoleFD: Int32 = -1
         var directories: [String: FilePath] = [:]
         var narrate = false
         var index = 1
@@ -276,6 +274,7 @@ public enum ContainerInitCommand {
             case "--state-dir": stateDirectory = value()
             case "--sync-fd": syncFD = value().flatMap { Int32($0) }
             case "--continue-fd": continueFD = value().flatMap { Int32($0) }
+            case "--config-fd": configFD = value().flatMap { Int32($0) }
             case "--console-fd": consoleFD = value().flatMap { Int32($0) } ?? -1
             case "--cgroup":
                 let parts = (value() ?? "").split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -285,12 +284,12 @@ public enum ContainerInitCommand {
             }
             index += 1
         }
-        guard let bundle, let stateDirectory, let syncFD, let continueFD else {
-            usage("--bundle, --state-dir, --sync-fd and --continue-fd are required")
+        guard let bundle, let stateDirectory, let syncFD, let continueFD, let configFD else {
+            usage("--bundle, --state-dir, --sync-fd, --continue-fd and --config-fd are required")
         }
         let style = Style.standardOutput
         Runtime.containerInit(
-            bundle: FilePath(bundle), stateDirectory: FilePath(stateDirectory), syncFD: syncFD, continueFD: continueFD, consoleFD: consoleFD,
+            bundle: FilePath(bundle), stateDirectory: FilePath(stateDirectory), syncFD: syncFD, continueFD: continueFD, configFD: configFD, consoleFD: consoleFD,
             cgroupDirectories: directories,
             narrate: narrate ? { call, why in lessonStep(call, why) } : { _, _ in },
             timings: narrate ? { timings in

@@ -9,7 +9,7 @@ extension Runtime {
     ///
     /// `narrate` hears each step (the lesson prints them with their timings).
     public static func containerInit(
-        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32, continueFD: Int32, consoleFD: Int32 = -1,
+        bundle: FilePath, stateDirectory: FilePath, syncFD: Int32, continueFD: Int32, configFD: Int32, consoleFD: Int32 = -1,
         cgroupDirectories: [String: FilePath], narrate: @escaping (String, String) -> Void,
         timings: ([(stage: String, seconds: Double)]) -> Void = { _ in }
     ) -> Never {
@@ -17,13 +17,17 @@ extension Runtime {
         _ = fcntl(syncFD, F_SETFD, FD_CLOEXEC)
         _ = fcntl(continueFD, F_SETFD, FD_CLOEXEC)
         if consoleFD >= 0 { _ = fcntl(consoleFD, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(configFD, F_SETFD, FD_CLOEXEC)
         func report(_ line: String) {
             let bytes = Array((line + "\n").utf8)
             _ = bytes.withUnsafeBufferPointer { write(syncFD, $0.baseAddress, $0.count) }
         }
         var ready = false
         do {
-            let config = try OCIConfig.load(bundle: bundle)
+            // The copy create checked and kept, byte for byte (the bundle's may have changed).
+            let configBytes = try FileSystem.readAll(FileDescriptor(rawValue: configFD))
+            close(configFD)
+            let config = try OCIConfig.decode(json: configBytes, source: "config.json (as create kept it)")
             // No process (config.md: optional at create): everything else is set up, and we
             // wait as any created container does; `start` refuses without touching the FIFO.
             let process = config.process

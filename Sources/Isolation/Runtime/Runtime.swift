@@ -7,8 +7,8 @@ import SystemPackage
 ///     create → (created) → start → (running) → the process exits → (stopped) → delete
 ///
 /// `create` clones the container's init in its new namespaces, joins it to its cgroup
-/// before it may exec, and returns once the init has set everything up and waits on the
-/// exec FIFO; `start` opens the FIFO, and the init execs the process. Each command is
+/// before the init sets anything up, and returns once the init has set everything up and
+/// waits on the exec FIFO; `start` opens the FIFO, and the init execs the process. Each command is
 /// a separate, short process: all that lasts is the init and the container's folder.
 public struct Runtime {
     public var store: ContainerStore
@@ -29,6 +29,9 @@ public struct Runtime {
         public var preserveFDs: Int = 0
         /// The init narrates its own steps (to the container's stdout).
         public var narrateInit = false
+        /// Set to the command's name (`run`) when a config without `process` is an error
+        /// (start would refuse it): create then refuses before it makes anything.
+        public var requireProcess: String?
         public init(bundle: FilePath) { self.bundle = bundle }
     }
 
@@ -44,6 +47,10 @@ public struct Runtime {
         // config is read and the cgroup made (see Cgroup.warmMigration).
         let warmer = Cgroup.warmMigration()
         defer { if let warmer { _ = waitpid(warmer, nil, 0) } }
+        // The init starts before it is told to go on: if it dies first, writing to it
+        // must fail with EPIPE, not kill create before it cleans up (signal(7)).
+        let sigpipe = signal(SIGPIPE, SIG_IGN)
+        defer { signal(SIGPIPE, sigpipe) }
         try ContainerStore.validate(id: id)
         let bundle = try FileSystem.realPath(options.bundle)
         let (config, configBytes) = try OCIConfig.read(bundle: bundle)
@@ -52,12 +59,20 @@ public struct Runtime {
         // without it everything else is set up, and `start` refuses. What concerns only the
         // process (its terminal, AppArmor profile, SELinux label) is then not checked.
         let process = config.process
+        if process == nil, let command = options.requireProcess {
+            throw IsolationError("cannot \(command) container '\(id)': it has no process (its config.json has no `process`), so there is nothing to start",
+                                 hint: "give config.json a process with args; create works without one, start and run do not")
+        }
+        // --preserve-fds N passes descriptors 3 … 3+N-1: a count, and a sane one.
+        guard (0...1024).contains(options.preserveFDs) else {
+            throw IsolationError("--preserve-fds \(options.preserveFDs) is not a number of descriptors", hint: "give 0 (the default) to 1024")
+        }
         if process?.terminal == true && options.consoleSocket == nil {
             throw IsolationError("process.terminal is true, but no --console-socket was given", hint: "pass --console-socket PATH, or set terminal to false")
         }
         if process?.terminal != true && options.consoleSocket != nil {
             throw IsolationError("--console-socket was given, but \(process == nil ? "config.json has no process" : "process.terminal is false")",
-                                 hint: "set process.terminal to true, or leave --console-socket out")
+                                 hint: process == nil ? "leave --console-socket out: without a process there is no terminal" : "set process.terminal to true, or leave --console-socket out")
         }
         // systemd's form, "slice:prefix:name" (runc --systemd-cgroup; podman and containerd
         // send it with their systemd cgroup manager), names a unit, not a folder.
@@ -160,6 +175,15 @@ public struct Runtime {
 
             // With a terminal, the engine listens on --console-socket for the pty's master:
             // we connect now, on the host; the init sends the master once it made the pty.
+            // The config as create checked and kept it, for the init: a descriptor, because
+            // the bundle's may change meanwhile, and in a user namespace the init could not
+            // open our state folder (it is that namespace's root by then).
+            let configFD = open(directory.appending(OCIConfig.fileName).string, O_RDONLY)
+            guard configFD >= 0 else { throw StageError(stage: "open the kept config.json", errno: currentErrno()) }
+            let initConfigFD = fcntl(configFD, F_DUPFD, 100)
+            close(configFD)
+            guard initConfigFD >= 0 else { throw StageError(stage: "dup the kept config.json", errno: currentErrno()) }
+            defer { close(initConfigFD) }
             var consoleFD: Int32 = -1
             if let socket = options.consoleSocket {
                 let connected = try PseudoTerminal.connect(socket)
@@ -168,7 +192,7 @@ public struct Runtime {
             }
             defer { if consoleFD >= 0 { close(consoleFD) } }
             // Only 0, 1, 2, the sync pipes, the console and --preserve-fds (3 … 3+N-1) reach the init.
-            FileSystem.closeOnExecAll(except: Set([syncFD, proceedFD, consoleFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
+            FileSystem.closeOnExecAll(except: Set([syncFD, proceedFD, initConfigFD, consoleFD] + (0..<Int32(options.preserveFDs)).map { 3 + $0 }))
             var spawn = SpawnOptions()
             // A cgroup namespace's root is the cgroup its creator is in: the init makes it
             // itself (unshare), once we have moved it into the container's cgroup.
@@ -185,12 +209,13 @@ public struct Runtime {
                 spawn.monotonicOffset = offsets["monotonic"]?.secs ?? 0
                 spawn.boottimeOffset = offsets["boottime"]?.secs ?? 0
             }
-            var arguments = ["init", "--bundle", bundle.string, "--state-dir", directory.string, "--sync-fd", "\(syncFD)", "--continue-fd", "\(proceedFD)"]
+            var arguments = ["init", "--bundle", bundle.string, "--state-dir", directory.string, "--sync-fd", "\(syncFD)", "--continue-fd", "\(proceedFD)",
+                             "--config-fd", "\(initConfigFD)"]
             for (controller, path) in cgroup!.directories.sorted(by: { $0.key < $1.key }) { arguments += ["--cgroup", "\(controller)=\(path)"] }
             if consoleFD >= 0 { arguments += ["--console-fd", "\(consoleFD)"] }
             if options.narrateInit { arguments.append("--narrate") }
             narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execve(\"/proc/self/exe\", [\"init\", …])",
-                    spawn.waitForRelease ? "the container's first process, in its new namespaces, held before exec until its uid/gid maps are written"
+                    spawn.waitForRelease ? "the container's first process, in its new namespaces, held before exec until it may become the user namespace's root"
                         : "the container's first process, in its new namespaces: it starts the init at once, which waits for the cgroup join")
             do {
                 child = try ChildProcess.spawn("/proc/self/exe", arguments: [CommandLine.arguments.first ?? "runtime"] + arguments,
@@ -210,9 +235,21 @@ public struct Runtime {
                 try map.write(to: child!.pid, narrate: narrate)
             }
             if !cgroupBeforeNamespaces { try makeCgroup() }
-            narrate("echo \(child!.pid) > …/\(cgroup!.relativePath)/cgroup.procs", "join the cgroup before the init sets anything up: no instant without limits")
-            try cgroup!.addProcess(child!.pid)
+            narrate("echo \(child!.pid) > …/\(cgroup!.relativePath)/cgroup.procs", "join the cgroup before the init sets anything up: every mount and the program run inside the limits")
+            do {
+                try cgroup!.addProcess(child!.pid)
+            } catch {
+                // An init that failed while we made its cgroup (its config unreadable, say)
+                // has said why on the sync pipe: that, not "no such process", is the error.
+                let ended = ProcessInfoStat(pid: child!.pid).map { $0.state == "Z" } ?? true  // never wait for a live one
+                if ended, let status = try? child!.wait(), case let message = readLine(sync.read), message.hasPrefix("error ") {
+                    throw IsolationError(String(message.dropFirst(6)), hint: "the container's init \(status) before it joined its cgroup")
+                }
+                throw error
+            }
             try child!.release()
+            // The init may have died meanwhile: then this write fails with EPIPE (SIGPIPE is
+            // ignored while create runs, see above), and "ready" below reports what happened.
             let joinedLine = Array("joined\n".utf8)
             _ = joinedLine.withUnsafeBufferPointer { write(proceed.write, $0.baseAddress, $0.count) }
             lap("cgroup join")
