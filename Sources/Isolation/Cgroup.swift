@@ -94,8 +94,10 @@ public final class Cgroup {
 
     /// Where the cgroup at `path` goes in each hierarchy (the controllers `limits` need
     /// must be there, else an error now), without making anything: `make` does.
-    public static func locate(path: String, limits: ResourceLimits, root: String = "/sys/fs/cgroup",
-                              log: @escaping (FilePath, String) -> Void = { _, _ in }) throws -> Cgroup {
+    /// (Not public: the object it returns removes the cgroup's folders, and whatever runs
+    /// in them, when it is released without `keep()`.)
+    static func locate(path: String, limits: ResourceLimits, root: String = "/sys/fs/cgroup",
+                       log: @escaping (FilePath, String) -> Void = { _, _ in }) throws -> Cgroup {
         let parts = path.split(separator: "/").map(String.init)
         guard !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
             throw IsolationError("'\(path)' is not a cgroup path", hint: "write it as /parent/name, without . or ..")

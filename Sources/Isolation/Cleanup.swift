@@ -73,6 +73,7 @@ public enum Cleanup {
             report("removed cgroup \(path)")
             return 1
         }
+        if Glibc.errno == ENOENT { return 0 }  // already gone
         var removed = 0
         for name in (try? FileSystem.contentsOfDirectory(path)) ?? [] where FileSystem.isDirectory(path.appending(name)) {
             removed += removeCgroupTree(path.appending(name), report: report)

@@ -61,11 +61,12 @@ public enum FastCommandLine {
                 if command == nil, let key = valued[name] ?? flagNames[name], !globalNames.contains(key) { return nil }
                 if let key = valued[name] {
                     if value == nil {
-                        guard index < arguments.count else { return nil }
+                        // ArgumentParser takes no value that looks like an option ("--pid-file -d").
+                        guard index < arguments.count, !arguments[index].hasPrefix("-") else { return nil }
                         value = arguments[index]
                         index += 1
                     }
-                    guard options[key] == nil else { return nil }  // said twice: ArgumentParser's rules
+                    guard options[key] == nil, value != "" else { return nil }  // twice, or empty: left to ArgumentParser
                     options[key] = value
                 } else if let key = flagNames[name], value == nil {
                     flags.insert(key)

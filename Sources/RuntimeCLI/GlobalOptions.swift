@@ -51,6 +51,7 @@ public struct GlobalOptions: ParsableArguments {
     }
 
     public func validate() throws {
+        guard !root.isEmpty else { throw ValidationError("--root must name a folder (the runtime's state lives there)") }
         guard logFormat == "text" || logFormat == "json" else {
             throw ValidationError("--log-format must be text or json")
         }

@@ -752,7 +752,8 @@ struct Chapter04CommandLineTests {
         "--log-format xml state c1", "--systemd-cgroup create c1", "create --preserve-fds two c1", "delete -fa c1",
         "create --force c1", "state --bundle /b c1", "--bundle /b state c1", "list", "spec", "exec c1 true", "lesson",
         "create -- c1", "--root", "create --unknown c1", "--root /a --root /b state c1",
-        "--bundle /b create c1", "-f delete c1", "--detach run c1",
+        "--bundle /b create c1", "-f delete c1", "--detach run c1", "run --pid-file -d c1", "create --preserve-fds -1 c1",
+        "--root= state c1", "--log --debug state c1",
     ])
     func leftToArgumentParser(line: String) {
         #expect(FastCommandLine.parse(line.split(separator: " ").map(String.init)) == nil)

@@ -37,7 +37,9 @@ public struct ContainerStore: Sendable {
 
     final class Memo: @unchecked Sendable {
         // Unchecked: the runtime's commands are single-threaded processes (they fork).
-        var records: [String: ContainerRecord] = [:]
+        /// Each record with the inode of the record.json it came from: a container
+        /// deleted and made again by another process meanwhile has a new one.
+        var records: [String: (record: ContainerRecord, inode: ino_t)] = [:]
         var configs: [String: OCIConfig] = [:]
     }
 
@@ -73,20 +75,20 @@ public struct ContainerStore: Sendable {
         let temporary = directory(record.id).appending("record.json.tmp")
         try FileSystem.writeFile(temporary, Array(data), mode: 0o600)
         try pathCall(temporary) { rename($0, directory(record.id).appending("record.json").string) }
-        memo.records[record.id] = record
+        memo.records[record.id] = FileSystem.inode(directory(record.id).appending("record.json")).map { (record, $0) }
     }
 
     public func load(_ id: String) throws -> ContainerRecord {
         try Self.validate(id: id)
         let path = directory(id).appending("record.json")
-        // Known already, and still there (another process may have deleted it since).
-        if let record = memo.records[id], FileSystem.exists(path) { return record }
+        // Known already, and still the same file (another process may have deleted it since).
+        if let known = memo.records[id], FileSystem.inode(path) == known.inode { return known.record }
         guard let bytes = try? FileSystem.readFile(path) else {
             throw IsolationError("container '\(id)' does not exist", hint: "`list` shows the containers under \(root)")
         }
         do {
             let record = try JSONDecoder().decode(ContainerRecord.self, from: Data(bytes))
-            memo.records[id] = record
+            memo.records[id] = FileSystem.inode(path).map { (record, $0) }
             return record
         } catch {
             throw IsolationError("the state of container '\(id)' is unreadable (\(path))", hint: "remove it with `delete --force \(id)`")
