@@ -87,13 +87,8 @@ public func makePipe() throws -> (read: Int32, write: Int32) {
     return (fds[0], fds[1])
 }
 
-/// Reads `fd` until end of file (retrying on EINTR) and decodes it as UTF-8.
+/// Reads `fd` until end of file (retrying on EINTR) and decodes it as UTF-8; a read
+/// error ends it as end of file would (`FileSystem.readAll` throws instead).
 public func readAll(_ fd: Int32) -> String {
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buffer, buffer.count)
-        if n > 0 { bytes += buffer[0..<n] } else if n < 0 && Glibc.errno == EINTR { continue } else { break }
-    }
-    return String(decoding: bytes, as: UTF8.self)
+    String(decoding: (try? FileSystem.readAll(FileDescriptor(rawValue: fd))) ?? [], as: UTF8.self)
 }

@@ -159,36 +159,35 @@ public struct Runtime {
                 try Namespaces.join(path: FilePath(namespace.path!), kind: namespace.type.kind)
             }
 
-            // The init reports "ready" or "error …" through a pipe whose write end it
-            // inherits at a fixed, high descriptor (the process's own 3… are --preserve-fds).
+            // The init inherits what it needs at fixed, high descriptors (the process's own
+            // 3… are --preserve-fds): dup(2) to 100 or above, the original closed.
+            func forInit(_ fd: Int32, _ what: String) throws -> Int32 {
+                let high = fcntl(fd, F_DUPFD, 100)
+                let error = currentErrno()
+                close(fd)
+                guard high >= 0 else { throw StageError(stage: "dup \(what)", errno: error) }
+                return high
+            }
+            // The init reports "ready" or "error …" through a pipe.
             let sync = try makePipe()
-            let syncFD = fcntl(sync.write, F_DUPFD, 100)
-            close(sync.write)
             defer { close(sync.read) }
-            guard syncFD >= 0 else { throw StageError(stage: "dup the sync pipe", errno: currentErrno()) }
-            // And the other way: "go on" after the runtime's hooks, with the init's host PID.
+            let syncFD = try forInit(sync.write, "the sync pipe")
+            // And the other way: "joined", and "go on" after the runtime's hooks.
             let proceed = try makePipe()
-            let proceedFD = fcntl(proceed.read, F_DUPFD, 100)
-            close(proceed.read)
             defer { close(proceed.write) }
-            guard proceedFD >= 0 else { throw StageError(stage: "dup the continue pipe", errno: currentErrno()) }
-
-            // With a terminal, the engine listens on --console-socket for the pty's master:
-            // we connect now, on the host; the init sends the master once it made the pty.
-            // The config as create checked and kept it, for the init: a descriptor, because
-            // the bundle's may change meanwhile, and in a user namespace the init could not
-            // open our state folder (it is that namespace's root by then).
+            let proceedFD = try forInit(proceed.read, "the continue pipe")
+            // The config as create checked and kept it: a descriptor, because the bundle's
+            // may change meanwhile, and in a user namespace the init could not open our state
+            // folder (it is that namespace's root by then).
             let configFD = open(directory.appending(OCIConfig.fileName).string, O_RDONLY)
             guard configFD >= 0 else { throw StageError(stage: "open the kept config.json", errno: currentErrno()) }
-            let initConfigFD = fcntl(configFD, F_DUPFD, 100)
-            close(configFD)
-            guard initConfigFD >= 0 else { throw StageError(stage: "dup the kept config.json", errno: currentErrno()) }
+            let initConfigFD = try forInit(configFD, "the kept config.json")
             defer { close(initConfigFD) }
+            // With a terminal, the engine listens on --console-socket for the pty's master:
+            // we connect now, on the host; the init sends the master once it made the pty.
             var consoleFD: Int32 = -1
             if let socket = options.consoleSocket {
-                let connected = try PseudoTerminal.connect(socket)
-                consoleFD = fcntl(connected, F_DUPFD, 100)
-                close(connected)
+                consoleFD = try forInit(try PseudoTerminal.connect(socket), "the console socket")
             }
             defer { if consoleFD >= 0 { close(consoleFD) } }
             // Only 0, 1, 2, the sync pipes, the console and --preserve-fds (3 … 3+N-1) reach the init.
