@@ -9,7 +9,7 @@ import SystemPackage
 /// expects a new hostname (UTS), PIDs, mount table, IPC objects and network.
 func namespacesToCreate() throws -> Namespaces {
     try exerciseTODO("02", step: "clone-flags",
-                     hint: "return a Namespaces option set (Sources/Isolation/Namespaces.swift) with one member per CLONE_NEW* flag: the container needs its own hostname, PIDs, mount table, IPC objects and network. Root needs no user namespace",
+                     hint: "return a Namespaces option set (Sources/Isolation/Namespaces/Namespaces.swift) with one member per CLONE_NEW* flag: the container needs its own hostname, PIDs, mount table, IPC objects and network. Root needs no user namespace",
                      notes: "Chapters/02-namespaces/README.md#how-this-chapter-makes-one")
 }
 
