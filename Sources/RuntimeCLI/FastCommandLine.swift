@@ -169,7 +169,18 @@ extension RuntimeCommands {
                 root.exit(withError: error)
             }
         }
-        root.main(self.arguments(arguments))
+        do {
+            var command = try root.parseAsRoot(self.arguments(arguments))
+            try command.run()
+        } catch {
+            // The commands log their own errors; what ArgumentParser refuses (a wrong
+            // option, a missing ID) goes to --log here, so that an engine can show it too.
+            if !(error is ExitCode), root.exitCode(for: error) != .success {
+                RuntimeLog.open(arguments: arguments)
+                RuntimeLog.write(level: "error", root.message(for: error))
+            }
+            root.exit(withError: error)
+        }
         exit(0)
     }
 }

@@ -24,6 +24,7 @@ public struct GlobalOptions: ParsableArguments {
     /// Runs a command body: errors are printed to stderr, written to --log as runc does
     /// (one JSON object `{"level":"error","msg":…}` with --log-format json), exit 1.
     public func reporting(_ command: String, _ body: () throws -> Void) throws {
+        RuntimeLog.open(path: log, format: logFormat)
         if debug { RuntimeLog(self).write(level: "debug", "\(command): " + CommandLine.arguments.dropFirst().joined(separator: " ")) }
         do {
             try body()
@@ -61,27 +62,53 @@ public struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// The --log file: text (`time=… level=error msg="…"`) or one JSON object per line.
+/// The --log file: text (`time=… level=error msg="…"`) or one JSON object per line
+/// (`{"level":"error","msg":"…","time":"…"}`, runc's logrus form), which engines read
+/// back to show why a call failed.
 struct RuntimeLog {
+    /// The file, opened once before the command runs (runc opens it at start too): `exec`
+    /// ends up inside the container's root, where the path no longer leads to it.
+    nonisolated(unsafe) private static var descriptor: Int32 = -1
+    nonisolated(unsafe) private static var json = false
+
     let options: GlobalOptions
     init(_ options: GlobalOptions) { self.options = options }
 
-    func write(level: String, _ message: String) {
-        guard let path = options.log else { return }
-        let line: String
-        if options.logFormat == "json" {
-            line = "{\"level\":\"\(level)\",\"msg\":\(jsonString(message)),\"time\":\"\(timestamp())\"}\n"
-        } else {
-            line = "time=\"\(timestamp())\" level=\(level) msg=\(jsonString(message))\n"
-        }
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+    /// Opens the --log file, if one was given, once; creating it, as runc does.
+    static func open(path: String?, format: String) {
+        guard descriptor < 0, let path, !path.isEmpty else { return }
+        json = format == "json"
+        descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
     }
 
-    func timestamp() -> String { Self.now() }
+    /// The --log and --log-format of a command line, read before ArgumentParser reads it,
+    /// so that a command line it refuses is logged too.
+    static func open(arguments: [String]) {
+        var path: String?, format = "text"
+        for (index, word) in arguments.enumerated() {
+            let next = index + 1 < arguments.count ? arguments[index + 1] : nil
+            if word == "--log" { path = next } else if word.hasPrefix("--log=") { path = String(word.dropFirst(6)) }
+            if word == "--log-format", let next { format = next } else if word.hasPrefix("--log-format=") { format = String(word.dropFirst(13)) }
+        }
+        open(path: path, format: format)
+    }
+
+    func write(level: String, _ message: String) {
+        Self.open(path: options.log, format: options.logFormat)
+        Self.write(level: level, message)
+    }
+
+    static func write(level: String, _ message: String) {
+        guard descriptor >= 0 else { return }
+        let line: String
+        if json {
+            line = "{\"level\":\"\(level)\",\"msg\":\(jsonString(message)),\"time\":\"\(now())\"}\n"
+        } else {
+            line = "time=\"\(now())\" level=\(level) msg=\(jsonString(message))\n"
+        }
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBufferPointer { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+    }
 
     /// The time now, as RFC 3339 in UTC with nanoseconds (runc's log format).
     static func now() -> String {

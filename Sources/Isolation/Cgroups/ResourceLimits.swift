@@ -85,7 +85,24 @@ public struct ResourceLimits: Sendable, Equatable {
             if let kernel = memory.kernel, kernel != 0 { kernelMemory = kernel }
             if let tcp = memory.kernelTCP, tcp != 0 { kernelTCPMemory = tcp }
         }
-        if let blockIO = resources.blockIO, blockIO != OCIConfig.BlockIO() { self.blockIO = blockIO }
+        if var blockIO = resources.blockIO {
+            // A weight of 0 is "not set", as runc reads it: Docker writes blockIO.weight 0
+            // for every container, and the kernel refuses 0 (its weights start at 1 or 10).
+            if blockIO.weight == 0 { blockIO.weight = nil }
+            if blockIO.leafWeight == 0 { blockIO.leafWeight = nil }
+            blockIO.weightDevice = blockIO.weightDevice?.map { device in
+                var device = device
+                if device.weight == 0 { device.weight = nil }
+                if device.leafWeight == 0 { device.leafWeight = nil }
+                return device
+            }.filter { $0.weight != nil || $0.leafWeight != nil }
+            if blockIO.weightDevice?.isEmpty == true { blockIO.weightDevice = nil }
+            for keyPath in [\OCIConfig.BlockIO.throttleReadBpsDevice, \.throttleWriteBpsDevice, \.throttleReadIOPSDevice, \.throttleWriteIOPSDevice]
+            where blockIO[keyPath: keyPath]?.isEmpty == true {
+                blockIO[keyPath: keyPath] = nil
+            }
+            if blockIO != OCIConfig.BlockIO() { self.blockIO = blockIO }
+        }
         hugepageLimits = resources.hugepageLimits ?? []
         if let network = resources.network, network.classID != nil || !(network.priorities ?? []).isEmpty { self.network = network }
         if let limit = resources.pids?.limit, limit > 0 { pids = Int(limit) }

@@ -312,13 +312,17 @@ public final class BundleSetup {
         pendingSeccomp = nil
     }
 
-    /// chdir(2) to process.cwd (made if missing), then the CVE-2024-21626 check: a cwd
+    /// Whether a missing process.cwd is made: for the container's init, as runc makes it;
+    /// not for `exec`, where runc refuses a working directory the container lacks.
+    public var makesWorkingDirectory = true
+
+    /// chdir(2) to process.cwd (made if missing, for the init), then the CVE-2024-21626 check: a cwd
     /// such as /proc/self/fd/N can land on a descriptor the runtime still holds, outside
     /// the root. getcwd(3) then has no path from our root ("(unreachable)…", or ENOENT):
     /// refuse to exec from there.
     func enterWorkingDirectory(_ cwd: String) throws {
         try stage("chdir(\"\(cwd)\")") {
-            if !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
+            if makesWorkingDirectory && !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
             try FileSystem.changeDirectory(FilePath(cwd))
         }
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

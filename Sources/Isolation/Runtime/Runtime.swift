@@ -527,6 +527,17 @@ public struct Runtime {
             try AppArmor.changeOnExec(profile)
             process.apparmorProfile = nil
         }
+        // The OOM score too: once we joined the PID namespace, the container's /proc has
+        // no entry for us (we are not in it; only our children will be), and
+        // /proc/self/oom_score_adj is ENOENT there. The spawned process inherits it.
+        if let score = process.oomScoreAdj {
+            narrate("echo \(score) > /proc/self/oom_score_adj", "process.oomScoreAdj, written while /proc/self is still ours")
+            do { try FileSystem.writeFile("/proc/self/oom_score_adj", "\(score)") } catch let error as Errno {
+                throw StageError(stage: "oom_score_adj \(score)", errno: error,
+                                 detail: error == .permissionDenied ? "lowering the score below the caller's needs CAP_SYS_RESOURCE" : nil)
+            }
+            process.oomScoreAdj = nil
+        }
         if console >= 0 { _ = fcntl(console, F_SETFD, FD_CLOEXEC) }
         let kinds = config.linux?.namespaceKinds ?? []
         // The init's root, held open: setns(CLONE_NEWNS) puts us at the top of the mount
@@ -556,6 +567,7 @@ public struct Runtime {
         request.hostname = nil
         request.domainname = nil
         let setup = BundleSetup(config: request, bundle: "/", namespaces: kinds, narrate: narrate)
+        setup.makesWorkingDirectory = false
         try setup.applyProcess()
         // The filter binds us too: the profile must allow clone and wait4, as any does.
         try setup.installPendingSeccomp()
