@@ -2,14 +2,15 @@ import Glibc
 import SystemPackage
 
 /// Real engines driving this project's runtime, each kept inside one folder so that
-/// nothing of the machine's own podman or containerd is touched: chapter 05 and its
-/// tests write these files, run the engines' clients, and remove the folder after.
+/// nothing of the machine's own podman, containerd or Docker is touched: chapter 05 and
+/// its tests write these files, run the engines' clients, and remove the folder after.
 public enum Engines {
     /// The Debian package that brings a program, for "install it" messages.
     public static func package(for program: String) -> String {
         switch program {
         case "podman", "conmon": return "podman"
         case "containerd", "ctr", "containerd-shim-runc-v2": return "containerd"
+        case "dockerd", "docker", "docker-init": return "docker.io"
         default: return program
         }
     }
@@ -172,32 +173,12 @@ public enum Engines {
         }
 
         /// Starts `containerd --config …` with its output in `log`, in a cgroup of its own
-        /// below ours (`<cgroupParent>/daemon`, joined before it runs): its shims inherit
-        /// it, so even if whoever started it dies, `doctor --clean` finds and stops them.
+        /// below ours (`<cgroupParent>/daemon`): its shims inherit it.
         public func startDaemon() throws -> ChildProcess {
             guard let program = Engines.find("containerd") else {
                 throw IsolationError("containerd is not installed", hint: "apt-get install containerd")
             }
-            let log = try FileDescriptor.open(self.log, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
-            defer { try? log.close() }
-            var options = SpawnOptions()
-            options.standardOutput = log
-            options.standardError = log
-            options.newSession = true  // Ctrl-C at a terminal is for the lesson, which stops containerd in order
-            options.waitForRelease = true
-            let cgroup = try Cgroup.create(path: cgroupParent + "/daemon", limits: ResourceLimits())
-            let daemon = try ChildProcess.spawn(program, arguments: ["containerd", "--config", config.string],
-                                                environment: Command.defaultEnvironment, options: options)
-            do {
-                try cgroup.addProcess(daemon.pid)
-                try daemon.release()
-            } catch {
-                _ = try? daemon.signal(SIGKILL)
-                _ = try? daemon.wait()
-                throw error
-            }
-            cgroup.keep()  // removed by removeCgroups()
-            return daemon
+            return try Engines.startDaemon(program, ["containerd", "--config", config.string], log: log, cgroupPath: cgroupParent + "/daemon")
         }
 
         /// ctr and the shims make /run/containerd/fifo and /run/containerd/s whatever the
@@ -235,6 +216,169 @@ public enum Engines {
 
                 """
             try FileSystem.writeFile(config, text)
+        }
+    }
+
+    /// Starts a daemon with its output in `log`, in a cgroup of its own below the
+    /// project's (`cgroupPath`, joined before it runs): what it starts (containerd, its
+    /// shims) inherits that cgroup, so even if whoever started it dies, `doctor --clean`
+    /// finds and stops them.
+    static func startDaemon(_ program: FilePath, _ arguments: [String], log path: FilePath, cgroupPath: String) throws -> ChildProcess {
+        let log = try FileDescriptor.open(path, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+        defer { try? log.close() }
+        var options = SpawnOptions()
+        options.standardOutput = log
+        options.standardError = log
+        options.newSession = true  // Ctrl-C at a terminal is for the lesson, which stops the daemon in order
+        options.waitForRelease = true
+        let cgroup = try Cgroup.create(path: cgroupPath, limits: ResourceLimits())
+        let daemon = try ChildProcess.spawn(program, arguments: arguments, environment: Command.defaultEnvironment, options: options)
+        do {
+            try cgroup.addProcess(daemon.pid)
+            try daemon.release()
+        } catch {
+            _ = try? daemon.signal(SIGKILL)
+            _ = try? daemon.wait()
+            throw error
+        }
+        cgroup.keep()  // removed with the engine's cgroups
+        return daemon
+    }
+
+    /// dockerd with everything in `folder`: its data (`--data-root`), its state and the
+    /// containerd it starts itself (`--exec-root`), its socket and configuration file; no
+    /// networking (no bridge, no iptables rules, no IP forwarding), containers below the
+    /// project's cgroups, and `runtime` registered with `--add-runtime`.
+    public struct Docker: Sendable {
+        public let folder: FilePath
+        public let runtime: FilePath
+        public let runtimeName: String
+        /// The name of this dockerd's cgroup parent, below the project's cgroups.
+        public let cgroupName: String
+
+        public init(folder: FilePath, runtime: FilePath, runtimeName: String = "isorun", cgroupName: String? = nil) {
+            self.folder = folder
+            self.runtime = runtime
+            self.runtimeName = runtimeName
+            self.cgroupName = cgroupName ?? "docker-" + (folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "\(getpid())")
+        }
+
+        public var configFile: FilePath { folder.appending("daemon.json") }
+        public var dataRoot: FilePath { folder.appending("data") }
+        public var execRoot: FilePath { folder.appending("exec") }
+        public var socket: FilePath { folder.appending("docker.sock") }
+        public var pidFile: FilePath { folder.appending("docker.pid") }
+        public var log: FilePath { folder.appending("dockerd.log") }
+        /// The client's own configuration folder (DOCKER_CONFIG): not ~/.docker.
+        public var clientConfig: FilePath { folder.appending("client") }
+
+        /// `--cgroup-parent`: containers go to `<parent>/<ID>` (Docker's default is /docker).
+        public var cgroupParent: String { "/\(projectPrefix)/\(cgroupName)" }
+
+        /// The `--root` the runc shim gives every runtime dockerd 20.10 registers:
+        /// `<exec-root>/runtime-runc/<namespace>`, Docker's containerd namespace being `moby`.
+        /// Our runtime's call log lives there.
+        public var runtimeRoot: FilePath { execRoot.appending("runtime-runc/moby") }
+
+        /// What the docker client needs to talk to this dockerd only.
+        public var clientEnvironment: [String] { ["DOCKER_HOST=unix://\(socket)", "DOCKER_CONFIG=\(clientConfig)"] }
+
+        /// dockerd's command line (dockerd(8)).
+        public var arguments: [String] {
+            [
+                "dockerd", "--config-file", configFile.string,
+                "--data-root", dataRoot.string, "--exec-root", execRoot.string,
+                "--pidfile", pidFile.string, "--host", "unix://\(socket)",
+                "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
+                "--storage-driver", "vfs", "--cgroup-parent", cgroupParent,
+                "--add-runtime", "\(runtimeName)=\(runtime)",
+            ]
+        }
+
+        /// Writes daemon.json (dockerd reads /etc/docker/daemon.json unless told another file).
+        ///
+        /// - `deprecated-key-path`: dockerd 20.10 writes an identity key to
+        ///   /etc/docker/key.json otherwise; there is no command-line flag for it.
+        /// - `shutdown-timeout`: at SIGTERM dockerd stops what still runs, waiting this
+        ///   long (15 s by default) before SIGKILL.
+        public func writeConfiguration() throws {
+            for path in [dataRoot, execRoot, clientConfig] { try FileSystem.makeDirectories(path, mode: 0o700) }
+            let text = """
+                {
+                  "deprecated-key-path": "\(folder.appending("key.json"))",
+                  "shutdown-timeout": 2
+                }
+
+                """
+            try FileSystem.writeFile(configFile, text)
+        }
+
+        /// Starts dockerd in `<cgroupParent>/daemon`; dockerd starts its own containerd
+        /// (no `--containerd` given), with its socket in `<exec-root>/containerd`.
+        public func startDaemon() throws -> ChildProcess {
+            guard let program = Engines.find("dockerd") else {
+                throw IsolationError("dockerd is not installed", hint: "apt-get install docker.io")
+            }
+            return try Engines.startDaemon(program, arguments, log: log, cgroupPath: cgroupParent + "/daemon")
+        }
+
+        /// Removes this dockerd's cgroups (its daemon's, what containers left, the parent).
+        public func removeCgroups() {
+            for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(cgroupName)) {
+                _ = Cleanup.removeCgroupTree(parent.appending(cgroupName), report: { _ in })
+            }
+        }
+
+        /// dockerd makes /run/docker/plugins (where plugins' sockets are looked for)
+        /// whatever its exec-root, and its containerd's shims make /run/containerd. Which
+        /// of them were there before we started.
+        public static func runDirectoriesExisting() -> [String: Bool] {
+            ["/run/docker": FileSystem.exists("/run/docker"), "/run/containerd": FileSystem.exists("/run/containerd")]
+        }
+
+        /// Removes what of those we made (rmdir(2): only what is empty).
+        public static func removeRunDirectories(existedBefore: [String: Bool]) {
+            if existedBefore["/run/docker"] == false { for path in ["/run/docker/plugins", "/run/docker"] { rmdir(path) } }
+            Containerd.removeRunDirectory(existedBefore: existedBefore["/run/containerd"] ?? true)
+        }
+
+        /// A `docker save` archive of `rootfs` as an image of one layer, for `docker load`
+        /// (no registry needed), written in `folder`:
+        ///
+        /// - `layer.tar`: the root filesystem, every file owned by root;
+        /// - `config.json`: the image's configuration, naming the layer by its "diff ID",
+        ///   the SHA-256 of the layer's bytes (Docker computes it again and compares);
+        /// - `manifest.json`: which config, which layers, which name.
+        public static func writeImageArchive(of rootfs: FilePath, name: String, in folder: FilePath) throws -> FilePath {
+            guard let tar = Command.find("tar"), let sha256sum = Command.find("sha256sum") else {
+                throw IsolationError("tar or sha256sum is missing", hint: "apt-get install tar coreutils")
+            }
+            try FileSystem.makeDirectories(folder)
+            let layer = folder.appending("layer.tar")
+            let packed = try Command.run(tar, ["--owner=0", "--group=0", "--numeric-owner", "-C", rootfs.string, "-cf", layer.string, "."])
+            guard packed.status == .exited(0) else { throw IsolationError("tar of \(rootfs) failed: \(packed.standardError)") }
+            let summed = try Command.run(sha256sum, [layer.string])
+            guard summed.status == .exited(0), let digest = summed.standardOutput.split(separator: " ").first, digest.count == 64 else {
+                throw IsolationError("sha256sum \(layer) failed: \(summed.standardError)")
+            }
+            var machine = utsname()
+            uname(&machine)
+            let hardware = withUnsafeBytes(of: machine.machine) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let architecture = ["x86_64": "amd64", "aarch64": "arm64"][hardware] ?? hardware
+            let config = """
+                {"architecture":"\(architecture)","os":"linux",\
+                "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},\
+                "rootfs":{"type":"layers","diff_ids":["sha256:\(digest)"]},\
+                "history":[{"created_by":"\(projectPrefix): tar of the built-in root filesystem"}]}
+
+                """
+            try FileSystem.writeFile(folder.appending("config.json"), config)
+            try FileSystem.writeFile(folder.appending("manifest.json"), "[{\"Config\":\"config.json\",\"RepoTags\":[\"\(name)\"],\"Layers\":[\"layer.tar\"]}]\n")
+            let archive = folder.appending("image.tar")
+            let bundled = try Command.run(tar, ["-C", folder.string, "-cf", archive.string, "manifest.json", "config.json", "layer.tar"])
+            guard bundled.status == .exited(0) else { throw IsolationError("tar of the image failed: \(bundled.standardError)") }
+            try? FileSystem.removeTree(layer)
+            return archive
         }
     }
 }
