@@ -4,12 +4,13 @@
 // Chapter 04 made a runtime with runc's command line. Engines never run a container
 // themselves: they write a bundle and call a runtime, through a small monitor that stays
 // (conmon for podman, the shim for containerd). Here real engines call ours: a local
-// image made from the built-in root filesystem, run by podman and by containerd, with
-// every call the runtime received printed from its call log.
+// image made from the built-in root filesystem, run by podman, by containerd and by a
+// private dockerd (`--add-runtime`), with every call the runtime received printed from
+// its call log.
 //
-//   chapter-05             the lesson (root; podman and containerd from Debian)
+//   chapter-05             the lesson (root; podman, containerd and docker.io from Debian)
 //
-// Read next: containers.conf(5), conmon(8), containerd-config.toml(5), ctr(8),
+// Read next: containers.conf(5), conmon(8), containerd-config.toml(5), ctr(8), dockerd(8),
 // the runtime-spec's runtime.md, Kubernetes' "Runtime Class" page.
 import ArgumentParser
 import Glibc
@@ -20,7 +21,7 @@ import SystemPackage
 struct Chapter05: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter-05",
-        abstract: "Adding a runtime: podman and containerd run this project's runtime, isorun.")
+        abstract: "Adding a runtime: podman, containerd and Docker run this project's runtime, isorun.")
 
     @Option(name: .long, help: ArgumentHelp("A root filesystem instead of the built-in one.", valueName: "DIR"))
     var rootfs: String?

@@ -1,4 +1,4 @@
-// The lesson: one image, two engines, one runtime, and every call the runtime received.
+// The lesson: one image, three engines, one runtime, and every call the runtime received.
 import Glibc
 import Isolation
 import SystemPackage
@@ -11,8 +11,9 @@ struct Lesson {
         continueOnClosedOutput()
         say(style.bold("Chapter 05 · Adding a runtime"))
         say("Engines do not run containers: they write a bundle and call a runtime, through a small")
-        say("monitor that stays with the container (podman: conmon; containerd: its shim). Any program")
-        say("with runc's command line will do. Here podman and containerd call chapter 04's runtime:")
+        say("monitor that stays with the container (podman: conmon; containerd and Docker: containerd's")
+        say("shim). Any program with runc's command line will do. Here podman, containerd and Docker")
+        say("call chapter 04's runtime:")
         say("  " + style.cyan(runtime.string))
         say()
         let folder = try FileSystem.makeTemporaryDirectory(purpose: "engines")
@@ -34,6 +35,13 @@ struct Lesson {
             try containerd(in: folder.appending("containerd"), image: archive)
         } else {
             say(style.yellow("containerd: the image is made with podman (no registry here): apt-get install podman — skipping containerd."))
+            say()
+        }
+        let dockerMissing = Engines.missing(["dockerd", "docker", "containerd", "containerd-shim-runc-v2"])
+        if dockerMissing.isEmpty {
+            try docker(in: folder.appending("docker"))
+        } else {
+            say(style.yellow("Docker is not installed (\(dockerMissing.joined(separator: ", ")) missing): apt-get install docker.io — skipping Docker."))
             say()
         }
         registrations()
@@ -176,16 +184,94 @@ struct Lesson {
         return try client("ctr", arguments, environment: environment, show: show)
     }
 
+    // MARK: Docker
+
+    /// dockerd → containerd → containerd-shim-runc-v2 → isorun.
+    func docker(in folder: FilePath) throws {
+        try FileSystem.makeDirectories(folder)
+        let engine = Engines.Docker(folder: folder, runtime: runtime, cgroupName: "docker-lesson-\(getpid())")
+        say(style.bold("Step 8 · dockerd on its own socket, told about isorun") + "  (--add-runtime, in \(folder))")
+        try engine.writeConfiguration()
+        for line in try FileSystem.readString(engine.configFile).split(separator: "\n") { say(style.dim("  │ ") + line) }
+        // One option (and its value) per line: the command is long for a projector.
+        var lines: [String] = []
+        for word in engine.arguments.map(shellQuote) {
+            if word.hasPrefix("-") || lines.isEmpty { lines.append(word) } else { lines[lines.count - 1] += " " + word }
+        }
+        for (index, line) in lines.enumerated() {
+            say("  " + style.syscall((index == 0 ? "$ " : "    ") + line + (index < lines.count - 1 ? " \\" : "")))
+        }
+        say(style.dim("  dockerd starts its own containerd (no --containerd given); no bridge, no iptables: containers get --network none."))
+        let runDirectories = Engines.Docker.runDirectoriesExisting()
+        let daemon = try engine.startDaemon()
+        var calls: CallLog? = nil
+        defer {
+            let all = ((try? docker(engine, ["ps", "--all", "--quiet"], show: false))?.standardOutput ?? "").split(separator: "\n").map(String.init)
+            if !all.isEmpty { _ = try? docker(engine, ["rm", "--force"] + all, show: false) }
+            _ = try? docker(engine, ["rmi", "--force", Engines.imageName], show: false)
+            _ = try? daemon.signal(SIGTERM)
+            _ = try? daemon.wait()
+            Engines.stopProcessesAndMounts(under: folder)
+            engine.removeCgroups()
+            Engines.Docker.removeRunDirectories(existedBefore: runDirectories)
+            calls?.remove()
+        }
+        var ready = false
+        for _ in 0..<300 where !ready {
+            ready = FileSystem.exists(engine.socket) && (try? docker(engine, ["version"], show: false))?.status == .exited(0)
+            if !ready { usleep(100_000) }
+        }
+        guard ready else {
+            throw IsolationError("dockerd did not answer on \(engine.socket) within 30 s", hint: "see \(engine.log)")
+        }
+        calls = try CallLog(root: engine.runtimeRoot)
+        let info = try docker(engine, ["info"], show: false).standardOutput.split(separator: "\n").filter { $0.contains("Runtime") }
+        say("  " + style.syscall("$ docker info") + style.dim("  (the lines about runtimes)"))
+        for line in info { say("    " + line.drop(while: { $0 == " " })) }
+        say()
+
+        say(style.bold("Step 9 · docker load") + "  (no registry: a docker-save archive of \(rootfs), made here)")
+        let archive = try Engines.Docker.writeImageArchive(of: rootfs, name: Engines.imageName, in: folder.appending("image"))
+        for name in ["manifest.json", "config.json"] {
+            let text = try FileSystem.readString(folder.appending("image/\(name)")).split(separator: "\n").joined()
+            say(style.dim("  │ \(name): ") + (text.count > 150 ? String(text.prefix(150)) + "…" : text))
+        }
+        say(style.dim("  │ layer.tar: the root filesystem; config.json names it by its SHA-256 (its diff ID), which Docker checks"))
+        try check(docker(engine, ["load", "--input", archive.string]), "docker load")
+        try? FileSystem.removeTree(folder.appending("image"))
+        say()
+
+        say(style.bold("Step 10 · docker run --runtime isorun") + "  (dockerd → containerd → its runc shim → isorun)")
+        calls?.clear()
+        _ = try docker(engine, ["run", "--rm", "--runtime", engine.runtimeName, "--network", "none",
+                                "--memory", "64m", Engines.imageName, "sh", "-c",
+                                "echo hello from Docker, PID $$; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"])
+        calls?.show()
+        say()
+        calls?.clear()
+        _ = try docker(engine, ["run", "-d", "--name", "lesson", "--runtime", engine.runtimeName, "--network", "none", Engines.imageName, "sleep", "60"])
+        _ = try docker(engine, ["exec", "lesson", "sh", "-c", "echo hello from exec, PID $$ beside $(cat /proc/1/comm)"])
+        say(style.dim("  stop: SIGTERM (kill ID 15); sleep as PID 1 has no handler, so after 1 s SIGKILL (kill ID 9)"))
+        _ = try docker(engine, ["stop", "-t", "1", "lesson"])
+        _ = try docker(engine, ["rm", "lesson"])
+        calls?.show()
+        say()
+    }
+
+    func docker(_ engine: Engines.Docker, _ arguments: [String], show: Bool = true) throws -> CommandOutput {
+        try client("docker", arguments, environment: Command.defaultEnvironment + engine.clientEnvironment, show: show)
+    }
+
     // MARK: elsewhere
 
     func registrations() {
         let path = runtime.string
-        say(style.bold("Step 8 · The same runtime, registered elsewhere") + "  (not run here)")
-        say("  Docker: a name for the runtime, then pick it per container")
+        say(style.bold("Step 11 · The same runtime, registered elsewhere") + "  (not run here)")
+        say("  Docker, for good: daemon.json instead of --add-runtime, and the default for every container")
         for line in [
-            "dockerd --add-runtime isorun=\(path)",
-            "# or /etc/docker/daemon.json: {\"runtimes\": {\"isorun\": {\"path\": \"\(path)\"}}}",
-            "docker run --runtime isorun --rm busybox echo hello",
+            "/etc/docker/daemon.json: {\"runtimes\": {\"isorun\": {\"path\": \"\(path)\"}},",
+            "                          \"default-runtime\": \"isorun\"}",
+            "# or: dockerd --add-runtime isorun=\(path) --default-runtime isorun",
         ] { say(style.dim("  │ ") + line) }
         say("  containerd's CRI plugin (/etc/containerd/config.toml): the runc shim, another binary")
         for line in [

@@ -252,7 +252,7 @@ struct Chapter05DockerTests {
             #expect(try docker.docker(["unpause", name]).status == 0)
             #expect(try docker.inspect(name, "{{.State.Status}}") == "running")
 
-            let stop = try docker.docker(["stop", "--time", "10", name])
+            let stop = try docker.docker(["stop", "-t", "10", name])
             #expect(stop.status == 0, "\(runtime): \(stop)")
             #expect(try docker.inspect(name, "{{.State.ExitCode}}") == "7", "\(runtime): SIGTERM reached the trap")
             let logs = try docker.docker(["logs", name])
@@ -282,7 +282,7 @@ struct Chapter05DockerTests {
             // sleep as PID 1 has no SIGTERM handler, and the kernel ignores a signal
             // without one for a namespace's init: after 1 s Docker sends SIGKILL.
             let begin = Date()
-            let stop = try docker.docker(["stop", "--time", "1", sleeper])
+            let stop = try docker.docker(["stop", "-t", "1", sleeper])
             let took = Date().timeIntervalSince(begin)
             #expect(stop.status == 0 && took >= 1, "\(runtime): \(stop), \(took) s")
             let status = try docker.inspect(sleeper, "{{.State.ExitCode}}")

@@ -439,7 +439,7 @@ struct Chapter05ContainerdTests {
 
 @Suite("chapter-05: the lesson", .serialized, .enabled(if: isRoot, "engines need root"))
 struct Chapter05LessonTests {
-    @Test("without podman and containerd (not in PATH) the lesson names the packages, skips them, and still shows the registrations")
+    @Test("without podman, containerd and Docker (not in PATH) the lesson names the packages, skips them, and still shows the registrations")
     func withoutEngines() throws {
         _ = try builtInRootfs()
         let folder = try TemporaryFolder("ch05-no-engines")
@@ -449,18 +449,20 @@ struct Chapter05LessonTests {
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("podman is not installed (podman, conmon missing): apt-get install podman"), "\(result)")
         #expect(result.stdout.contains("containerd is not installed (containerd, ctr, containerd-shim-runc-v2 missing): apt-get install containerd"), "\(result)")
-        #expect(!result.stdout.contains("$ podman") && !result.stdout.contains("$ ctr"))
+        #expect(result.stdout.contains("Docker is not installed (dockerd, docker, containerd, containerd-shim-runc-v2 missing): apt-get install docker.io"), "\(result)")
+        #expect(!result.stdout.contains("$ podman") && !result.stdout.contains("$ ctr") && !result.stdout.contains("$ docker"))
         #expect(result.stdout.contains("dockerd --add-runtime isorun=") && result.stdout.contains("kind: RuntimeClass"))
     }
 
-    @Test("the lesson: podman and containerd run the image with isorun, their calls shown, the registrations printed, nothing left",
+    @Test("the lesson: podman, containerd and (when installed) Docker run the image with isorun, their calls shown, the registrations printed, nothing left",
           .enabled(if: podmanInstalled && containerdInstalled, "podman or containerd is not installed: apt-get install podman containerd"))
     func lesson() throws {
         let folder = try TemporaryFolder("ch05-lesson")
         defer { folder.remove() }
         let logExisted = FileManager.default.fileExists(atPath: ContainerStore.defaultRoot.string + "/calls.log")
+        let runDirectories = Engines.Docker.runDirectoriesExisting()
         let result = try runEngine(product("chapter-05"), [], environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"],
-                                   in: folder.path, timeout: 180)
+                                   in: folder.path, timeout: 300)
         #expect(result.status == 0, "\(result)")
         let out = result.stdout
         // podman: the container's output, its memory limit read inside, conmon as its parent.
@@ -474,8 +476,15 @@ struct Chapter05LessonTests {
         #expect(out.contains("hello from containerd, PID 1\n    (exited with status 3)"), "\(out)")
         #expect(out.contains("containerd-shim[") && out.contains(" --log-format json create --bundle ") && out.contains(" ps --format json lesson-task"))
         #expect(out.contains("PAUSED"))
+        // Docker, when installed: its own dockerd with isorun added, the image loaded, the
+        // container's output and memory limit, the shim's calls.
+        if dockerInstalled {
+            #expect(out.contains("--add-runtime isorun=") && out.contains("Runtimes: ") && out.contains("Loaded image: \(Engines.imageName)"), "\(out)")
+            #expect(out.contains("hello from Docker, PID 1\n    67108864\n"), "\(out)")
+            #expect(out.contains("hello from exec, PID ") && out.contains("runtime-runc/moby --log ") && out.contains(" exec --process "), "\(out)")
+        }
         // Elsewhere.
-        for text in ["dockerd --add-runtime isorun=", "BinaryName = ", "kind: RuntimeClass", "handler: isorun", "runtimeClassName: isorun"] {
+        for text in ["dockerd --add-runtime isorun=", "\"default-runtime\": \"isorun\"", "BinaryName = ", "kind: RuntimeClass", "handler: isorun", "runtimeClassName: isorun"] {
             #expect(out.contains(text), "missing '\(text)'")
         }
         // Nothing left: its folder, its cgroups, the call log it turned on.
@@ -487,9 +496,12 @@ struct Chapter05LessonTests {
         #expect(!folders.isEmpty)
         for path in Set(folders) { #expect(!FileManager.default.fileExists(atPath: path), "\(path) left") }
         let cgroups = Cleanup.cgroupParents().flatMap { parent in
-            ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter { $0.hasPrefix("podman-lesson-") || $0.hasPrefix("containerd-lesson-") }
+            ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter {
+                $0.hasPrefix("podman-lesson-") || $0.hasPrefix("containerd-lesson-") || $0.hasPrefix("docker-lesson-")
+            }
         }
         #expect(cgroups.isEmpty, "\(cgroups)")
         if !logExisted { #expect(!FileManager.default.fileExists(atPath: ContainerStore.defaultRoot.string + "/calls.log")) }
+        for (path, existed) in runDirectories where !existed { #expect(!FileManager.default.fileExists(atPath: path), "\(path) left") }
     }
 }
