@@ -759,6 +759,25 @@ struct Chapter04CommandLineTests {
         #expect(FastCommandLine.parse(line.split(separator: " ").map(String.init)) == nil)
     }
 
+    @Test("errors go to --log as runc writes them, one JSON object a line: from a command, and from a command line ArgumentParser refuses")
+    func errorsLogged() throws {
+        let folder = try TemporaryFolder("ch04-log")
+        defer { folder.remove() }
+        let log = folder.path + "/log.json"
+        let missing = try run(product("isorun"), ["--root", folder.path, "--log", log, "--log-format", "json", "state", "no-such"])
+        #expect(missing.status == 1, "\(missing)")
+        let refused = try run(product("isorun"), ["--root", folder.path, "--log", log, "--log-format", "json", "kill"])
+        #expect(refused.status != 0, "\(refused)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        try #require(lines.count == 2, "\(lines)")
+        let entries = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String], "\($0)") }
+        #expect(entries.allSatisfy { Set($0.keys) == ["level", "msg", "time"] && $0["level"] == "error" }, "\(entries)")
+        // RFC 3339 in UTC with nanoseconds, as logrus writes it for runc.
+        #expect(entries.allSatisfy { $0["time"]?.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z/) != nil }, "\(entries)")
+        #expect(entries[0]["msg"]?.contains("container 'no-such' does not exist") == true, "\(entries[0])")
+        #expect(entries[1]["msg"]?.contains("Missing expected argument") == true, "\(entries[1])")
+    }
+
     @Test("`init` typed by hand: a clear refusal, not a container")
     func initByHand() throws {
         let result = try run(product("chapter-04"), ["init", "--bundle", "/nonexistent"])

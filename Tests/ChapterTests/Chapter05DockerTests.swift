@@ -337,9 +337,10 @@ struct Chapter05DockerTests {
             let parts = pair.split(separator: "=", maxSplits: 1)
             environment[String(parts[0])] = String(parts[1])
         }
-        /// The docker client, with a terminal of its own from script(1). When its input
-        /// ends, the client sends a NUL to the container's terminal, which echoes it as
-        /// `^@` or not, depending on timing, under either runtime: it is left out.
+        /// The docker client, with a terminal of its own from script(1). A NUL byte from
+        /// the client's side (with no input) sometimes reaches the container's terminal,
+        /// which echoes it as `^@`, under runc as under isorun, depending on timing: it
+        /// is left out.
         func withTerminal(_ command: String) throws -> RunResult {
             var result = try runEngine(script, ["-qec", "\(client) \(command)", "/dev/null"], environment: environment, in: docker.folder.path)
             result.stdout = result.stdout.replacingOccurrences(of: "^@", with: "")

@@ -8,6 +8,18 @@ import Testing
 
 @Suite("Limits as people write them")
 struct ResourceLimitParsingTests {
+    @Test("zero weights are unset, as runc reads them: Docker writes blockIO.weight 0 and cpu.shares 0 for every container")
+    func zeroWeights() {
+        let docker = OCIConfig.Resources(cpu: .init(shares: 0), blockIO: .init(weight: 0, leafWeight: 0, weightDevice: [.init(major: 8, minor: 0, weight: 0, leafWeight: 0)]))
+        let limits = ResourceLimits(oci: docker)
+        #expect(limits.blockIO == nil && limits.cpuShares == nil && limits.isEmpty, "\(limits)")
+        #expect(!Cgroup.controllerNeeded("blkio", limits))
+        let mixed = ResourceLimits(oci: OCIConfig.Resources(blockIO: .init(weight: 0, weightDevice: [.init(major: 8, minor: 0, weight: 0), .init(major: 8, minor: 16, weight: 300)])))
+        #expect(mixed.blockIO == OCIConfig.BlockIO(weightDevice: [.init(major: 8, minor: 16, weight: 300)]), "\(String(describing: mixed.blockIO))")
+        let set = ResourceLimits(oci: OCIConfig.Resources(blockIO: .init(weight: 500)))
+        #expect(set.blockIO == OCIConfig.BlockIO(weight: 500))
+    }
+
     @Test func sizes() throws {
         #expect(try ResourceLimits.parseSize("64M") == 64 << 20)
         #expect(try ResourceLimits.parseSize("1.5G") == 3 << 29)
