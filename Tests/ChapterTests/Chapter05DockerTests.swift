@@ -107,8 +107,10 @@ final class DockerUnderTest: @unchecked Sendable {
         let cgroups = Cleanup.cgroupParents().map { $0.string + "/" + engine.cgroupName }.filter { FileManager.default.fileExists(atPath: $0) }
         #expect(cgroups.isEmpty, "cgroups left: \(cgroups)")
         #expect(!FileManager.default.fileExists(atPath: folder.path), "\(folder.path) left")
-        for (path, existed) in runDirectories where !existed {
-            #expect(!FileManager.default.fileExists(atPath: path), "\(path) left")
+        // (/run/containerd is removed too when we made it, but another containerd may
+        // have made it meanwhile: only dockerd's own is checked.)
+        if runDirectories["/run/docker"] == false {
+            #expect(!FileManager.default.fileExists(atPath: "/run/docker"), "/run/docker left")
         }
     }
 }

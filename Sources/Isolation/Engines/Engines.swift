@@ -283,14 +283,16 @@ public enum Engines {
         /// What the docker client needs to talk to this dockerd only.
         public var clientEnvironment: [String] { ["DOCKER_HOST=unix://\(socket)", "DOCKER_CONFIG=\(clientConfig)"] }
 
-        /// dockerd's command line (dockerd(8)).
+        /// dockerd's command line (dockerd(8)). `native.cgroupdriver=cgroupfs`: on a
+        /// cgroup v2 host with systemd, dockerd 20.10 would pick the systemd driver, pass
+        /// runtimes `--systemd-cgroup` (which isorun refuses) and want a slice as parent.
         public var arguments: [String] {
             [
                 "dockerd", "--config-file", configFile.string,
                 "--data-root", dataRoot.string, "--exec-root", execRoot.string,
                 "--pidfile", pidFile.string, "--host", "unix://\(socket)",
                 "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-                "--storage-driver", "vfs", "--cgroup-parent", cgroupParent,
+                "--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", cgroupParent,
                 "--add-runtime", "\(runtimeName)=\(runtime)",
             ]
         }
