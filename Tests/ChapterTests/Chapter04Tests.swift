@@ -369,6 +369,20 @@ struct Chapter04Tests {
         #expect(user.stdout == "1000:1000:bar:/tmp\n")
         let missing = try bundle.runtime(["exec", "ex", "no-such-program"])
         #expect(missing.status == 127 && missing.stderr.contains("executable file not found"), "\(missing)")
+        // A process.json as Docker writes it, with oomScoreAdj: the score is written
+        // before exec joins the PID namespace, whose /proc has no entry for exec itself.
+        let processFile = bundle.folder.path + "/process.json"
+        try Data(#"{"args": ["cat", "/proc/self/oom_score_adj"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"], "oomScoreAdj": 321}"#.utf8)
+            .write(to: URL(fileURLWithPath: processFile))
+        let scored = try bundle.runtime(["exec", "--process", processFile, "ex"])
+        #expect(scored.status == 0 && scored.stdout == "321\n", "\(scored)")
+        // exec's errors reach --log, though exec is inside the container's root by then;
+        // a missing working directory is an error (ENOENT, as runc's), not made.
+        let log = bundle.folder.path + "/exec-log.json"
+        let noDirectory = try bundle.runtime(["--log", log, "--log-format", "json", "exec", "--cwd", "/no-such-directory", "ex", "pwd"])
+        let logged = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(noDirectory.status != 0 && logged.hasPrefix(#"{"level":"error","msg":"chdir(\"/no-such-directory\") failed: No such file or directory (ENOENT)"#),
+                "\(noDirectory)\nlog: \(logged)")
 
         let pidFile = bundle.folder.path + "/exec.pid"
         #expect(try bundle.runtime(["exec", "--detach", "--pid-file", pidFile, "ex", "sh", "-c", "sleep 20"]).status == 0)
