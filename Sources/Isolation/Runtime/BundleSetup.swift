@@ -316,10 +316,10 @@ public final class BundleSetup {
     /// not for `exec`, where runc refuses a working directory the container lacks.
     public var makesWorkingDirectory = true
 
-    /// chdir(2) to process.cwd (made if missing, for the init), then the CVE-2024-21626 check: a cwd
-    /// such as /proc/self/fd/N can land on a descriptor the runtime still holds, outside
-    /// the root. getcwd(3) then has no path from our root ("(unreachable)…", or ENOENT):
-    /// refuse to exec from there.
+    /// chdir(2) to process.cwd (made if missing, for the init), then the CVE-2024-21626
+    /// check: a cwd such as /proc/self/fd/N can land on a descriptor the runtime still
+    /// holds, outside the root. getcwd(3) then has no path from our root
+    /// ("(unreachable)…", or ENOENT): refuse to exec from there.
     func enterWorkingDirectory(_ cwd: String) throws {
         try stage("chdir(\"\(cwd)\")") {
             if makesWorkingDirectory && !FileSystem.isDirectory(FilePath(cwd)) { try FileSystem.makeDirectories(FilePath(cwd)) }
