@@ -141,7 +141,11 @@ struct TalkDemo {
         say("    one busy loop, slowed, not killed")
         if interruptRequested() { return Outcome(cpusUsed: cpus, oomKills: 0, interrupted: true) }
 
-        try shell(["cgexec", "-g", group, "stress", "--vm", "1", "--vm-bytes", hogBytes, "--timeout", "\(seconds)s"], must: false)
+        // The memory hog gets a whole CPU again (a limit changed while the cgroup lives):
+        // at a fifth of a CPU a slow machine may not reach 64M before its time is up.
+        try shell(["cgset", "-r", v2 ? "cpu.max=max \(period)" : "cpu.cfs_quota_us=-1", path], must: true)
+        // It ends at the OOM kill; the timeout only stops a hog that is never killed.
+        try shell(["cgexec", "-g", group, "stress", "--vm", "1", "--vm-bytes", hogBytes, "--timeout", "\(max(seconds, 10))s"], must: false)
         let kills = cgroup.stats().oomKills ?? 0
         let source = v2 ? "memory.events" : "memory.oom_control"
         say("  " + style.bold("→ ") + "oom_kill \(kills) in \(source): the hog asked for \(hogBytes)")
@@ -154,9 +158,9 @@ struct TalkDemo {
             leftover.destroy()
         }
         if v2 {
-            say(style.dim("  On cgroup v2, cgroup-tools 2.0 passes file names through: write v2's names (cpu.max, memory.max),"))
-            say(style.dim("  not v1's (cpu.cfs_quota_us); cgroup-tools 3.0 translates between them (cgxset). Its daemon"))
-            say(style.dim("  cgrulesengd and lssubsys speak v1's per-controller hierarchies."))
+            say(style.dim("  On cgroup v2, cgroup-tools 2.0 passes file names through: write v2's names"))
+            say(style.dim("  (cpu.max, memory.max), not v1's (cpu.cfs_quota_us); 3.0 translates (cgxset)."))
+            say(style.dim("  Its daemon cgrulesengd and lssubsys think in v1's per-controller hierarchies."))
         }
         return Outcome(cpusUsed: cpus, oomKills: kills, interrupted: false)
     }
