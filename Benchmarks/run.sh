@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: `run` of a busybox bundle executing /bin/true, with this project's runtime
-# (isorun, release build, linked as one static executable), runc and crun, side by side
-# in one run; then each one's peak memory. A benchmark, not a test: it prints figures and
+# (isorun, release build, linked as one static executable), runc, crun and gVisor's runsc,
+# side by side in one run; then each one's peak memory. A benchmark, not a test: it prints figures and
 # asserts nothing.
 #
 # Why a static executable: a container costs isorun two program starts (the runtime, and
@@ -11,7 +11,7 @@
 # 4.2 ms → 1.5 ms). The price: the executable's own addresses are not randomized (ASLR
 # still covers the stack, heap and mmap). Chapter 04's notes ("Speed") have the details.
 #
-#   sudo bash Benchmarks/run.sh            # needs root; installs runc crun hyperfine if missing
+#   sudo bash Benchmarks/run.sh            # needs root; installs runc crun runsc hyperfine if missing
 #   RUNS=50 ROUNDS=5 sudo bash Benchmarks/run.sh
 #
 # Fairness:
@@ -22,7 +22,12 @@
 # - crun 1.8 refuses "hybrid" cgroup hosts (v1 controllers plus a cgroup2 at
 #   /sys/fs/cgroup/unified). On such a host crun runs in a private mount namespace without
 #   that cgroup2 mount (unshare -m), which costs each crun run one unshare(1) and one
-#   umount(8): that overhead is measured and reported too.
+#   umount(8): that overhead is measured and reported too;
+# - runsc (gVisor) is another kind of runtime: a user-space kernel (the Sentry) answers
+#   the container's system calls. It runs with --platform=ptrace (it needs no KVM; the
+#   KVM platform is faster where /dev/kvm works) and --network=none (the bundle has no
+#   network). Its start includes booting that kernel, so expect it an order of magnitude
+#   slower; its column is skipped when runsc cannot be installed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${RUNS:-20}
@@ -35,6 +40,8 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} from Debian" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" > /dev/null
 fi
+command -v runsc > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc > /dev/null 2>&1 \
+    || echo "runsc could not be installed (apt-get install runsc): its column is left out" >&2
 
 echo "building isorun (release, one static executable)…" >&2
 swift build -c release --product isorun -Xswiftc -static-executable > /dev/null
@@ -45,7 +52,7 @@ ROOTFS=$(pwd)/.build/isolation/rootfs-busybox
 
 WORK=$(mktemp -d /tmp/isolation-bench-XXXXXX)
 cleanup() {
-    for r in isorun runc crun; do
+    for r in isorun runc crun runsc; do
         for id in $(ls "$WORK/state-$r" 2>/dev/null); do
             case $r in
                 isorun) "$ISORUN" --root "$WORK/state-$r" delete --force "$id" ;;
@@ -80,9 +87,13 @@ commands=(
     "$CRUN"
 )
 names=(isorun runc crun)
+if command -v runsc > /dev/null; then
+    commands+=("runsc --root $WORK/state-runsc --platform=ptrace --network=none run --bundle $WORK/bundle bench-runsc")
+    names+=(runsc)
+fi
 
 for round in $(seq "$ROUNDS"); do
-    for i in 0 1 2; do
+    for i in "${!names[@]}"; do
         hyperfine --shell=bash --warmup 2 --runs "$RUNS" --export-json "$WORK/round-$round-${names[$i]}.json" \
             --command-name "${names[$i]}" "${commands[$i]}" > /dev/null
     done
@@ -92,11 +103,11 @@ if [ -n "${CRUN_NOTE:-}" ]; then
         "unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec true'" > /dev/null
 fi
 
-python3 - "$WORK" "$ROUNDS" "${CRUN_NOTE:-}" <<'PY'
+python3 - "$WORK" "$ROUNDS" "${CRUN_NOTE:-}" "${names[@]}" <<'PY'
 import json, statistics, sys, glob, os
-work, rounds, note = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+work, rounds, note, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 times = {}
-for name in ["isorun", "runc", "crun"]:
+for name in names:
     samples = []
     for path in glob.glob(os.path.join(work, f"round-*-{name}.json")):
         samples += json.load(open(path))["results"][0]["times"]
@@ -113,8 +124,9 @@ if note:
 PY
 
 echo
-echo "peak memory (maximum resident set size of the runtime process that ran the container):"
-for i in 0 1 2; do
+echo "peak memory (maximum resident set size of the runtime process that ran the container;"
+echo "for runsc, of its largest process: the sandbox kernel or the gofer):"
+for i in "${!names[@]}"; do
     rss=$( { /usr/bin/env time -f "%M" bash -c "${commands[$i]}" > /dev/null; } 2>&1 | tail -1 )
     printf '%-8s %8s KiB\n' "${names[$i]}" "$rss"
 done

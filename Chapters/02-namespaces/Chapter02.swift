@@ -9,6 +9,7 @@
 //   chapter-02 [--rootfs DIR] [--namespaces uts,pid,...] [--hostname NAME]   the lesson, then a shell
 //   chapter-02 [...] -- COMMAND ARGS...                                      run COMMAND inside
 //   chapter-02 escape [...]                                                 chapter 01's escape, here
+//   chapter-02 lxc [...]                                                    the same with LXC's lxc-unshare
 //
 // Read next: namespaces(7), clone(2), user_namespaces(7), mount_namespaces(7),
 // pid_namespaces(7), pivot_root(2).
@@ -22,7 +23,7 @@ struct Chapter02: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter-02",
         abstract: "Namespaces: a process with its own hostname, PIDs, mounts, IPC, network, users, cgroup root and clocks.",
-        subcommands: [Lesson.self, Escape.self, Init.self],
+        subcommands: [Lesson.self, Escape.self, LXCCommand.self, Init.self],
         defaultSubcommand: Lesson.self)
 }
 

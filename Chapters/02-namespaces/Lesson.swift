@@ -89,6 +89,16 @@ struct Lesson: ParsableCommand {
         say()
         explain(namespaces)
         say()
+        // LXC (2008) made the same namespaces from the command line: shown when installed.
+        if Command.find(LXC.program) != nil && Identity.isRoot {
+            say(style.bold("Step 4 · The same with LXC (2008)") + style.dim("  (lxc-unshare, read by its own process)"))
+            let lxc = try LXC.run(namespaces, hostname: options.hostname)
+            LXC.compare(host: host.namespaces, ours: probe.namespaces, lxc: lxc, namespaces: namespaces)
+            say()
+        } else if Identity.isRoot {
+            say(style.dim("(LXC, 2008, made these namespaces from the command line: \(LXC.installLine) to compare.)"))
+            say()
+        }
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
             say(style.dim("(not on a terminal: no shell. Run `chapter-02 -- COMMAND` to run one command inside.)"))
             return .exited(0)

@@ -8,6 +8,7 @@
 //   chapter-03 [--rootfs DIR]                                   the three acts
 //   chapter-03 [--cpus N] [--memory SIZE] [--pids N] -- COMMAND  COMMAND under those limits
 //   --plot FILE.svg                                             a chart for slides
+//   chapter-03 talk                                             only the talk's cgroup-tools demo
 //
 // Read next: cgroups(7), Documentation/admin-guide/cgroup-v2.rst, sched(7) (CFS bandwidth).
 import ArgumentParser
@@ -20,7 +21,7 @@ struct Chapter03: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter-03",
         abstract: "cgroup limits under stress: CPU throttled, memory OOM-killed, forks refused.",
-        subcommands: [Demo.self, Init.self],
+        subcommands: [Demo.self, Talk.self, Init.self],
         defaultSubcommand: Demo.self)
 }
 
@@ -82,7 +83,13 @@ struct Demo: ParsableCommand {
                 say(style.bold("Chapter 03 · cgroup limits under stress"))
                 say("2006–2008: Google's engineers add control groups to Linux (2.6.24). LMCTFY, Borg and")
                 say("every container since put each workload in one. This host: \(cgroups.detail).")
-                for act in Act.all(seconds: seconds, stressNG: Command.find("stress-ng", root: root.path) != nil) {
+                // The talk's own demo first, when its tools are installed.
+                if TalkDemo.missing().isEmpty {
+                    if try TalkDemo(seconds: max(1, min(3, Int(seconds)))).run().interrupted { code = 130 }
+                } else {
+                    say(style.dim("(The talk's own demo uses cgroup-tools and stress: \(TalkDemo.installLine), then run chapter-03 talk.)"))
+                }
+                for act in Act.all(seconds: seconds, stressNG: Command.find("stress-ng", root: root.path) != nil) where code == 0 {
                     let result = try run(act, root: root, offset: segments.last?.samples.last?.time ?? 0)
                     segments.append(PlotSegment(title: act.title, samples: result.meter.samples, limits: act.limits))
                     if result.interrupted { code = 130; break }

@@ -52,7 +52,8 @@ struct Lesson {
     /// podman → conmon → isorun. Returns the image as an OCI archive, for containerd.
     func podman(in folder: FilePath) throws -> FilePath {
         try FileSystem.makeDirectories(folder)
-        let engine = Engines.Podman(folder: folder, runtime: runtime, cgroupName: "podman-lesson-\(getpid())")
+        let engine = Engines.Podman(folder: folder, runtime: runtime, cgroupName: "podman-lesson-\(getpid())",
+                                    otherRuntimes: Lesson.runsc.map { [("runsc", $0)] } ?? [])
         let calls = try CallLog(root: ContainerStore.defaultRoot)
         calls.clear()
         defer {
@@ -98,6 +99,8 @@ struct Lesson {
         _ = try podman(engine, ["rm", "lesson"])
         calls.show()
         say()
+
+        try gvisor(engine)
 
         let archive = folder.appending("image.tar")
         try check(podman(engine, ["save", "--format", "oci-archive", "-o", archive.string, Engines.imageName], show: false), "podman save")

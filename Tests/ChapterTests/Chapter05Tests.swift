@@ -78,9 +78,9 @@ final class PodmanUnderTest {
 
     /// `logCalls`: turn the runtime's call log on (/run/isolation/calls.log, shared by
     /// every podman: only the tests that read it do).
-    init(_ purpose: String, logCalls: Bool = true) throws {
+    init(_ purpose: String, logCalls: Bool = true, otherRuntimes: [(name: String, path: FilePath)] = []) throws {
         folder = try TemporaryFolder("ch05-\(purpose)")
-        engine = Engines.Podman(folder: FilePath(folder.path), runtime: FilePath(product("isorun")))
+        engine = Engines.Podman(folder: FilePath(folder.path), runtime: FilePath(product("isorun")), otherRuntimes: otherRuntimes)
         calls = logCalls ? try CallLog(root: ContainerStore.defaultRoot.string) : nil
         do {
             try engine.writeConfiguration()
@@ -483,6 +483,10 @@ struct Chapter05LessonTests {
             #expect(out.contains("hello from Docker, PID 1\n    67108864\n"), "\(out)")
             #expect(out.contains("hello from exec, PID ") && out.contains("runtime-runc/moby --log ") && out.contains(" exec --process "), "\(out)")
         }
+        // gVisor, when installed: the same image under another kernel.
+        if Command.find("runsc") != nil {
+            #expect(out.contains("    Linux 4.4.0\n") && out.contains("Starting gVisor"), "runsc's kernel did not answer: \(out)")
+        }
         // Elsewhere.
         for text in ["dockerd --add-runtime isorun=", "\"default-runtime\": \"isorun\"", "BinaryName = ", "kind: RuntimeClass", "handler: isorun", "runtimeClassName: isorun"] {
             #expect(out.contains(text), "missing '\(text)'")
@@ -503,5 +507,33 @@ struct Chapter05LessonTests {
         #expect(cgroups.isEmpty, "\(cgroups)")
         if !logExisted { #expect(!FileManager.default.fileExists(atPath: ContainerStore.defaultRoot.string + "/calls.log")) }
         if runDirectories["/run/docker"] == false { #expect(!FileManager.default.fileExists(atPath: "/run/docker"), "/run/docker left") }
+    }
+}
+
+@Suite("chapter-05: podman runs gVisor's runsc beside isorun", .serialized, .enabled(if: isRoot, "engines need root"),
+       .enabled(if: podmanInstalled, "podman is not installed: apt-get install podman"),
+       .enabled(if: Command.find("runsc") != nil, "runsc is not installed: apt-get install runsc"))
+struct Chapter05GVisorTests {
+    @Test("the lesson's image under runsc: gVisor's kernel answers (uname, dmesg), files and exit codes as under isorun; nothing left")
+    func runscBesideIsorun() throws {
+        let podman = try PodmanUnderTest("runsc", logCalls: false, otherRuntimes: [("runsc", Command.find("runsc")!)])
+        defer { podman.remove() }
+        let runsc = ["--runtime-flag", "platform=ptrace", "--runtime-flag", "network=none"]
+        let probe = "uname -r; dmesg | head -n 1; hostname; echo written > /tmp/x && cat /tmp/x; exit 7"
+        let underRunsc = try podman.podman(runsc + podman.runArguments(["--rm", "--runtime", "runsc", "--hostname", "box", Engines.imageName, "sh", "-c", probe]), timeout: 120)
+        let underIsorun = try podman.podman(podman.runArguments(["--rm", "--hostname", "box", Engines.imageName, "sh", "-c", probe]))
+        // Another kernel: gVisor's Sentry says it is Linux 4.4.0 and has booted.
+        let runscLines = underRunsc.stdout.split(separator: "\n").map(String.init)
+        #expect(runscLines.first == "4.4.0", "\(underRunsc)")
+        #expect(underRunsc.stdout.contains("Starting gVisor"), "\(underRunsc)")
+        // The host's kernel under isorun.
+        let isorunLines = underIsorun.stdout.split(separator: "\n").map(String.init)
+        #expect(isorunLines.first == Preflight.kernelRelease(), "\(underIsorun)")
+        // The rest is the same container: the image's files, a write, the exit status.
+        #expect(underRunsc.status == 7 && underIsorun.status == 7, "runsc: \(underRunsc)\nisorun: \(underIsorun)")
+        #expect(Array(runscLines.suffix(2)) == ["box", "written"] && Array(isorunLines.suffix(2)) == ["box", "written"], "runsc: \(underRunsc)\nisorun: \(underIsorun)")
+        let left = try podman.podman(["ps", "--all", "--quiet"])
+        #expect(left.stdout.isEmpty, "containers left: \(left.stdout)")
+        #expect(Engines.processes(mentioning: podman.folder.path).isEmpty, "processes left in \(podman.folder.path)")
     }
 }

@@ -61,11 +61,15 @@ public enum Engines {
 
         /// The name of this podman's cgroup parent, below the project's cgroups.
         public let cgroupName: String
+        /// More runtimes by name (`podman run --runtime NAME`), such as gVisor's runsc.
+        public var otherRuntimes: [(name: String, path: FilePath)]
 
-        public init(folder: FilePath, runtime: FilePath, runtimeName: String = "isorun", cgroupName: String? = nil) {
+        public init(folder: FilePath, runtime: FilePath, runtimeName: String = "isorun", cgroupName: String? = nil,
+                    otherRuntimes: [(name: String, path: FilePath)] = []) {
             self.folder = folder
             self.runtime = runtime
             self.runtimeName = runtimeName
+            self.otherRuntimes = otherRuntimes
             self.cgroupName = cgroupName ?? "podman-" + (folder.lastComponent?.string.split(separator: "-").last.map(String.init) ?? "\(getpid())")
         }
 
@@ -119,7 +123,7 @@ public enum Engines {
 
                 [engine.runtimes]
                 \(runtimeName) = ["\(runtime)"]
-
+                \(otherRuntimes.map { "\($0.name) = [\"\($0.path)\"]\n" }.joined())
                 [network]
                 network_config_dir = "\(folder.appending("networks"))"
 
