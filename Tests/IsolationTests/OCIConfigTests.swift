@@ -834,7 +834,7 @@ struct OCIConfigBoundsTests {
         Case(field: "linux.resources.pids.limit") { $0.linux?.resources?.pids = .init(limit: -7) },
         Case(field: "linux.resources.devices[1].major") { $0.linux?.resources?.devices?.append(.init(allow: true, type: .character, major: -5, minor: 3, access: "rwm")) },
         Case(field: "linux.resources.devices[1].minor") { $0.linux?.resources?.devices?.append(.init(allow: true, type: .character, major: 1, minor: -2, access: "rwm")) },
-        Case(field: "linux.resources.blockIO.weight") { $0.linux?.resources?.blockIO = .init(weight: 5) },
+        Case(field: "linux.resources.blockIO.weight") { $0.linux?.resources?.blockIO = .init(weight: 1001) },
         Case(field: "linux.resources.blockIO.throttleReadBpsDevice[0].major") { $0.linux?.resources?.blockIO = .init(throttleReadBpsDevice: [.init(major: -8, minor: 0, rate: 1)]) },
         Case(field: "process.consoleSize.height") { $0.process?.consoleSize = .init(height: 70_000, width: 80) },
         Case(field: "process.oomScoreAdj") { $0.process?.oomScoreAdj = 1001 },

@@ -165,14 +165,14 @@ extension OCIConfig.Resources {
         try within(pids?.limit, -1...Int64.max, path.appending("pids").appending("limit"), "the most tasks, or -1 for no limit")
         if let io = blockIO {
             let here = path.appending("blockIO")
-            try within(io.weight, 10...1000, here.appending("weight"), "a weight: 10 to 1000")
-            try within(io.leafWeight, 10...1000, here.appending("leafWeight"), "a weight: 10 to 1000")
+            try within(io.weight, 1...1000, here.appending("weight"), "a weight: 1 to 1000 (BFQ; CFQ took 10 to 1000)")
+            try within(io.leafWeight, 1...1000, here.appending("leafWeight"), "a weight: 1 to 1000 (BFQ; CFQ took 10 to 1000)")
             for (index, device) in (io.weightDevice ?? []).enumerated() {
                 let entry = here.appending("weightDevice").appending(index)
                 try within(device.major, deviceMajors, entry.appending("major"), "a block device's major number (12 bits)")
                 try within(device.minor, deviceMinors, entry.appending("minor"), "a block device's minor number (20 bits)")
-                try within(device.weight, 10...1000, entry.appending("weight"), "a weight: 10 to 1000")
-                try within(device.leafWeight, 10...1000, entry.appending("leafWeight"), "a weight: 10 to 1000")
+                try within(device.weight, 1...1000, entry.appending("weight"), "a weight: 1 to 1000 (BFQ; CFQ took 10 to 1000)")
+                try within(device.leafWeight, 1...1000, entry.appending("leafWeight"), "a weight: 1 to 1000 (BFQ; CFQ took 10 to 1000)")
             }
             for (name, list) in [("throttleReadBpsDevice", io.throttleReadBpsDevice), ("throttleWriteBpsDevice", io.throttleWriteBpsDevice),
                                  ("throttleReadIOPSDevice", io.throttleReadIOPSDevice), ("throttleWriteIOPSDevice", io.throttleWriteIOPSDevice)] {
