@@ -336,7 +336,10 @@ public struct Exec: ParsableCommand {
             if let process {
                 // A process.json is the config's `process` object: decode it inside a minimal
                 // config, so its errors name their path (process.args …).
-                let text = try FileSystem.readString(FilePath(process))
+                guard let bytes = try FileSystem.readFile(FilePath(process), limit: OCIConfig.maximumSize) else {
+                    throw IsolationError("\(process) is larger than \(OCIConfig.maximumSize >> 20) MiB, the most this runtime reads")
+                }
+                let text = String(decoding: bytes, as: UTF8.self)
                 let wrapped = "{\"ociVersion\": \"1.0.0\", \"root\": {\"path\": \"/\"}, \"process\": " + text + "}"
                 guard let decoded = try OCIConfig.decode(json: Array(wrapped.utf8), source: process).process else {
                     throw IsolationError("\(process) holds no process")

@@ -520,7 +520,7 @@ struct ConsoleServer {
         process.arguments = [folder.path + "/server.py", socketPath]
         process.standardOutput = out
         try process.run()
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+        for _ in 0..<3000 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
     }
 
     /// What the server saw, once the container closed its terminal.
@@ -539,6 +539,7 @@ server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(path)
 server.listen(1)
 print("listening", flush=True)
+server.settimeout(120)  # a runtime that never connects ends the test, not the suite
 connection, _ = server.accept()
 message, fds, _, _ = socket.recv_fds(connection, 1024, 1)
 master = fds[0]

@@ -799,3 +799,134 @@ struct OCIStateTests {
         }
     }
 }
+
+/// The error `OCIConfig.decode` gives for the default spec (`isorun spec`) with one change.
+func ociDefaultSpecError(_ edit: (inout OCIConfig) -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> IsolationError? {
+    var config = OCIConfig.defaultSpec(args: ["sh"])
+    edit(&config)
+    return ociConfigError(String(decoding: config.encodedJSON(), as: UTF8.self), sourceLocation: sourceLocation)
+}
+
+/// Inputs that used to crash the runtime (a Swift trap on a conversion, or a read without
+/// end) are errors naming the field, found while the file is decoded.
+@Suite("OCI config.json: numbers out of range and strings with NUL bytes")
+struct OCIConfigBoundsTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var field: String
+        var edit: @Sendable (inout OCIConfig) -> Void
+        var testDescription: String { field }
+    }
+
+    static let outOfRange: [Case] = [
+        Case(field: "process.ioPriority.priority") { $0.process?.ioPriority = .init(ioClass: .bestEffort, priority: 9_999_999_999) },
+        Case(field: "process.ioPriority.priority") { $0.process?.ioPriority = .init(ioClass: .bestEffort, priority: -1) },
+        Case(field: "linux.devices[0].major") { $0.linux?.devices = [.init(type: .character, path: "/dev/x", major: -1, minor: 0)] },
+        Case(field: "linux.devices[0].major") { $0.linux?.devices = [.init(type: .character, path: "/dev/x", major: 4_294_967_296, minor: 0)] },
+        Case(field: "linux.devices[0].minor") { $0.linux?.devices = [.init(type: .block, path: "/dev/x", major: 8, minor: 1 << 20)] },
+        Case(field: "linux.devices[0].fileMode") { $0.linux?.devices = [.init(type: .character, path: "/dev/x", major: 1, minor: 3, fileMode: 0o10000)] },
+        Case(field: "linux.resources.cpu.quota") { $0.linux?.resources?.cpu = .init(quota: Int64.max) },
+        Case(field: "linux.resources.cpu.quota") { $0.linux?.resources?.cpu = .init(quota: -5) },
+        Case(field: "linux.resources.cpu.period") { $0.linux?.resources?.cpu = .init(period: UInt64.max) },
+        Case(field: "linux.resources.cpu.period") { $0.linux?.resources?.cpu = .init(period: 10) },
+        Case(field: "linux.resources.cpu.shares") { $0.linux?.resources?.cpu = .init(shares: 1 << 40) },
+        Case(field: "linux.resources.memory.limit") { $0.linux?.resources?.memory = .init(limit: -2) },
+        Case(field: "linux.resources.memory.swappiness") { $0.linux?.resources?.memory = .init(swappiness: 101) },
+        Case(field: "linux.resources.pids.limit") { $0.linux?.resources?.pids = .init(limit: -7) },
+        Case(field: "linux.resources.devices[1].major") { $0.linux?.resources?.devices?.append(.init(allow: true, type: .character, major: -5, minor: 3, access: "rwm")) },
+        Case(field: "linux.resources.devices[1].minor") { $0.linux?.resources?.devices?.append(.init(allow: true, type: .character, major: 1, minor: -2, access: "rwm")) },
+        Case(field: "linux.resources.blockIO.weight") { $0.linux?.resources?.blockIO = .init(weight: 1001) },
+        Case(field: "linux.resources.blockIO.throttleReadBpsDevice[0].major") { $0.linux?.resources?.blockIO = .init(throttleReadBpsDevice: [.init(major: -8, minor: 0, rate: 1)]) },
+        Case(field: "process.consoleSize.height") { $0.process?.consoleSize = .init(height: 70_000, width: 80) },
+        Case(field: "process.oomScoreAdj") { $0.process?.oomScoreAdj = 1001 },
+        Case(field: "process.scheduler.nice") { $0.process?.scheduler = .init(policy: .other, nice: 20) },
+        Case(field: "process.user.umask") { $0.process?.user.umask = 0o1000 },
+        Case(field: "process.rlimits[0].soft") { $0.process?.rlimits = [.init(type: .openFiles, hard: 10, soft: 11)] },
+        Case(field: "linux.uidMappings[0].size") {
+            $0.linux?.namespaces?.append(.init(type: .user))
+            $0.linux?.uidMappings = [.init(containerID: 0, hostID: 4_294_967_000, size: 1000)]
+            $0.linux?.gidMappings = [.init(containerID: 0, hostID: 100_000, size: 1000)]
+        },
+        Case(field: "linux.timeOffsets.monotonic.nanosecs") {
+            $0.linux?.namespaces?.append(.init(type: .time))
+            $0.linux?.timeOffsets = ["monotonic": .init(secs: 1, nanosecs: 1_000_000_000)]
+        },
+        Case(field: "linux.seccomp.syscalls[0].errnoRet") {
+            $0.linux?.seccomp = .init(defaultAction: .allow, syscalls: [.init(names: ["mkdir"], action: .errno, errnoRet: 70_000)])
+        },
+        Case(field: "linux.seccomp.syscalls[0].args[0].index") {
+            $0.linux?.seccomp = .init(defaultAction: .allow, syscalls: [.init(names: ["mkdir"], action: .errno, args: [.init(index: 6, value: 0, op: .equal)])])
+        },
+    ]
+
+    @Test(arguments: outOfRange)
+    func numbersOutOfRangeNameTheField(_ change: Case) throws {
+        let error = try #require(ociDefaultSpecError(change.edit))
+        #expect(error.message.hasPrefix("config.json: \(change.field): "), "\(error)")
+        #expect(error.hint?.contains("line ") == true, "\(error)")
+    }
+
+    @Test func theWildcardAndUnlimitedValuesStillDecode() throws {
+        var config = OCIConfig.defaultSpec(args: ["sh"])
+        config.linux?.resources?.devices?.append(.init(allow: true, type: .character, major: -1, minor: -1, access: "rwm"))
+        config.linux?.resources?.cpu = .init(shares: 1024, quota: -1, period: 100_000)
+        config.linux?.resources?.memory = .init(limit: -1, swap: -1, swappiness: UInt64.max)
+        config.linux?.resources?.pids = .init(limit: -1)
+        config.linux?.devices = [.init(type: .block, path: "/dev/x", major: 4095, minor: (1 << 20) - 1)]
+        config.process?.ioPriority = .init(ioClass: .idle, priority: 7)
+        #expect(try OCIConfig.decode(json: config.encodedJSON()) == config)
+    }
+
+    /// Docker writes zeros for what it leaves unset (every `docker run`): they must decode.
+    @Test func dockersZerosStillDecode() throws {
+        var config = OCIConfig.defaultSpec(args: ["sh"])
+        config.linux?.resources?.cpu = .init(shares: 0, quota: 0, period: 0)
+        config.linux?.resources?.blockIO = .init(weight: 0, leafWeight: 0)
+        #expect(try OCIConfig.decode(json: config.encodedJSON()) == config)
+    }
+
+    static let withNUL: [Case] = [
+        Case(field: "process.args[1]") { $0.process?.args = ["sh", "-c\u{0}rm"] },
+        Case(field: "process.env[0]") { $0.process?.env = ["PATH=/bin\u{0}:/x"] },
+        Case(field: "process.cwd") { $0.process?.cwd = "/tmp\u{0}/x" },
+        Case(field: "hostname") { $0.hostname = "box\u{0}evil" },
+        Case(field: "mounts[0].source") { $0.mounts?[0].source = "proc\u{0}x" },
+        Case(field: "mounts[1].destination") { $0.mounts?[1].destination = "/dev\u{0}/x" },
+        Case(field: "hooks.poststop[0].path") { $0.hooks = .init(poststop: [.init(path: "/bin/true\u{0}x")]) },
+        Case(field: "root.path") { $0.root.path = "rootfs\u{0}../x" },
+    ]
+
+    @Test(arguments: withNUL)
+    func nulBytesAreRefusedNamingTheField(_ change: Case) throws {
+        let error = try #require(ociDefaultSpecError(change.edit))
+        #expect(error.message == "config.json: \(change.field): contains a NUL byte", "\(error)")
+    }
+
+    @Test func mappingsAndOffsetsWithoutTheirNamespaceAreRefused() throws {
+        let mappings = try #require(ociDefaultSpecError { $0.linux?.uidMappings = [.init(containerID: 0, hostID: 1000, size: 1)] })
+        #expect(mappings.message.hasPrefix("config.json: linux.uidMappings: "), "\(mappings)")
+        #expect(mappings.message.contains("no user namespace"), "\(mappings)")
+        let offsets = try #require(ociDefaultSpecError { $0.linux?.timeOffsets = ["monotonic": .init(secs: 5)] })
+        #expect(offsets.message.hasPrefix("config.json: linux.timeOffsets: "), "\(offsets)")
+        #expect(offsets.message.contains("no time namespace"), "\(offsets)")
+        let clock = try #require(ociDefaultSpecError {
+            $0.linux?.namespaces?.append(.init(type: .time))
+            $0.linux?.timeOffsets = ["realtime": .init(secs: 5)]
+        })
+        #expect(clock.message.hasPrefix("config.json: linux.timeOffsets.realtime: "), "\(clock)")
+    }
+
+    @Test func configJSONIsReadWithASizeLimit() throws {
+        let bundle = try FileSystem.makeTemporaryDirectory(purpose: "oci-zero")
+        defer { try? FileSystem.removeTree(bundle) }
+        try FileSystem.symlink(target: "/dev/zero", at: bundle.appending("config.json"))
+        let start = Date()
+        do {
+            _ = try OCIConfig.load(bundle: bundle)
+            Issue.record("/dev/zero loaded as a config")
+        } catch {
+            #expect(error.message.contains("config.json"), "\(error)")
+            #expect(error.message.contains("MiB"), "the error says the limit: \(error)")
+        }
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+}

@@ -38,8 +38,10 @@ started=$SECONDS
 # Swift Testing's --filter matches test IDs (Module.Type/function), not display names:
 # the suites "cgroup enforcement" and "Limits as people write them", and chapter 04's
 # runtime (its cgroup v2 paths: cgroup namespaces, cgroup.freeze, the device program;
-# AppArmor, which this kernel has on), and the talk's cgroup-tools demo (cgroup-tools on v2).
-FILTER=${ISOLATION_VM_FILTER:-'CgroupEnforcementTests|ResourceLimitParsingTests|Chapter04Tests|Chapter04TerminalTests|Chapter04AppArmorTests|TalkDemoTests'}
+# AppArmor, which this kernel has on), and what the runtime defends against (the
+# container's read-only cgroup2 mount, sysctls, the cgroup parents it made), and the
+# talk's cgroup-tools demo (cgroup-tools on v2).
+FILTER=${ISOLATION_VM_FILTER:-'CgroupEnforcementTests|ResourceLimitParsingTests|Chapter04Tests|Chapter04TerminalTests|Chapter04AppArmorTests|ConformanceDefenses|TalkDemoTests'}
 VM_TIMEOUT=${ISOLATION_VM_TIMEOUT:-1800}
 CACHE=${ISOLATION_VM_CACHE:-$PACKAGE_ROOT/.build/isolation-vm}
 read -r -a BUILD_FLAGS <<< "${ISOLATION_VM_BUILD_FLAGS:-}"

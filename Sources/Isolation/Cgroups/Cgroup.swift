@@ -174,7 +174,33 @@ public final class Cgroup {
         version == .v2 ? directories[""] : directories[controller]
     }
 
+    /// The parent folders `make` created (a cgroupsPath such as /x/a/b/c may need x, x/a
+    /// and x/a/b), top first: `destroy` removes them again when they are empty, and a
+    /// runtime keeps the list for `delete`. Folders that were there before are not in it.
+    public private(set) var madeParents: [FilePath] = []
+
+    /// The parents of the cgroup's folders, below each hierarchy's root, that do not exist.
+    private func missingParents() -> [FilePath] {
+        var missing: [FilePath] = []
+        for directory in Set(directories.values.map(\.string)).sorted() {
+            var level = FilePath(String(directory.dropLast(relativePath.count + 1)))
+            for part in relativePath.split(separator: "/").dropLast() {
+                level.append(String(part))
+                if !FileSystem.exists(level) { missing.append(level) }
+            }
+        }
+        return missing
+    }
+
+    /// Removes the parents `make` created, deepest first, where empty (rmdir(2) refuses a
+    /// cgroup with children: another container's parent stays).
+    public static func removeParents(_ parents: [FilePath]) {
+        for parent in parents.reversed() { rmdir(parent.string) }
+    }
+
     private func makeDirectories(root: String, limits: ResourceLimits) throws {
+        let missing = missingParents()
+        defer { madeParents = missing.filter { FileSystem.exists($0) } }
         if version == .v2 {
             // A v2 controller works in a cgroup only if every parent enabled it for its
             // children ("+cpu" in cgroup.subtree_control), from the root down.
@@ -553,6 +579,7 @@ public final class Cgroup {
                 rmdir(parent.string)  // fails harmlessly while other cgroups of ours exist
             }
         }
+        Cgroup.removeParents(madeParents)
     }
 
     /// Reads the kernel's accounting for this cgroup.

@@ -67,7 +67,9 @@ public struct ResourceLimits: Sendable, Equatable {
         self.init()
         guard let resources else { return }
         if let cpu = resources.cpu {
-            if let period = cpu.period, period > 0 { cpuPeriodMicroseconds = Int(period) }
+            // config.json's numbers are range-checked when it is decoded (OCIBounds); these
+            // conversions never trap on a config built in code either.
+            if let period = cpu.period, period > 0 { cpuPeriodMicroseconds = Int(clamping: period) }
             if let quota = cpu.quota, quota > 0 { cpus = Double(quota) / Double(cpuPeriodMicroseconds) }
             if let shares = cpu.shares, shares > 0 { cpuShares = shares }
             if let list = cpu.cpus, !list.isEmpty { cpuset = list }
@@ -105,11 +107,16 @@ public struct ResourceLimits: Sendable, Equatable {
         }
         hugepageLimits = resources.hugepageLimits ?? []
         if let network = resources.network, network.classID != nil || !(network.priorities ?? []).isEmpty { self.network = network }
-        if let limit = resources.pids?.limit, limit > 0 { pids = Int(limit) }
+        if let limit = resources.pids?.limit, limit > 0 { pids = Int(clamping: limit) }
     }
 
     /// The quota in µs per period for `cpus`.
-    public var cpuQuotaMicroseconds: Int? { cpus.map { Int(($0 * Double(cpuPeriodMicroseconds)).rounded()) } }
+    public var cpuQuotaMicroseconds: Int? {
+        cpus.map { cpus in
+            let quota = (cpus * Double(cpuPeriodMicroseconds)).rounded()
+            return quota.isNaN ? 0 : quota >= Double(Int.max) ? Int.max : quota <= Double(Int.min) ? Int.min : Int(quota)
+        }
+    }
 
     /// Parses a CPU count: `0.5`, `2`, `1.25`. At least 0.01, at most 1024.
     public static func parseCPUs(_ text: String) throws -> Double {

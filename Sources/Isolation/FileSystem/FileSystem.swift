@@ -124,14 +124,29 @@ public enum FileSystem {
         return try readAll(fd)
     }
 
+    /// Reads a whole file of at most `limit` bytes: nil when there is more (a file that
+    /// grows, or one that never ends, such as /dev/zero), after reading `limit` + 1 bytes.
+    public static func readFile(_ path: FilePath, limit: Int) throws -> [UInt8]? {
+        let fd = try FileDescriptor.open(path, .readOnly, options: .closeOnExec)
+        defer { try? fd.close() }
+        return try readAll(fd, limit: limit)
+    }
+
     /// Everything left to read from `fd` (read(2) until end of file).
     public static func readAll(_ fd: FileDescriptor) throws -> [UInt8] {
+        try readAll(fd, limit: Int.max - 1)!
+    }
+
+    /// Everything left to read from `fd`, or nil once more than `limit` bytes came.
+    public static func readAll(_ fd: FileDescriptor, limit: Int) throws -> [UInt8]? {
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let count = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
+            let wanted = min(buffer.count, limit + 1 - result.count)
+            let count = try buffer.withUnsafeMutableBytes { try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<wanted])) }
             if count == 0 { return result }
             result.append(contentsOf: buffer[0..<count])
+            if result.count > limit { return nil }
         }
     }
 

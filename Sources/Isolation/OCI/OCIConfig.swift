@@ -60,9 +60,9 @@ public struct OCIConfig: Codable, Equatable, Sendable {
     /// `load`, with the bytes it decoded (a runtime keeps them as they were).
     public static func read(bundle: FilePath) throws(IsolationError) -> (config: OCIConfig, bytes: [UInt8]) {
         let path = bundle.appending(fileName)
-        let bytes: [UInt8]
+        let read: [UInt8]?
         do {
-            bytes = try FileSystem.readFile(path)
+            read = try FileSystem.readFile(path, limit: maximumSize)
         } catch let errno as Errno where errno == .noSuchFileOrDirectory {
             if !FileSystem.isDirectory(bundle) {
                 throw IsolationError("the bundle \(bundle) does not exist",
@@ -73,8 +73,16 @@ public struct OCIConfig: Codable, Equatable, Sendable {
         } catch {
             throw IsolationError("cannot read \(path): \(error)")
         }
+        guard let bytes = read else {
+            // runc's spec is a few KiB; podman's, with a seccomp profile, about 30 KiB.
+            throw IsolationError("\(path) is larger than \(maximumSize >> 20) MiB, the most this runtime reads",
+                                 hint: "a config.json is a few KiB; check that it is the bundle's config (not a device or a growing file)")
+        }
         return (try decode(json: bytes, source: path.string), bytes)
     }
+
+    /// The largest config.json `read` accepts: 4 MiB.
+    public static let maximumSize = 4 << 20
 
     /// Decodes a config from JSON bytes; errors start with `source`.
     public static func decode(json bytes: [UInt8], source: String = fileName) throws(IsolationError) -> OCIConfig {
@@ -276,5 +284,6 @@ extension OCIConfig: OCIDocument {
             }
         }
         try linux?.checkRules(at: top.appending("linux"))
+        try checkBounds()
     }
 }

@@ -72,6 +72,25 @@ extension OCIConfig {
                                         hint: "a namespace to join is a file such as /proc/1234/ns/\(namespace.type.kind.procName)")
                 }
             }
+            // Mappings and offsets belong to a namespace: without it they would do nothing
+            // (runc refuses them too).
+            let kinds = Set((namespaces ?? []).map(\.type))
+            for (name, list) in [("uidMappings", uidMappings), ("gidMappings", gidMappings)] where !(list ?? []).isEmpty && !kinds.contains(.user) {
+                throw OCIFieldError(path: path.appending(name), problem: .invalid("maps IDs, but linux.namespaces has no user namespace"),
+                                    hint: "add {\"type\": \"user\"} to linux.namespaces, or remove the mappings")
+            }
+            if let offsets = timeOffsets, !offsets.isEmpty {
+                guard let time = (namespaces ?? []).first(where: { $0.type == .time }), time.path == nil else {
+                    throw OCIFieldError(path: path.appending("timeOffsets"),
+                                        problem: .invalid(kinds.contains(.time) ? "sets clocks, but the time namespace is joined (its offsets are set already)"
+                                                                                : "sets clocks, but linux.namespaces has no time namespace"),
+                                        hint: "add {\"type\": \"time\"} (without a path) to linux.namespaces, or remove timeOffsets")
+                }
+                for clock in offsets.keys.sorted() where clock != "monotonic" && clock != "boottime" {
+                    throw OCIFieldError(path: path.appending("timeOffsets").appending(clock), problem: .invalid("'\(clock)' is not a clock a time namespace offsets"),
+                                        hint: "use monotonic or boottime (time_namespaces(7))")
+                }
+            }
             for (index, device) in (devices ?? []).enumerated() where device.type != .fifo {
                 let here = path.appending("devices").appending(index)
                 if device.major == nil { throw OCIFieldError(path: here.appending("major"), problem: .missing, hint: "every device but a FIFO (type p) has a major and a minor number") }

@@ -93,7 +93,12 @@ public final class BundleSetup {
         // Resolve the destination as the container will see it: a symlink in the image
         // can never send a mount outside the root (the CVE-2021-30465 family).
         var climbed = false
-        let target = try FileSystem.resolve(FilePath(mount.destination), inside: rootfs, climbedAboveRoot: &climbed)
+        let target: FilePath
+        do {
+            target = try FileSystem.resolve(FilePath(mount.destination), inside: rootfs, climbedAboveRoot: &climbed)
+        } catch let error as Errno {
+            throw StageError(stage: "resolve mounts[\(index)].destination \(mount.destination) in the root filesystem", errno: error)
+        }
         if climbed {
             throw IsolationError("mounts[\(index)].destination \(mount.destination) climbs out of the root filesystem (through a symlink or ..)",
                                  hint: "a mount destination must stay inside root.path; check the image's symlinks")
@@ -173,7 +178,12 @@ public final class BundleSetup {
                     try FileSystem.makeDirectories(point)
                     try Mount.mount(source: directory.string, target: point, flags: [.bind, .recursive])
                 }
+                // Each bind is a mount of its own: a read-only tmpfs above it does not make
+                // it read-only. Else the container's root could write `max` into its own
+                // pids.max, or make sub-cgroups (runc binds them with the mount's flags too).
+                if readOnly { try remount(point, flags: base.union(.readOnly), stageName: "\(stageName): \(controller)") }
             }
+            if readOnly { narrate("mount(NULL, each, NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)", "\"ro\": every controller's folder, not only the tmpfs, so the container cannot raise its own limits") }
         }
         if readOnly { try remount(target, flags: base.union(.readOnly), stageName: stageName) }
     }
@@ -183,7 +193,19 @@ public final class BundleSetup {
     /// of the host's node. Then the /dev links.
     func makeDevices() throws {
         let dev = try FileSystem.resolve("/dev", inside: rootfs)
-        guard FileSystem.isDirectory(dev) else { return }
+        guard FileSystem.isDirectory(dev) else {
+            // No /dev at all: no devices (and no mount wanted one). Something that is not a
+            // directory, or a symlink that leads nowhere once the mounts are made (one to
+            // /sys/x is hidden by the /sys mount): the image's mistake, named now, not as
+            // the missing /dev/null it leads to later.
+            let entry = rootfs.appending("dev")
+            guard FileSystem.exists(entry, followSymlinks: false) else { return }
+            if let target = try? FileSystem.readLink(entry) {
+                throw IsolationError("/dev in the root filesystem is a symlink to \(target), which is not a directory once the mounts are made",
+                                     hint: "make /dev a directory in the image (a symlink into /sys or /proc is hidden when they are mounted)")
+            }
+            throw IsolationError("/dev in the root filesystem is not a directory", hint: "make /dev a directory in the image")
+        }
         var devices: [OCIConfig.Device] = [
             .init(type: .character, path: "/dev/null", major: 1, minor: 3), .init(type: .character, path: "/dev/zero", major: 1, minor: 5),
             .init(type: .character, path: "/dev/full", major: 1, minor: 7), .init(type: .character, path: "/dev/random", major: 1, minor: 8),
@@ -206,9 +228,13 @@ public final class BundleSetup {
             case .character, .unbuffered: kind = S_IFCHR
             case .block: kind = S_IFBLK
             case .fifo: kind = S_IFIFO
-            default: kind = S_IFCHR
             }
-            let number = dev_t(iso_makedev(UInt32(device.major ?? 0), UInt32(device.minor ?? 0)))
+            // Decoding checked the range (OCIBounds); a config built in code gets an error too.
+            guard let major = UInt32(exactly: device.major ?? 0), let minor = UInt32(exactly: device.minor ?? 0) else {
+                throw IsolationError("linux.devices: \(device.path) has the device number \(device.major ?? 0):\(device.minor ?? 0), which is out of range",
+                                     hint: "a major number is 0 to 4095, a minor number 0 to 1048575")
+            }
+            let number = dev_t(iso_makedev(major, minor))
             var existing = stat()
             if lstat(path.string, &existing) == 0 {
                 // config-linux.md "Devices": a file already at the path that is not the
@@ -266,10 +292,11 @@ public final class BundleSetup {
         }
         try timed("masked and read-only paths") {
             // sysctls first: /proc/sys is about to become read-only.
+            // create checked that each is in a namespace of the container's own (Sysctls).
             for (key, value) in (config.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
-                let file = "/proc/sys/" + key.split(separator: ".").joined(separator: "/")
+                guard let file = Sysctls.file(key) else { throw IsolationError("linux.sysctl \"\(key)\" is not a sysctl name") }
                 narrate("echo \(value) > \(file)", "sysctl \(key)")
-                try stage("sysctl \(key)") { try FileSystem.writeFile(FilePath(file), value) }
+                try stage("sysctl \(key)") { try FileSystem.writeFile(file, value) }
             }
             let masked = config.linux?.maskedPaths ?? []
             let readOnly = config.linux?.readonlyPaths ?? []
@@ -278,6 +305,10 @@ public final class BundleSetup {
                 if FileSystem.isDirectory(FilePath(path)) {
                     try stage("mask \(path)") { try Mount.mount(source: "tmpfs", target: FilePath(path), type: "tmpfs", flags: [.readOnly]) }
                 } else {
+                    guard FileSystem.exists("/dev/null") else {
+                        throw IsolationError("maskedPaths: \(path) is hidden by mounting /dev/null over it, and the container has no /dev/null",
+                                             hint: "give the container a /dev (the default spec mounts a tmpfs there, and the runtime makes /dev/null in it)")
+                    }
                     try stage("mask \(path)") { try Mount.mount(source: "/dev/null", target: FilePath(path), flags: [.bind]) }
                 }
             }
@@ -373,7 +404,10 @@ public final class BundleSetup {
             if let io = process?.ioPriority {
                 let classes: [OCIConfig.IOPriorityClass: Int32] = [.realtime: 1, .bestEffort: 2, .idle: 3]
                 narrate("ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(\(io.ioClass.rawValue), \(io.priority)))", "process.ioPriority (ioprio_set(2))")
-                if iso_ioprio_set(classes[io.ioClass] ?? 2, Int32(io.priority)) != 0 {
+                guard let level = Int32(exactly: io.priority), (0...7).contains(level) else {
+                    throw IsolationError("process.ioPriority.priority \(io.priority) is out of range", hint: "0 (highest) to 7 (lowest)")
+                }
+                if iso_ioprio_set(classes[io.ioClass] ?? 2, level) != 0 {
                     throw StageError(stage: "ioprio_set(\(io.ioClass.rawValue), \(io.priority))", errno: currentErrno())
                 }
             }

@@ -17,7 +17,7 @@ struct PseudoTerminal {
         var name = [CChar](repeating: 0, count: 128)
         guard iso_open_pty(&master, &slave, &name, name.count) == 0 else { throw StageError(stage: "open a pseudo-terminal", errno: currentErrno()) }
         defer { close(master) }
-        if let size { _ = iso_set_window_size(slave, UInt16(size.height), UInt16(size.width)) }
+        if let size { _ = iso_set_window_size(slave, UInt16(clamping: size.height), UInt16(clamping: size.width)) }  // checked when decoded
         _ = fchown(slave, owner.uid, owner.gid)
         let path = String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard iso_send_fd(console, master, path) == 0 else {

@@ -103,6 +103,9 @@ public struct Runtime {
         if let field = Runtime.unsupportedResource(config.linux) {
             throw IsolationError("\(field) is set, but this runtime does not apply it", hint: "remove it from config.json: the container would run without it")
         }
+        // Before anything is written: a sysctl outside the container's own namespaces
+        // would change the host's value.
+        try Sysctls.check(config.linux?.sysctl, namespaces: namespaces)
         if let profile = process?.apparmorProfile, !profile.isEmpty { try AppArmor.requireEnabled(for: profile) }
         // SELinux labels mean something only where SELinux is on (runc ignores them
         // elsewhere too); there this runtime would run the container unlabelled: refuse.
@@ -145,6 +148,10 @@ public struct Runtime {
             func makeCgroup() throws {
                 narrate("mkdir …/\(cgroup!.relativePath)", "the container's cgroup, in every hierarchy (chapter 03), its limits written before any process is in it")
                 try cgroup!.make(limits: limits)
+                // The parents it made (cgroupsPath /x/a/b/c may need x, x/a, x/a/b), for `delete`.
+                if !cgroup!.madeParents.isEmpty {
+                    try FileSystem.writeFile(directory.appending(Runtime.cgroupParentsFile), cgroup!.madeParents.map { $0.string + "\n" }.joined())
+                }
                 lap("cgroup")
             }
             // Except after joining a user namespace, which leaves us no capability over the
@@ -334,6 +341,9 @@ public struct Runtime {
     static func unsupportedResource(_ linux: OCIConfig.Linux?) -> String? {
         guard let linux else { return nil }
         if linux.intelRdt != nil { return "linux.intelRdt" }
+        for (clock, offset) in (linux.timeOffsets ?? [:]).sorted(by: { $0.key < $1.key }) where (offset.nanosecs ?? 0) != 0 {
+            return "linux.timeOffsets.\(clock).nanosecs (this runtime sets whole seconds)"
+        }
         guard let resources = linux.resources else { return nil }
         if !(resources.rdma ?? [:]).isEmpty { return "linux.resources.rdma" }
         if !(resources.unified ?? [:]).isEmpty { return "linux.resources.unified" }
@@ -420,6 +430,7 @@ public struct Runtime {
                     let path = config.linux?.cgroupsPath.flatMap { $0.isEmpty ? nil : $0 } ?? "\(projectPrefix)/\(id)"
                     if let cgroup = try? Cgroup.existing(path: path) { cgroup.destroy() }
                 }
+                removeCgroupParents(id)
                 try store.remove(id)
             }
             return
@@ -442,6 +453,7 @@ public struct Runtime {
             Runtime.unmountHostMounts(at: String(text[text.index(after: space)...]), keeping: keep)
         }
         if let cgroup = try? Cgroup.existing(path: record.cgroupPath) { cgroup.destroy() }
+        removeCgroupParents(id)
         let poststop = (try? createdConfig(id: id))?.hooks?.poststop
         let state = store.state(of: record)
         try store.remove(id)
@@ -594,6 +606,18 @@ public struct Runtime {
 }
 
 extension Runtime {
+    /// The file in a container's folder that lists the cgroup parents create made, one a line.
+    static let cgroupParentsFile = "cgroup-parents"
+
+    /// Removes the cgroup parents create made for `id` (those still empty), as listed in
+    /// its folder; only folders below /sys/fs/cgroup are touched.
+    func removeCgroupParents(_ id: String) {
+        guard let text = try? FileSystem.readString(store.directory(id).appending(Runtime.cgroupParentsFile)) else { return }
+        let parents = text.split(separator: "\n").map(String.init)
+            .filter { $0.hasPrefix("/sys/fs/cgroup/") && !$0.split(separator: "/").contains("..") }
+        Cgroup.removeParents(parents.map { FilePath($0) })
+    }
+
     /// The file in a container's folder that says how many mounts its root filesystem had
     /// before create, and where it is mounted (only for a container without a mount namespace).
     static let hostMountsFile = "host-mounts"
