@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "isorun", targets: ["isorun"]),
         .executable(name: "doctor", targets: ["Doctor"]),
         .executable(name: "chapter-05", targets: ["Chapter05"]),
+        .executable(name: "chapter-06", targets: ["Chapter06"]),
         // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
         .executable(name: "exercise-01", targets: ["Exercise01"]),
         .executable(name: "exercise-02", targets: ["Exercise02"]),
@@ -37,11 +38,24 @@ let package = Package(
             pkgConfig: "libcap",
             providers: [.apt(["libcap-dev"])]
         ),
+        // Image layers: tar with gzip or zstd (libarchive), and SHA-256 digests (OpenSSL).
+        .systemLibrary(
+            name: "CLibarchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibcrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(
             name: "Isolation",
             dependencies: [
                 "CIsolation",
                 "CLibcap",
+                "CLibarchive",
+                "CLibcrypto",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -113,6 +127,16 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Chapters/05-engines",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "Chapter06",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/06-images",
             exclude: ["README.md"]
         ),
         .testTarget(
