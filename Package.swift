@@ -132,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "Chapter06",
             dependencies: [
-                "Isolation",
+                "Isolation", "RuntimeCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -65,6 +65,35 @@ public struct ImageStore: Sendable {
 
     // MARK: importing
 
+    /// The image `reference` names: from the store, or imported into it first (under the
+    /// reference as written, with an absolute path), every blob verified.
+    public func obtain(_ reference: ImageReference, log: (String) -> Void = { _ in }) throws -> Image {
+        func absolute(_ path: FilePath) throws -> FilePath {
+            guard FileSystem.exists(path) else { throw IsolationError("\(path) does not exist", hint: "check the path in \(reference)") }
+            return try FileSystem.realPath(path)
+        }
+        switch reference {
+        case .stored(let name):
+            guard let image = try image(named: name) else {
+                throw IsolationError("there is no image named '\(name)' in the store (\(root))",
+                                     hint: "`chapter-06 images` lists them; `chapter-06 build` makes the local one; or name a file: oci:DIR:TAG, oci-archive:FILE, docker-archive:FILE")
+            }
+            return image
+        case .ociLayout(let path, let tag):
+            let path = try absolute(path)
+            return try importImage(from: ImageLayout(opening: path), tag: tag, as: ImageReference.ociLayout(path, tag: tag).description, log: log)
+        case .ociArchive(let path, let tag):
+            let path = try absolute(path)
+            return try importOCIArchive(path, tag: tag, as: ImageReference.ociArchive(path, tag: tag).description, log: log)
+        case .dockerArchive(let path):
+            let path = try absolute(path)
+            return try importDockerArchive(path, as: ImageReference.dockerArchive(path).description, log: log)
+        case .registry:
+            throw IsolationError("pulling from a registry (\(reference)) is not part of this project yet",
+                                 hint: "copy the image to a layout first: skopeo copy docker://\(reference) oci:/tmp/image:latest, then use oci:/tmp/image:latest")
+        }
+    }
+
     /// Copies an image from another layout: every blob verified, the manifest last, the
     /// name last of all, so an import that fails leaves no image (only blobs that
     /// `prune` removes).

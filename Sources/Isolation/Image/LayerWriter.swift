@@ -28,6 +28,10 @@ public final class LayerWriter {
 
     deinit { if !finished { archive_write_free(archive) } }
 
+    /// Entries from `addTree` and `addFile(from:)` belong to root (uid and gid 0), whoever
+    /// owns the files on this host (the cache may belong to the user who built the package).
+    public var ownedByRoot = true
+
     /// Adds `directory`'s whole tree, as paths relative to it (sorted, so the same tree
     /// makes the same tar).
     public func addTree(_ directory: FilePath, prefix: String = "") throws {
@@ -48,6 +52,10 @@ public final class LayerWriter {
         var info = info
         archive_entry_copy_stat(entry, &info)
         archive_entry_set_pathname(entry, name)
+        if ownedByRoot {
+            archive_entry_set_uid(entry, 0)
+            archive_entry_set_gid(entry, 0)
+        }
         let type = info.st_mode & S_IFMT
         if type == S_IFLNK {
             archive_entry_set_symlink(entry, try FileSystem.readLink(path).string)
@@ -139,6 +147,8 @@ public final class LayerWriter {
         guard let archive = archive_write_new() else { throw IsolationError("libarchive: out of memory") }
         defer { archive_write_free(archive) }
         archive_write_add_filter_gzip(archive)
+        // No time in the gzip header: the same tar always makes the same blob (and digest).
+        archive_write_set_filter_option(archive, "gzip", "timestamp", nil)
         archive_write_set_format_raw(archive)
         guard archive_write_open_filename(archive, target.string) == ARCHIVE_OK,
               let entry = archive_entry_new() else { throw IsolationError("cannot write \(target): \(LayerApplier.message(archive))") }
