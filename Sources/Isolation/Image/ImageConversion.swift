@@ -16,9 +16,22 @@ public enum ImageConversion {
         }
         var spec = OCIConfig.defaultSpec(args: args, cgroupNamespace: cgroupNamespace)
         spec.root = OCIConfig.Root(path: rootfs.string, readonly: false)
-        spec.process?.env = execution.env ?? []
+        // The default PATH and TERM, each replaced by the image's value of that name,
+        // then the image's others, then HOME from the image's /etc/passwd unless set
+        // (what runc, Docker and umoci give a process).
+        var env = spec.process?.env ?? []
+        for variable in execution.env ?? [] {
+            let name = variable.split(separator: "=", maxSplits: 1).first.map(String.init) ?? variable
+            if let at = env.firstIndex(where: { $0.hasPrefix(name + "=") }) { env[at] = variable } else { env.append(variable) }
+        }
+        let user = try user(execution.user ?? "", rootfs: rootfs)
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) {
+            let home = table(rootfs, "/etc/passwd").first { $0.count > 5 && UInt32($0[2]) == user.uid }?[5]
+            env.append("HOME=" + (home.flatMap { $0.isEmpty ? nil : $0 } ?? "/"))
+        }
+        spec.process?.env = env
         spec.process?.cwd = execution.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
-        spec.process?.user = try user(execution.user ?? "", rootfs: rootfs)
+        spec.process?.user = user
 
         // Annotations: the platform, ports and labels (a label never overrides one set here).
         var annotations: [String: String] = ["org.opencontainers.image.os": config.os,

@@ -151,7 +151,7 @@ public struct LayerApplier {
         guard let directory = try parent(parts, name: name, create: true) else { return }
         let path = directory + "/" + base
         let relative = (parts + [base]).joined(separator: "/")
-        let type = archive_entry_filetype(entry) & mode_t(S_IFMT)
+        let type = archive_entry_filetype(entry) & mode_t(Glibc.S_IFMT)
         let hardLink = archive_entry_hardlink(entry).map { String(cString: $0) }
 
         // What is there already is replaced, unless both are directories (then the
