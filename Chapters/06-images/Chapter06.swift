@@ -140,7 +140,9 @@ struct Run: ParsableCommand {
             let store = try ImageStore()
             let found = try store.obtain(ImageReference.parse(image))
             let id = "\(projectPrefix)-06-\(getpid())"
-            let root = try ContainerRoot.make(id: id, image: found, store: store, log: { printError("  (\($0))") })
+            let root = try ContainerRoot.make(id: id, image: found, store: store, log: { line in
+                if !line.contains("nothing to unpack") { printError("  (\(line))") }
+            })
             defer { if !keep { try? ContainerRoot.remove(id: id, store: store) } }
             status = try runContainer(id: id, image: found, root: root, command: command)
             if keep { printError("  (kept \(root.folder); remove it with `chapter-06 rm \(id)`)") }
