@@ -250,6 +250,49 @@ struct Chapter06Tests {
         #expect(FileSystem.exists(second.rootfs.appending("bin/sh"), followSymlinks: false), "the second container keeps its root")
     }
 
+    @Test("where overlayfs cannot be mounted (a store on overlayfs), the layers are copied and the reason is given")
+    func copyWhereOverlayCannotMount() throws {
+        let world = try ImageTestFolder("images-fallback")
+        defer { world.remove() }
+        for dir in ["lower", "upper", "work", "cache"] {
+            try FileManager.default.createDirectory(atPath: world.path + "/" + dir, withIntermediateDirectories: true)
+        }
+        // The store itself on an overlay: overlayfs refuses an upper folder on overlayfs.
+        try Mount.mount(source: "overlay", target: FilePath(world.path + "/cache"), type: "overlay",
+                        data: "lowerdir=\(world.path)/lower,upperdir=\(world.path)/upper,workdir=\(world.path)/work")
+        let store = try ImageStore(root: FilePath(world.store))
+        let built = try ImageBuilder.build(at: FilePath(world.path + "/layout"), from: RootFilesystem.validate(FilePath(try builtInRootfs())))
+        let image = try store.importImage(from: built.layout, tag: "latest", as: "test")
+        var log: [String] = []
+        let root = try ContainerRoot.make(id: "isolation-test-copy", image: image, store: store, log: { log.append($0) })
+        defer { try? ContainerRoot.remove(id: "isolation-test-copy", store: store) }
+        #expect(root.copiedBecause?.contains("is on overlayfs") == true, "\(root.copiedBecause ?? "mounted")")
+        #expect(log.contains { $0.contains("copying the layers instead") }, "\(log)")
+        #expect(root.rootfs.string.hasSuffix("/rootfs") && mounts(under: root.folder.string).isEmpty)
+        #expect(FileSystem.exists(root.rootfs.appending("bin/busybox")) && FileSystem.exists(root.rootfs.appending("etc/motd")))
+        #expect(!FileSystem.exists(root.rootfs.appending("etc/isolation-rootfs"), followSymlinks: false), "the whiteout applied to the copy")
+        try ContainerRoot.remove(id: "isolation-test-copy", store: store)
+        #expect(!FileSystem.exists(root.folder))
+    }
+
+    @Test("the lesson runs end to end and leaves no mount, container folder or temporary folder")
+    func lesson() throws {
+        let world = try ImageTestFolder("images-lesson")
+        defer { world.remove() }
+        let temporaryBefore = Set(try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("isolation-image") || $0.hasPrefix("isolation-unpack") || $0.hasPrefix("isolation-bundle") })
+        let result = try world.chapter([], timeout: 300)
+        #expect(result.status == 0, "\(result)")
+        for expected in ["whiteout: /etc/isolation-rootfs deleted", "isolation-rootfs — character device 0,0", "lowerdir=STORE/layers/sha256-",
+                         "/proc/self/mountinfo:", "- overlay overlay", "note — file, 8 bytes", "motd — character device 0,0",
+                         "upper folder entries: 0", "can't open '/root/note'", "nothing to unpack"] {
+            #expect(result.stdout.contains(expected), "'\(expected)' in:\n\(result.stdout)")
+        }
+        #expect(mounts(under: world.store).isEmpty)
+        #expect(try FileSystem.contentsOfDirectory(FilePath(world.store + "/containers")).isEmpty)
+        let temporaryAfter = Set(try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("isolation-image") || $0.hasPrefix("isolation-unpack") || $0.hasPrefix("isolation-bundle") })
+        #expect(temporaryAfter.subtracting(temporaryBefore).isEmpty, "\(temporaryAfter.subtracting(temporaryBefore))")
+    }
+
     @Test("tar slip: ../, an absolute path, and a write through a symlink the layer planted are refused; nothing lands outside, nothing is half-written",
           arguments: ["dotdot", "absolute", "symlink", "relative-symlink"])
     func tarSlipRefused(kind: String) throws {

@@ -1,3 +1,4 @@
+import CIsolation
 import Glibc
 import SystemPackage
 
@@ -33,6 +34,12 @@ public struct ContainerRoot: Sendable {
             throw IsolationError("a container root named \(id) exists already in \(folder)",
                                  hint: "choose another ID, or remove it with `chapter-06 rm \(id)`")
         }
+        // A store on overlayfs itself (a CI runner, Docker-in-Docker) can hold neither
+        // overlayfs' whiteouts (mknod 0:0 is refused there) nor an upper folder.
+        if iso_statfs_type(store.root.string) == 0x794c_7630 {
+            return try copy(id: id, image: image, store: store, folder: folder, log: log,
+                            reason: "the store \(store.root) is on overlayfs, which can be neither a lower layer with whiteouts nor an upper folder")
+        }
         for layer in image.manifest.layers {
             if let summary = try store.unpackLayer(layer) {
                 log("unpacked layer \(layer.digest.short) once into \(store.layerDirectory(layer)) (\(summary.entries) entries)")
@@ -53,14 +60,28 @@ public struct ContainerRoot: Sendable {
                                      mountData: data, copiedBecause: nil)
             } catch let error as Errno {
                 let reason = "mount(\"overlay\") failed with \(errnoName(error)) (\(error)); overlayfs needs root, the overlay module, "
-                    + "and a store on a file system it can stack on (not overlayfs itself, and tmpfs only on Linux 5.x+): \(store.root)"
+                    + "and a store on a file system it can stack on: \(store.root)"
                 for dir in [upper, work, merged] { try? FileSystem.removeTree(dir) }
-                log("copying the layers instead: " + reason)
-                let rootfs = folder.appending("rootfs")
-                try store.flatten(image, into: rootfs)
-                return ContainerRoot(id: id, folder: folder, rootfs: rootfs, upper: nil, lowerDirectories: lowers,
-                                     mountData: nil, copiedBecause: reason)
+                return try copy(id: id, image: image, store: store, folder: folder, log: log, reason: reason)
             }
+        } catch {
+            try? FileSystem.removeTree(folder)
+            throw error
+        }
+    }
+
+    /// The fallback: the layers flattened into `folder/rootfs`, a full copy.
+    static func copy(id: String, image: ImageStore.Image, store: ImageStore, folder: FilePath,
+                     log: (String) -> Void, reason: String) throws -> ContainerRoot {
+        log("copying the layers instead: " + reason)
+        do {
+            try FileSystem.makeDirectories(folder)
+            try FileSystem.writeFile(folder.appending("layers"), image.manifest.layers.map { $0.digest.encoded + "\n" }.joined())
+            let rootfs = folder.appending("rootfs")
+            try store.flatten(image, into: rootfs)
+            return ContainerRoot(id: id, folder: folder, rootfs: rootfs, upper: nil,
+                                 lowerDirectories: image.manifest.layers.reversed().map { store.layerDirectory($0) },
+                                 mountData: nil, copiedBecause: reason)
         } catch {
             try? FileSystem.removeTree(folder)
             throw error
