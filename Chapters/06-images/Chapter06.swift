@@ -20,8 +20,8 @@ import SystemPackage
 struct Chapter06: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter-06",
-        abstract: "OCI images: the lesson without arguments, else build, images, inspect, unpack, run, rmi, prune.",
-        subcommands: [Lesson.self, Build.self, Images.self, Inspect.self, Unpack.self, Run.self, Remove.self, Prune.self, RemoveContainer.self],
+        abstract: "OCI images: the lesson without arguments, else build, pull, images, inspect, unpack, run, rmi, prune.",
+        subcommands: [Lesson.self, Build.self, Pull.self, Images.self, Inspect.self, Unpack.self, Run.self, Remove.self, Prune.self, RemoveContainer.self],
         defaultSubcommand: Lesson.self)
 
     /// The container's init is this program again (`init …`, cloned by chapter 04's
@@ -71,12 +71,13 @@ struct Images: ParsableCommand {
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show an image's manifest and config.")
-    @Argument(help: "The image (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a name in the store).") var image: String
+    @Argument(help: "The image (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, a registry reference, or a name in the store).") var image: String
+    @Flag(help: "Plain HTTP to a registry other than localhost or 127.0.0.1.") var insecure = false
 
     func run() throws {
         reportingErrors("chapter-06") {
             let store = try ImageStore()
-            let found = try store.obtain(ImageReference.parse(image))
+            let found = try obtain(image, store: store, insecure: insecure)
             say("name      \(found.name)")
             say("manifest  \(found.descriptor.digest)  \(found.descriptor.mediaType)")
             say("config    \(found.manifest.config.digest)  \(found.config.os)/\(found.config.architecture)")
@@ -95,12 +96,13 @@ struct Unpack: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Unpack an image into a runtime bundle, as `umoci unpack` does: DIR/rootfs and DIR/config.json.")
     @Argument(help: "The image.") var image: String
+    @Flag(help: "Plain HTTP to a registry other than localhost or 127.0.0.1.") var insecure = false
     @Argument(help: "The bundle folder to make (must not exist, or be empty).") var directory: String
 
     func run() throws {
         reportingErrors("chapter-06") {
             let store = try ImageStore()
-            let found = try store.obtain(ImageReference.parse(image))
+            let found = try obtain(image, store: store, insecure: insecure)
             let bundle = FilePath(directory)
             if FileSystem.exists(bundle) {
                 guard FileSystem.isDirectory(bundle), try FileSystem.contentsOfDirectory(bundle).isEmpty else {
@@ -130,6 +132,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run an image with chapter 04's runtime, on an overlay of its layers; exits with the process's status.")
     @Argument(help: "The image.") var image: String
+    @Flag(help: "Plain HTTP to a registry other than localhost or 127.0.0.1.") var insecure = false
     @Argument(parsing: .postTerminator, help: "A command instead of the image's Cmd.") var command: [String] = []
     @Flag(help: "Keep the container's root (its upper folder) after the run; `chapter-06 rm ID` removes it.") var keep = false
 
@@ -138,7 +141,7 @@ struct Run: ParsableCommand {
         reportingErrors("chapter-06") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "overlayfs, namespaces and cgroups need root")])
             let store = try ImageStore()
-            let found = try store.obtain(ImageReference.parse(image))
+            let found = try obtain(image, store: store, insecure: insecure)
             let id = "\(projectPrefix)-06-\(getpid())"
             let root = try ContainerRoot.make(id: id, image: found, store: store, log: { line in
                 if !line.contains("nothing to unpack") { printError("  (\(line))") }
@@ -187,6 +190,33 @@ struct Prune: ParsableCommand {
             say(removed == 0 ? "nothing to prune" : "pruned \(removed) item(s)")
         }
     }
+}
+
+/// The image `text` names; a registry reference is pulled first by `chapter-06 pull`, in
+/// a process of its own (this one forks; the pull's URLSession runs threads).
+func obtain(_ text: String, store: ImageStore, insecure: Bool = false) throws -> ImageStore.Image {
+    let reference = try ImageReference.parse(text)
+    if case .registry = reference, try store.image(named: reference.description) == nil {
+        // Its report goes to stderr: stdout is the container's.
+        var options = SpawnOptions()
+        options.standardOutput = .standardError
+        let child = try ChildProcess.spawn("/proc/self/exe", arguments: ["chapter-06", "pull", reference.description] + (insecure ? ["--insecure"] : []),
+                                           environment: currentEnvironment(), options: options)
+        let status = try child.wait()
+        guard status == .exited(0) else { throw IsolationError("pulling \(reference) failed (chapter-06 pull \(status))") }
+    }
+    return try store.obtain(reference)
+}
+
+/// This process's environment, for a child that should see the same cache folder.
+func currentEnvironment() -> [String] {
+    var result: [String] = []
+    var pointer = environ
+    while let entry = pointer.pointee {
+        result.append(String(cString: entry))
+        pointer += 1
+    }
+    return result
 }
 
 /// Converts the image's config for `root`, writes a bundle, and runs it with chapter 04's

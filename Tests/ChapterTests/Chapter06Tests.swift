@@ -382,3 +382,158 @@ struct Chapter06Tests {
         #expect(notLayout.status != 0 && notLayout.stderr.contains("is not an OCI image layout"), "\(notLayout)")
     }
 }
+
+let registryInstalled = Engines.missing(["docker-registry", "skopeo"]).isEmpty
+
+/// Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1 and a free
+/// port, its storage and config in a temporary folder; stopped by `stop()`.
+struct LocalRegistry {
+    let folder: String
+    let port: Int
+    let pid: pid_t
+    var address: String { "127.0.0.1:\(port)" }
+
+    init(in folder: String) throws {
+        self.folder = folder
+        port = try LocalRegistry.freePort()
+        let config = """
+            version: 0.1
+            log:
+              level: error
+            storage:
+              filesystem:
+                rootdirectory: \(folder)/data
+            http:
+              addr: 127.0.0.1:\(port)
+
+            """
+        try config.write(toFile: folder + "/config.yml", atomically: true, encoding: .utf8)
+        // posix_spawn with every descriptor above 2 closed: a server that inherited one of
+        // the test's pipes would keep it open, and whoever reads that pipe would wait forever.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, folder + "/log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        }
+        let executable = Command.find("docker-registry")?.string ?? "/usr/bin/docker-registry"
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), strdup("serve"), strdup(folder + "/config.yml"), nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EINVAL) }
+        pid = child
+        // Ready when it accepts a connection.
+        for _ in 0..<100 where !LocalRegistry.accepts(port) { usleep(50_000) }
+        #expect(LocalRegistry.accepts(port), "docker-registry did not start: \((try? String(contentsOfFile: folder + "/log", encoding: .utf8)) ?? "")")
+    }
+
+    func stop() {
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+}
+
+@Suite("Chapter 06 · pulling from a registry", .serialized, .enabled(if: isRoot, "running the pulled image needs root"),
+       .enabled(if: registryInstalled, "Debian's docker-registry and skopeo (apt-get install docker-registry skopeo)"))
+struct Chapter06RegistryTests {
+    @Test("images pushed with skopeo (one platform, and a two-platform index) are pulled, verified and run; a tampered blob is refused and the store keeps nothing")
+    func pullFromLocalRegistry() throws {
+        let world = try ImageTestFolder("images-registry")
+        defer { world.remove() }
+        try FileManager.default.createDirectory(atPath: world.path + "/registry", withIntermediateDirectories: true)
+        let registry = try LocalRegistry(in: world.path + "/registry")
+        defer { registry.stop() }
+        let layout = world.path + "/layout"
+        #expect(try world.chapter(["build", "--layout", layout]).status == 0)
+
+        // A two-platform index: our manifest for this machine, and one for another
+        // architecture (its own config, the same layers).
+        let source = try ImageLayout(opening: FilePath(layout))
+        let (ours, manifest) = try source.resolve(tag: "latest")
+        var otherConfig = try source.config(of: manifest)
+        otherConfig.architecture = Platform.current.architecture == "amd64" ? "arm64" : "amd64"
+        let otherConfigDescriptor = try source.writeBlob(ImageLayout.encode(otherConfig), mediaType: MediaType.config)
+        let other = try source.writeBlob(ImageLayout.encode(Manifest(config: otherConfigDescriptor, layers: manifest.layers)), mediaType: MediaType.manifest)
+        var forThis = ours, forOther = other
+        forThis.platform = Platform.current
+        forOther.platform = Platform(architecture: otherConfig.architecture)
+        var indexDescriptor = try source.writeBlob(ImageLayout.encode(ImageIndex(manifests: [forOther, forThis])), mediaType: MediaType.index)
+        indexDescriptor.annotations = [Descriptor.refNameAnnotation: "multi"]
+        var index = try source.index()
+        index.manifests.append(indexDescriptor)
+        try source.writeIndex(index)
+
+        for (tag, extra) in [("latest", [String]()), ("multi", ["--all"])] {
+            let pushed = try run("/usr/bin/env", ["skopeo", "copy", "--dest-tls-verify=false"] + extra
+                                 + ["oci:\(layout):\(tag)", "docker://\(registry.address)/isolation/test:\(tag)"])
+            #expect(pushed.status == 0, "skopeo copy: \(pushed)")
+        }
+
+        let pulled = try world.chapter(["pull", "\(registry.address)/isolation/test:latest"])
+        #expect(pulled.status == 0, "\(pulled)")
+        #expect(pulled.stdout.contains("manifest \(ours.digest.short)"), "\(pulled)")
+        let multi = try world.chapter(["pull", "docker://\(registry.address)/isolation/test:multi"])
+        #expect(multi.status == 0 && multi.stdout.contains("2 platforms, \(Platform.current) is \(ours.digest.short)"), "\(multi)")
+        let byDigest = try world.chapter(["pull", "\(registry.address)/isolation/test@\(ours.digest)"])
+        #expect(byDigest.status == 0, "\(byDigest)")
+        // run pulls in a process of its own when the image is not in the store yet.
+        let fresh = try ImageTestFolder("images-registry-run")
+        defer { fresh.remove() }
+        let ran = try fresh.chapter(["run", "docker://\(registry.address)/isolation/test:latest", "--", "cat", "/etc/hostname"])
+        #expect(ran.status == 0 && ran.stdout == "image\n", "\(ran)")
+
+        // The top layer's bytes changed on the registry's disk: refused, nothing kept.
+        let top = manifest.layers[1].digest.encoded
+        let onDisk = "\(registry.folder)/data/docker/registry/v2/blobs/sha256/\(top.prefix(2))/\(top)/data"
+        var bytes = try FileSystem.readFile(FilePath(onDisk))
+        bytes[bytes.count / 2] ^= 0x55
+        try FileSystem.writeFile(FilePath(onDisk), bytes)
+        let victim = try ImageTestFolder("images-registry-tampered")
+        defer { victim.remove() }
+        let refused = try victim.chapter(["pull", "\(registry.address)/isolation/test:latest"])
+        #expect(refused.status != 0 && refused.stderr.contains("digest mismatch") && refused.stderr.contains(top), "\(refused)")
+        let blobs = try FileSystem.contentsOfDirectory(FilePath(victim.store + "/blobs/sha256"))
+        #expect(blobs.isEmpty, "the store keeps nothing of the refused image: \(blobs)")
+        #expect(try FileSystem.contentsOfDirectory(FilePath(victim.store)).allSatisfy { !$0.hasPrefix("tmp-") })
+        #expect(try ImageStore(root: FilePath(victim.store)).list().isEmpty)
+    }
+
+    @Test("plain HTTP only for this machine's loopback, or with --insecure")
+    func schemes() {
+        #expect(ImageReference.registryScheme(host: "127.0.0.1:5000", insecure: false) == "http")
+        #expect(ImageReference.registryScheme(host: "localhost", insecure: false) == "http")
+        #expect(ImageReference.registryScheme(host: "[::1]:5000", insecure: false) == "http")
+        #expect(ImageReference.registryScheme(host: "registry.example:5000", insecure: false) == "https")
+        #expect(ImageReference.registryScheme(host: "docker.io", insecure: false) == "https")
+        #expect(ImageReference.registryScheme(host: "10.0.0.1:5000", insecure: true) == "http")
+    }
+}

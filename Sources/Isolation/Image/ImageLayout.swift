@@ -92,7 +92,7 @@ public struct ImageLayout: Sendable {
         try Self.check(descriptor, size: size, digest: digest, file: file)
     }
 
-    static func check(_ descriptor: Descriptor, size: Int64, digest: Digest, file: FilePath) throws {
+    static func check(_ descriptor: Descriptor, size: Int64, digest: Digest, file: some CustomStringConvertible) throws {
         guard descriptor.digest.algorithm == "sha256" else {
             throw IsolationError("\(descriptor.digest): only sha256 digests can be verified here")
         }

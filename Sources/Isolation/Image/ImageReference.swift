@@ -75,6 +75,15 @@ public enum ImageReference: Equatable, Sendable, CustomStringConvertible {
         return .registry(host: host, repository: repository, tag: tag, digest: digest)
     }
 
+    /// The URL scheme for a registry: https, except plain http for this machine's own
+    /// loopback (`localhost`, `127.0.0.1`, `[::1]`, any port) or when `insecure` is asked.
+    public static func registryScheme(host: String, insecure: Bool) -> String {
+        var name = host
+        if name.hasPrefix("[") { name = String(name.dropFirst().prefix { $0 != "]" }) }
+        else if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
+        return insecure || ["localhost", "127.0.0.1", "::1"].contains(name) ? "http" : "https"
+    }
+
     public var description: String {
         switch self {
         case .ociLayout(let path, let tag): return "oci:\(path)" + (tag.map { ":\($0)" } ?? "")

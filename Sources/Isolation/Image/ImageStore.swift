@@ -54,7 +54,7 @@ public struct ImageStore: Sendable {
     }
 
     /// Names `descriptor` `name` in index.json (a previous image of that name loses it).
-    func tag(_ descriptor: Descriptor, as name: String) throws {
+    public func tag(_ descriptor: Descriptor, as name: String) throws {
         var index = try layout.index()
         index.manifests.removeAll { $0.refName == name }
         var entry = Descriptor(mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size)
@@ -89,8 +89,8 @@ public struct ImageStore: Sendable {
             let path = try absolute(path)
             return try importDockerArchive(path, as: ImageReference.dockerArchive(path).description, log: log)
         case .registry:
-            throw IsolationError("pulling from a registry (\(reference)) is not part of this project yet",
-                                 hint: "copy the image to a layout first: skopeo copy docker://\(reference) oci:/tmp/image:latest, then use oci:/tmp/image:latest")
+            if let image = try image(named: reference.description) { return image }
+            throw IsolationError("\(reference) is not in the store yet", hint: "pull it first: chapter-06 pull \(reference)")
         }
     }
 
@@ -199,6 +199,26 @@ public struct ImageStore: Sendable {
             throw error
         }
         return folder
+    }
+
+    /// Moves a downloaded file in as the blob `descriptor` names, after checking its size
+    /// and digest; a file that does not match is deleted and refused. `source` names
+    /// where it came from, for the error.
+    public func adoptVerified(_ file: FilePath, as descriptor: Descriptor, source: String) throws {
+        do {
+            let (digest, size) = try Digest.ofFile(file)
+            try ImageLayout.check(descriptor, size: size, digest: digest, file: source)
+            try pathCall(file) { rename($0, layout.blobPath(descriptor.digest).string) }
+        } catch {
+            try? FileSystem.removeTree(file)
+            throw error
+        }
+    }
+
+    /// A file name for a download in progress, inside the store (so the rename into
+    /// blobs/ stays on one file system), removed by `prune` if left behind.
+    public func stagingFile() -> FilePath {
+        root.appending("tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     }
 
     // MARK: layers
