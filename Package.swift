@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "doctor", targets: ["Doctor"]),
         .executable(name: "chapter-05", targets: ["Chapter05"]),
         .executable(name: "chapter-06", targets: ["Chapter06"]),
+        .executable(name: "chapter-06-pull", targets: ["Chapter06Pull"]),
         // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
         .executable(name: "exercise-01", targets: ["Exercise01"]),
         .executable(name: "exercise-02", targets: ["Exercise02"]),
@@ -137,7 +138,18 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Chapters/06-images",
-            exclude: ["README.md"]
+            exclude: ["README.md", "Pull"]
+        ),
+        // The registry client: the only program that uses the network (URLSession, with
+        // threads), so never one that forks; chapter-06 starts it as a child.
+        .executableTarget(
+            name: "Chapter06Pull",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/06-images/Pull"
         ),
         .testTarget(
             name: "IsolationTests",

@@ -200,12 +200,41 @@ func obtain(_ text: String, store: ImageStore, insecure: Bool = false) throws ->
         // Its report goes to stderr: stdout is the container's.
         var options = SpawnOptions()
         options.standardOutput = .standardError
-        let child = try ChildProcess.spawn("/proc/self/exe", arguments: ["chapter-06", "pull", reference.description] + (insecure ? ["--insecure"] : []),
+        let child = try ChildProcess.spawn(pullProgram(), arguments: ["chapter-06-pull", reference.description] + (insecure ? ["--insecure"] : []),
                                            environment: currentEnvironment(), options: options)
         let status = try child.wait()
         guard status == .exited(0) else { throw IsolationError("pulling \(reference) failed (chapter-06 pull \(status))") }
     }
     return try store.obtain(reference)
+}
+
+/// chapter-06-pull, built beside this program.
+func pullProgram() throws -> FilePath {
+    var path = try FileSystem.realPath("/proc/self/exe")
+    path.removeLastComponent()
+    let program = path.appending("chapter-06-pull")
+    guard FileSystem.exists(program) else {
+        throw IsolationError("\(program) is missing", hint: "build it: swift build --product chapter-06-pull")
+    }
+    return program
+}
+
+/// `chapter-06 pull`: the pull program, in place of this one (execve(2), no fork).
+struct Pull: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pull an image from a registry into the store (runs chapter-06-pull).")
+    @Argument(help: "[docker://][HOST[:PORT]/]NAME[:TAG|@sha256:…]") var reference: String
+    @Flag(help: "Plain HTTP to a registry other than localhost or 127.0.0.1.") var insecure = false
+
+    func run() throws {
+        reportingErrors("chapter-06") {
+            let program = try pullProgram()
+            let arguments = ["chapter-06-pull", reference] + (insecure ? ["--insecure"] : [])
+            let argv = arguments.map { strdup($0) } + [nil]
+            execv(program.string, argv)
+            throw IsolationError("cannot run \(program): \(Errno(rawValue: errno))")
+        }
+    }
 }
 
 /// This process's environment, for a child that should see the same cache folder.

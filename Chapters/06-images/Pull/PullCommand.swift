@@ -1,8 +1,11 @@
-// chapter-06 pull REF: the distribution-spec's pull, over URLSession.
+// chapter-06-pull REF (also `chapter-06 pull REF`): the distribution-spec's pull, over
+// URLSession.
 //
-// This is the one command of the chapter that uses the network, and URLSession runs its
-// own threads: so it never forks, and the commands that fork (run, the lesson) run it as
-// a separate process (`chapter-06 pull …`) and wait for it.
+// The one program of the chapter that uses the network. URLSession runs threads of its
+// own, and a process that forks must have none: so the pull is a program of its own, and
+// chapter-06 (which forks, and whose binary is also every container's init) starts it as
+// a child and waits. It also keeps Foundation's networking and libcurl out of chapter-06,
+// which every container start loads again as its init.
 import ArgumentParser
 import Foundation
 #if canImport(FoundationNetworking)
@@ -11,8 +14,10 @@ import FoundationNetworking
 import Isolation
 import SystemPackage
 
+@main
 struct Pull: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "chapter-06-pull",
         abstract: "Pull an image from a registry into the store: manifest, index, config and layers, each verified.")
     @Argument(help: "[docker://][HOST[:PORT]/]NAME[:TAG|@sha256:…]") var reference: String
     @Flag(help: "Plain HTTP to a registry other than localhost or 127.0.0.1.") var insecure = false
