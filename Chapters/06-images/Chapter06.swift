@@ -6,9 +6,10 @@
 // overlayfs, and every container gets only a thin writable layer of its own.
 //
 //   chapter-06                       the lesson: build, inspect, unpack, mount, run
-//   chapter-06 build | images | inspect IMAGE | unpack IMAGE DIR | run IMAGE [-- CMD…] | rmi IMAGE | prune
+//   chapter-06 build | pull REF | images | inspect IMAGE | unpack IMAGE DIR | run IMAGE [-- CMD…] | rmi IMAGE | prune
 //
-// IMAGE: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a name in the store.
+// IMAGE: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, docker://HOST/NAME:TAG, or a
+// name in the store.
 // Read next: image-spec (image-layout.md, manifest.md, layer.md, conversion.md), overlayfs.rst.
 import ArgumentParser
 import Glibc
