@@ -81,19 +81,18 @@ struct ImageTestFolder {
 }
 
 /// Writes an OCI layout at `layout` from layer tars (the first gzip-compressed with
-/// `gzip -n`, the others plain), with `execution` as the image's config.
-func writeLayout(_ layout: String, tars: [String], execution: ImageConfig.Execution) throws {
+/// `gzip -n`, the others plain, or zstd-compressed when `zstd`), with `execution` as the
+/// image's config. The tars are kept.
+func writeLayout(_ layout: String, tars: [String], execution: ImageConfig.Execution, zstd: Bool = false) throws {
     let target = try ImageLayout.create(at: FilePath(layout))
     var layers: [Descriptor] = [], diffIDs: [Digest] = []
     for (n, tar) in tars.enumerated() {
         diffIDs.append(try Digest.ofFile(FilePath(tar)).digest)
-        if n == 0 {
-            let gz = try run("/bin/sh", ["-c", "gzip -n -c '\(tar)' > '\(tar).gz'"])
-            #expect(gz.status == 0, "gzip: \(gz)")
-            layers.append(try target.adoptBlob(FilePath(tar + ".gz"), mediaType: MediaType.layerGzip))
-        } else {
-            layers.append(try target.adoptBlob(FilePath(tar), mediaType: MediaType.layerTar))
-        }
+        let (command, suffix, type) = n == 0 ? ("gzip -n -c", ".gz", MediaType.layerGzip)
+            : zstd ? ("zstd -q -c", ".zst", MediaType.layerZstd) : ("cat", ".copy", MediaType.layerTar)
+        let compressed = try run("/bin/sh", ["-c", "\(command) '\(tar)' > '\(tar)\(suffix)'"])
+        #expect(compressed.status == 0, "\(command): \(compressed)")
+        layers.append(try target.adoptBlob(FilePath(tar + suffix), mediaType: type))
     }
     let config = ImageConfig(architecture: Platform.current.architecture, config: execution, rootfs: ImageConfig.RootFS(diffIDs: diffIDs))
     let configDescriptor = try target.writeBlob(ImageLayout.encode(config), mediaType: MediaType.config)
@@ -195,6 +194,23 @@ struct Chapter06Tests {
         }
         let summary = try processSummary(world.path + "/ours-oci")
         #expect(summary.contains("uid 1000 gid 1001 additionalGids [2000]"), "User app resolved in the image's own /etc/passwd and /etc/group: \(summary)")
+    }
+
+    @Test("a zstd-compressed layer gives the same tree as the same layer uncompressed", .enabled(if: Command.find("zstd") != nil, "zstd (apt-get install zstd)"))
+    func zstdLayer() throws {
+        let world = try ImageTestFolder("images-zstd")
+        defer { world.remove() }
+        let layout = try layeredImage(in: world)
+        try writeLayout(world.path + "/zstd", tars: [world.path + "/l1.tar", world.path + "/l2.tar"],
+                        execution: ImageConfig.Execution(cmd: ["sh"]), zstd: true)
+        let zstdIndex = try ImageLayout(opening: FilePath(world.path + "/zstd")).resolve(tag: "latest").manifest
+        #expect(zstdIndex.layers[1].mediaType == MediaType.layerZstd)
+        for (name, reference) in [("plain", "oci:\(layout):latest"), ("zstd", "oci:\(world.path)/zstd:latest")] {
+            let result = try world.chapter(["unpack", reference, world.path + "/bundle-" + name])
+            #expect(result.status == 0, "\(reference): \(result)")
+        }
+        let differences = try treeDifferences(world.path + "/bundle-zstd/rootfs", world.path + "/bundle-plain/rootfs")
+        #expect(differences == [], "\(differences.joined(separator: "\n"))")
     }
 
     @Test("run: chapter 04's runtime runs the image on overlayfs, as the image's user, in its WorkingDir; nothing is left")
