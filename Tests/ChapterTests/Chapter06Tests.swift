@@ -309,12 +309,13 @@ struct Chapter06Tests {
         #expect(temporaryAfter.subtracting(temporaryBefore).isEmpty, "\(temporaryAfter.subtracting(temporaryBefore))")
     }
 
-    @Test("tar slip: ../, an absolute path, and a write through a symlink the layer planted are refused; nothing lands outside, nothing is half-written",
-          arguments: ["dotdot", "absolute", "symlink", "relative-symlink"])
+    @Test("tar slip: ../, an absolute path, a write through a symlink the layer planted, a hard link out are refused; nothing lands outside, nothing is half-written",
+          arguments: ["dotdot", "absolute", "symlink", "relative-symlink", "hardlink"])
     func tarSlipRefused(kind: String) throws {
         let world = try ImageTestFolder("images-slip")
         defer { world.remove() }
         let outside = world.path + "/outside"
+        try "secret\n".write(toFile: world.path + "/secret", atomically: false, encoding: .utf8)
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
         let scratch = world.path + "/scratch"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -325,6 +326,9 @@ struct Chapter06Tests {
             try writer.addFile("../../../../../../..\(outside)/escaped", Array("out\n".utf8))
         case "absolute":
             try writer.addFile(outside + "/escaped", Array("out\n".utf8))
+        case "hardlink":
+            // A hard link to a host file would let the container write it.
+            try writer.addHardLink("shadow", to: "../../../../../../..\(world.path)/secret")
         default:
             let target = kind == "symlink" ? outside : "../../../../../../../../..\(outside)"
             try FileManager.default.createSymbolicLink(atPath: scratch + "/evil", withDestinationPath: target)
@@ -349,6 +353,8 @@ struct Chapter06Tests {
         let ran = try world.chapter(["run", "oci:\(layout.path):latest"])
         #expect(ran.status != 0 && ran.stderr.contains("refusing the layer entry"), "\(ran)")
         #expect(try FileSystem.contentsOfDirectory(FilePath(outside)).isEmpty, "nothing landed outside the root")
+        var secret = stat()
+        #expect(lstat(world.path + "/secret", &secret) == 0 && secret.st_nlink == 1, "no hard link to a host file")
         #expect(try FileSystem.contentsOfDirectory(FilePath(world.store + "/layers")).isEmpty, "no layer folder, not even a partial one")
         #expect(try FileSystem.contentsOfDirectory(FilePath(world.store + "/containers")).isEmpty)
         #expect(mounts(under: world.store).isEmpty)

@@ -98,6 +98,18 @@ public final class LayerWriter {
         try writeHeader(entry, name)
     }
 
+    /// Adds a hard link `name` to `target` (a path of the same layer, written before it).
+    public func addHardLink(_ name: String, to target: String) throws {
+        guard let entry = archive_entry_new() else { throw IsolationError("libarchive: out of memory") }
+        defer { archive_entry_free(entry) }
+        archive_entry_set_pathname(entry, name)
+        archive_entry_set_filetype(entry, UInt32(Glibc.S_IFREG))
+        archive_entry_set_perm(entry, 0o644)
+        archive_entry_set_hardlink(entry, target)
+        archive_entry_set_size(entry, 0)
+        try writeHeader(entry, name)
+    }
+
     /// Adds the whiteout that deletes `path` from the layers below: an empty file named
     /// `.wh.` + its name, in the same directory (layer.md "Whiteouts").
     public func addWhiteout(_ path: String, mtime: Int = 0) throws {
