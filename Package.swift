@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "isorun", targets: ["isorun"]),
         .executable(name: "doctor", targets: ["Doctor"]),
         .executable(name: "chapter-05", targets: ["Chapter05"]),
+        .executable(name: "chapter-06", targets: ["Chapter06"]),
+        .executable(name: "chapter-06-pull", targets: ["Chapter06Pull"]),
         // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
         .executable(name: "exercise-01", targets: ["Exercise01"]),
         .executable(name: "exercise-02", targets: ["Exercise02"]),
@@ -37,11 +39,24 @@ let package = Package(
             pkgConfig: "libcap",
             providers: [.apt(["libcap-dev"])]
         ),
+        // Image layers: tar with gzip or zstd (libarchive), and SHA-256 digests (OpenSSL).
+        .systemLibrary(
+            name: "CLibarchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibcrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(
             name: "Isolation",
             dependencies: [
                 "CIsolation",
                 "CLibcap",
+                "CLibarchive",
+                "CLibcrypto",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -114,6 +129,27 @@ let package = Package(
             ],
             path: "Chapters/05-engines",
             exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "Chapter06",
+            dependencies: [
+                "Isolation", "RuntimeCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/06-images",
+            exclude: ["README.md", "Pull"]
+        ),
+        // The registry client: the only program that uses the network (URLSession, with
+        // threads), so never one that forks; chapter-06 starts it as a child.
+        .executableTarget(
+            name: "Chapter06Pull",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/06-images/Pull"
         ),
         .testTarget(
             name: "IsolationTests",

@@ -35,6 +35,8 @@ struct DoctorTests {
         mkdir -p /tmp/isolation-leftover-1/rootfs/proc /run/isolation/c1 /tmp/cache/rootfs-busybox/proc /tmp/unrelated
         mount -t proc proc /tmp/isolation-leftover-1/rootfs/proc
         mount -t proc proc /tmp/cache/rootfs-busybox/proc
+        c=/tmp/cache/images/containers/c; mkdir -p /tmp/cache/images/layers/l $c/upper $c/work $c/merged
+        mount -t overlay overlay -o lowerdir=/tmp/cache/images/layers/l,upperdir=$c/upper,workdir=$c/work $c/merged
         ISOLATION_CACHE_DIR=/tmp/cache /mnt/doctor --clean
         echo "--- after"
         ls /tmp /run
@@ -45,6 +47,7 @@ struct DoctorTests {
         let (report, after) = split(result.stdout)
         #expect(report.contains("unmounted /tmp/isolation-leftover-1/rootfs/proc"), "\(result)")
         #expect(report.contains("unmounted /tmp/cache/rootfs-busybox/proc"), "\(result)")
+        #expect(report.contains("unmounted /tmp/cache/images/containers/c/merged"), "chapter 06's container root: \(result)")
         #expect(report.contains("removed /tmp/isolation-leftover-1"))
         #expect(report.contains("removed /run/isolation"))
         #expect(report.contains("removed /tmp/cache"))

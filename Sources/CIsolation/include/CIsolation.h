@@ -17,6 +17,8 @@
 
 #include <sys/types.h>
 #include <stdint.h>
+// setxattr(2): overlayfs keeps an opaque directory as the xattr trusted.overlay.opaque.
+#include <sys/xattr.h>
 
 // MARK: Namespace flags (see namespaces(7)). <sched.h> hides them without _GNU_SOURCE.
 enum {
