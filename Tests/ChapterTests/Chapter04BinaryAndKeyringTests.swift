@@ -414,3 +414,29 @@ struct Chapter04KeyringTests {
         #expect(try look(["--no-new-keyring"]) == "found s3cret")
     }
 }
+
+@Suite("Chapter 04: one ID under two --roots", .serialized, .enabled(if: isRoot, "creates containers and cgroups"))
+struct Chapter04SharedCgroupTests {
+    /// Both would be in the default cgroup, isolation/ID: the second is refused, and its
+    /// `delete --force` leaves the first one's waiting init alone (it used to kill it,
+    /// and the first one's `start` then found it "stopped, not created").
+    @Test func secondCreateIsRefusedAndTheFirstLives() throws {
+        let first = try TestBundle("same-id-1")
+        let second = try TestBundle("same-id-2")
+        defer { first.removeAll(); second.removeAll() }
+        let id = "isolation-same-\(getpid())"
+        let created = try first.runtime(["create", "--bundle", first.path, id])
+        try #require(created.status == 0, "\(created)")
+        let pid = try #require(try first.pid(id))
+        let again = try second.runtime(["create", "--bundle", second.path, id])
+        #expect(again.status != 0, "\(again)")
+        #expect(again.stderr.contains("is in use"), "\(again)")
+        _ = try second.runtime(["delete", "--force", id])
+        usleep(100_000)
+        #expect(kill(pid, 0) == 0, "the first container's init \(pid) is gone")
+        let state = try first.runtime(["state", id])
+        #expect(state.stdout.contains("\"created\""), "\(state)")
+        let started = try first.runtime(["start", id])
+        #expect(started.status == 0, "\(started)")
+    }
+}

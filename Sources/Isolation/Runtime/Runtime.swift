@@ -145,6 +145,17 @@ public struct Runtime {
                 guard path.lastComponent?.string != "cgroup.procs" else { return }
                 narrate("echo \"\(value)\" > \(path)", "linux.resources")
             })
+            // A cgroup with processes in it is another container's: the same ID under
+            // another --root (the default path is isolation/ID), or one cgroupsPath given
+            // twice. Joining it would put both under one set of limits, and the first
+            // `delete` would kill the other's processes (a waiting init: "it is stopped,
+            // not created" at its start). Refused, and left alone by the clean-up below.
+            if case let users = cgroup!.processes(), !users.isEmpty {
+                cgroup!.keep()  // released without keep(), the object would remove it
+                cgroup = nil
+                throw IsolationError("the cgroup \(cgroupPath) is in use: \(users.count) process(es) of another container are in it",
+                                     hint: "a container with ID '\(id)' under another --root, or the same linux.cgroupsPath twice: choose another ID or cgroupsPath")
+            }
             func makeCgroup() throws {
                 narrate("mkdir …/\(cgroup!.relativePath)", "the container's cgroup, in every hierarchy (chapter 03), its limits written before any process is in it")
                 try cgroup!.make(limits: limits)
