@@ -324,7 +324,6 @@ struct Chapter04BinaryAttackTests {
         if lab.report("attack.out").contains("caught") { lab.await("attack.out", ["wrote", "refused", "timeout"]) }
         #expect(try lab.sha256() == before, "after \(execs) execs the attacker reports:\n\(lab.report("attack.out"))")
         #expect(!lab.report("attack.out").contains("wrote"))
-        print("exec, \(copy), \(execs) execs:\n\(lab.report("attack.out"))")
     }
 
     /// The container makes its /bin/sh `#!/proc/self/exe`: `exec … /bin/sh` then runs the
@@ -354,7 +353,6 @@ struct Chapter04BinaryAttackTests {
         #expect(reached, "the interpreter never ran (the attack did not take place): \(reports)")
         // It ran, and what it held was the copy, which refused the write.
         #expect((lab.report("attack.out") + lab.report("hold.out")).contains("refused"), "\(reports)")
-        print("shebang, \(copy):\n\(reports)")
     }
 
     /// A second container that joins the first one's PID namespace by path: its init, the
@@ -387,7 +385,6 @@ struct Chapter04BinaryAttackTests {
         #expect(try lab.sha256() == before, "the second init was \(secondPID); the attacker reports:\n\(report)")
         #expect(!report.contains("wrote"))
         #expect(seen, "the first container never saw the second one's init: \(report)")
-        print("joined, \(copy):\n\(report)")
     }
 }
 

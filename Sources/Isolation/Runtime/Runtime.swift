@@ -121,6 +121,8 @@ public struct Runtime {
         let directory = try store.reserve(id)
         var cgroup: Cgroup? = nil
         var child: ChildProcess? = nil
+        // Another container's init joined our cgroup too (see below): it is theirs to remove.
+        var sharedCgroup = false
         // No mount namespace: the init's mounts land in the host's table, on top of the
         // root filesystem. How many were there before is kept, so `delete` removes ours only.
         let sharesHostMounts = !(config.linux?.namespaceKinds ?? []).contains(.mount)
@@ -277,6 +279,14 @@ public struct Runtime {
                 }
                 throw error
             }
+            // Ours alone? Another create of the same cgroup may have passed the check above
+            // at the same moment: each looks after it joined, and one that sees the other's
+            // process gives way (both may, never neither).
+            if case let others = cgroup!.processes().filter({ $0 != child!.pid }), !others.isEmpty {
+                sharedCgroup = true
+                throw IsolationError("the cgroup \(cgroupPath) is in use: \(others.count) process(es) of another container joined it meanwhile",
+                                     hint: "a container with ID '\(id)' under another --root, or the same linux.cgroupsPath twice: choose another ID or cgroupsPath")
+            }
             try child!.release()
             // The init may have died meanwhile: then this write fails with EPIPE (SIGPIPE is
             // ignored while create runs, see above), and "ready" below reports what happened.
@@ -326,7 +336,14 @@ public struct Runtime {
         } catch {
             if let child { _ = try? child.signal(SIGKILL); _ = try? child.wait() }
             if sharesHostMounts { Runtime.unmountHostMounts(at: mountPoint, keeping: mountsBefore) }
-            cgroup?.destroy()
+            if sharedCgroup, let cgroup {
+                // Our init is gone (killed and reaped above); the other container's is not:
+                // its folders go only if it has left them too (rmdir(2) refuses otherwise).
+                cgroup.keep()
+                for directory in cgroup.directories.values { rmdir(directory.string) }
+            } else {
+                cgroup?.destroy()
+            }
             try? store.remove(id)
             throw error
         }
