@@ -126,7 +126,8 @@ static void iso_child(const struct iso_spawn_attr *attr, int release_read, int s
         if (prctl(PR_SET_PDEATHSIG, attr->parent_death_signal, 0, 0, 0) != 0) iso_child_fail(status_write, ISO_STAGE_PARENT_DEATH);
     }
     if (attr->working_directory && chdir(attr->working_directory) != 0) iso_child_fail(status_write, ISO_STAGE_CHDIR);
-    execve(attr->path, attr->argv, attr->envp);
+    if (attr->exec_fd >= 0) iso_execveat(attr->exec_fd, attr->argv, attr->envp);
+    else execve(attr->path, attr->argv, attr->envp);
     iso_child_fail(status_write, ISO_STAGE_EXEC);
 }
 

@@ -91,7 +91,7 @@ public struct Create: ParsableCommand {
     @Option(name: .customLong("console-socket"), help: "A unix socket to send the terminal's master to.") public var consoleSocket: String?
     @Option(name: .customLong("preserve-fds"), help: "Pass descriptors 3 … 3+N-1 on to the process.") public var preserveFDs: Int = 0
     @Flag(name: .customLong("no-pivot"), help: .hidden) public var noPivot = false
-    @Flag(name: .customLong("no-new-keyring"), help: .hidden) public var noNewKeyring = false
+    @Flag(name: .customLong("no-new-keyring"), help: "Keep the caller's session keyring (its keys are readable inside).") public var noNewKeyring = false
     @Argument(help: "The container ID.") public var id: String
     public init() {}
     public func run() throws {
@@ -101,6 +101,7 @@ public struct Create: ParsableCommand {
             options.pidFile = pidFile.map { FilePath($0) }
             options.consoleSocket = consoleSocket.map { FilePath($0) }
             options.preserveFDs = preserveFDs
+            options.newKeyring = !noNewKeyring
             _ = try runtime.create(id: id, options: options)
         }
     }
@@ -155,6 +156,7 @@ public struct Run: ParsableCommand {
     @Option(name: .customLong("pid-file")) public var pidFile: String?
     @Option(name: .customLong("console-socket")) public var consoleSocket: String?
     @Flag(name: .shortAndLong, help: "Return after start, leaving the container running.") public var detach = false
+    @Flag(name: .customLong("no-new-keyring"), help: "Keep the caller's session keyring (its keys are readable inside).") public var noNewKeyring = false
     @Argument public var id: String
     public init() {}
     public func run() throws {
@@ -165,6 +167,7 @@ public struct Run: ParsableCommand {
             // run is create + start, and start needs a process: create refuses before it
             // makes anything.
             options.requireProcess = "run"
+            options.newKeyring = !noNewKeyring
             options.pidFile = pidFile.map { FilePath($0) }
             options.consoleSocket = consoleSocket.map { FilePath($0) }
             blockSignalsForSupervision()  // Ctrl-C goes to the container; we delete it after
@@ -263,6 +266,7 @@ public enum ContainerInitCommand {
         var syncFD: Int32?, continueFD: Int32?, configFD: Int32?, consoleFD: Int32 = -1
         var directories: [String: FilePath] = [:]
         var narrate = false
+        var newKeyring = true
         var index = 1
         func value() -> String? {
             index += 1
@@ -280,6 +284,7 @@ public enum ContainerInitCommand {
                 let parts = (value() ?? "").split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 if parts.count == 2 { directories[String(parts[0])] = FilePath(String(parts[1])) }
             case "--narrate": narrate = true
+            case "--no-new-keyring": newKeyring = false
             default: usage("unknown argument '\(arguments[index])'")
             }
             index += 1
@@ -290,7 +295,7 @@ public enum ContainerInitCommand {
         let style = Style.standardOutput
         Runtime.containerInit(
             bundle: FilePath(bundle), stateDirectory: FilePath(stateDirectory), syncFD: syncFD, continueFD: continueFD, configFD: configFD, consoleFD: consoleFD,
-            cgroupDirectories: directories,
+            cgroupDirectories: directories, newKeyring: newKeyring,
             narrate: narrate ? { call, why in lessonStep(call, why) } : { _, _ in },
             timings: narrate ? { timings in
                 say(style.dim("  inside, each stage took: " + timings.map { "\($0.stage) \(milliseconds($0.seconds))" }.joined(separator: " · ")))

@@ -41,7 +41,7 @@ public enum FastCommandLine {
         let globalNames: Set<String> = ["root", "log", "log-format", "criu", "rootless", "debug", "systemd-cgroup"]
         let accepts: [String: Set<String>] = [
             "create": ["bundle", "pid-file", "console-socket", "preserve-fds", "no-pivot", "no-new-keyring"],
-            "run": ["bundle", "pid-file", "console-socket", "detach"],
+            "run": ["bundle", "pid-file", "console-socket", "detach", "no-new-keyring"],
             "start": [], "state": [], "delete": ["force"], "kill": ["all"],
         ]
 
@@ -123,6 +123,7 @@ public enum FastCommandLine {
                 $0.pidFile = options["pid-file"]
                 $0.consoleSocket = options["console-socket"]
                 $0.detach = flags.contains("detach")
+                $0.noNewKeyring = flags.contains("no-new-keyring")
             }
         case "start": return made(Start.self)
         case "state": return made(State.self)
@@ -156,6 +157,14 @@ extension RuntimeCommands {
     /// read by hand when plain (`FastCommandLine`), else by ArgumentParser through `root`.
     public static func main(_ root: any ParsableCommand.Type, arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
         ContainerInitCommand.runIfRequested(arguments)
+        if self.arguments(arguments).first == "exec" {
+            // `exec` enters the container itself: it starts again from a copy of this
+            // program that the container cannot write (CVE-2019-5736; see RuntimeExecutable).
+            do { try RuntimeExecutable.reexecuteProtected() } catch {
+                printError("exec: \(error)")
+                exit(1)
+            }
+        }
         logCall(arguments)
         if var command = FastCommandLine.parse(arguments) {
             do {

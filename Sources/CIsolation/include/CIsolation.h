@@ -66,6 +66,7 @@ struct iso_spawn_attr {
     int controlling_terminal; // 1: after setsid, stdin (a terminal) becomes the controlling terminal
     int parent_death_signal; // 0: none; else prctl(PR_SET_PDEATHSIG, signal)
     const char *working_directory; // NULL: inherit
+    int exec_fd;             // >= 0: execveat(exec_fd, "", AT_EMPTY_PATH) runs this file; `path` only names it
 };
 
 struct iso_child {
@@ -107,6 +108,29 @@ int iso_set_no_new_privs(void);
 /// statfs(2)'s f_type: the filesystem's magic number (CGROUP2_SUPER_MAGIC, TMPFS_MAGIC ...).
 /// <sys/vfs.h> is not part of Swift's Glibc module. Returns -1 with errno on failure.
 int64_t iso_statfs_type(const char *path);
+
+// MARK: The runtime's own executable and the per-process protections (executable.c)
+
+/// open_tree(2) OPEN_TREE_CLONE of `path` (a file), then mount_setattr(2) to make that
+/// detached mount read-only, nosuid and nodev. Returns its descriptor (close-on-exec; it can
+/// be executed with iso_execveat) or -1 with errno (ENOSYS before Linux 5.12).
+int iso_readonly_clone(const char *path);
+/// memfd_create(2) + sendfile(2) of `source` + F_ADD_SEALS (seal, shrink, grow, write):
+/// a copy in memory that nobody can change. Returns it (close-on-exec) or -1 with errno.
+int iso_sealed_copy(int source, const char *name);
+/// 1 when no one can open `fd`'s file for writing through it: it is on a read-only mount,
+/// or a memfd sealed against writes (and against removing the seal).
+int iso_cannot_be_written(int fd);
+/// execveat(2) of the file `fd` refers to (AT_EMPTY_PATH). Returns only on failure.
+int iso_execveat(int fd, char *const argv[], char *const envp[]);
+/// prctl(PR_SET_DUMPABLE) and PR_GET_DUMPABLE: a process that is not dumpable has its
+/// /proc/PID files owned by root, and needs CAP_SYS_PTRACE to be ptraced or to have its
+/// /proc/PID/exe, fd, mem opened by another process (ptrace(2) "Ptrace access mode checking").
+int iso_set_dumpable(int on);
+int iso_is_dumpable(void);
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a new session keyring (or the one named
+/// so that we may search), instead of the one inherited (keyrings(7)). Its ID or -1/errno.
+long iso_join_session_keyring(const char *name);
 
 // MARK: Credentials, capabilities, devices, file descriptors (process.c): what an OCI
 // runtime's init needs and Swift's Glibc module does not declare.

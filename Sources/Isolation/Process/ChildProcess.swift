@@ -31,6 +31,10 @@ public struct SpawnOptions {
     public var parentDeathSignal: Int32 = 0
     /// chdir(2) to this directory before exec.
     public var workingDirectory: FilePath?
+    /// The file to execute, as an open descriptor: execveat(2) with AT_EMPTY_PATH runs it,
+    /// and the path given to `spawn` only names it in errors. (A runtime runs its init
+    /// from a copy the container cannot write: `RuntimeExecutable`.)
+    public var executableDescriptor: FileDescriptor?
 
     public init() {}
 }
@@ -80,7 +84,8 @@ public final class ChildProcess {
                                     new_session: options.newSession ? 1 : 0,
                                     controlling_terminal: options.controllingTerminal ? 1 : 0,
                                     parent_death_signal: options.parentDeathSignal,
-                                    working_directory: cwd)
+                                    working_directory: cwd,
+                                    exec_fd: options.executableDescriptor?.rawValue ?? -1)
                                 return iso_spawn(&attr, &child)
                             }
                         }

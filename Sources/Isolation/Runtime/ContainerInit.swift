@@ -10,7 +10,7 @@ extension Runtime {
     /// `narrate` hears each step (the lesson prints them with their timings).
     public static func containerInit(
         bundle: FilePath, stateDirectory: FilePath, syncFD: Int32, continueFD: Int32, configFD: Int32, consoleFD: Int32 = -1,
-        cgroupDirectories: [String: FilePath], narrate: @escaping (String, String) -> Void,
+        cgroupDirectories: [String: FilePath], newKeyring: Bool = true, narrate: @escaping (String, String) -> Void,
         timings: ([(stage: String, seconds: Double)]) -> Void = { _ in }
     ) -> Never {
         // The sync pipe must not reach the container's process.
@@ -24,6 +24,11 @@ extension Runtime {
         }
         var ready = false
         do {
+            // execve made us dumpable again; until our own execve we are a process of the
+            // container that runs the runtime (from a read-only copy, see create). Between
+            // that execve and this line we still held every capability, which a process
+            // with fewer may not ptrace or open /proc/PID/exe of either.
+            try RuntimeExecutable.becomeNonDumpable()
             // The copy create checked and kept, byte for byte (the bundle's may have changed).
             let configBytes = try FileSystem.readAll(FileDescriptor(rawValue: configFD))
             close(configFD)
@@ -36,6 +41,13 @@ extension Runtime {
             // The runtime moves us into the container's cgroup while we start and read the
             // config; nothing is set up before it says so.
             guard readLine(continueFD) == "joined" else { throw IsolationError("the runtime did not move the init into the container's cgroup") }
+            let id = stateDirectory.lastComponent?.string ?? ""
+            if newKeyring {
+                // Our session keyring is the caller's (a shell's, a service's): its keys would
+                // be the container's to read. runc's name for the container's own.
+                narrate("keyctl(KEYCTL_JOIN_SESSION_KEYRING, \"_ses.\(id)\")", "a new session keyring: the caller's keys stay outside (keyrings(7))")
+                try SessionKeyring.join(name: "_ses.\(id)")
+            }
             if let mount = (config.linux?.namespaces ?? []).first(where: { $0.type == .mount && $0.path != nil }), let path = mount.path {
                 // We were cloned into our parent's mount namespace; the config's is joined
                 // here, and from now on every path (the rootfs, the mounts) is looked up in it.
@@ -60,7 +72,6 @@ extension Runtime {
                 guard let pid = Int32(readLine(continueFD)) else { throw IsolationError("the runtime did not answer after its hooks") }
                 hostPID = pid
             }
-            let id = stateDirectory.lastComponent?.string ?? ""
             try Hooks.run(hooks?.createContainer, stage: "createContainer",
                           state: OCIState(id: id, status: .creating, pid: hostPID, bundle: bundle.string, annotations: config.annotations),
                           narrate: narrate)

@@ -24,6 +24,8 @@ public struct ContainerRecord: Codable, Sendable {
     /// The cgroup path below each hierarchy's root.
     public var cgroupPath: String
     public var annotations: [String: String]?
+    /// Created with `--no-new-keyring`: `exec` keeps its caller's session keyring too.
+    public var noNewKeyring: Bool?
 }
 
 public struct ContainerStore: Sendable {

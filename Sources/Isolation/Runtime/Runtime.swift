@@ -29,6 +29,9 @@ public struct Runtime {
         public var preserveFDs: Int = 0
         /// The init narrates its own steps (to the container's stdout).
         public var narrateInit = false
+        /// The container gets a session keyring of its own (runc's default); false keeps
+        /// the caller's (`--no-new-keyring`), whose keys the container can then read.
+        public var newKeyring = true
         /// Set to the command's name (`run`) when a config without `process` is an error
         /// (start would refuse it): create then refuses before it makes anything.
         public var requireProcess: String?
@@ -121,6 +124,8 @@ public struct Runtime {
         let directory = try store.reserve(id)
         var cgroup: Cgroup? = nil
         var child: ChildProcess? = nil
+        // Another container's init joined our cgroup too (see below): it is theirs to remove.
+        var sharedCgroup = false
         // No mount namespace: the init's mounts land in the host's table, on top of the
         // root filesystem. How many were there before is kept, so `delete` removes ours only.
         let sharesHostMounts = !(config.linux?.namespaceKinds ?? []).contains(.mount)
@@ -145,6 +150,17 @@ public struct Runtime {
                 guard path.lastComponent?.string != "cgroup.procs" else { return }
                 narrate("echo \"\(value)\" > \(path)", "linux.resources")
             })
+            // A cgroup with processes in it is another container's: the same ID under
+            // another --root (the default path is isolation/ID), or one cgroupsPath given
+            // twice. Joining it would put both under one set of limits, and the first
+            // `delete` would kill the other's processes (a waiting init: "it is stopped,
+            // not created" at its start). Refused, and left alone by the clean-up below.
+            if case let users = cgroup!.processes(), !users.isEmpty {
+                cgroup!.keep()  // released without keep(), the object would remove it
+                cgroup = nil
+                throw IsolationError("the cgroup \(cgroupPath) is in use: \(users.count) process(es) of another container are in it",
+                                     hint: "a container with ID '\(id)' under another --root, or the same linux.cgroupsPath twice: choose another ID or cgroupsPath")
+            }
             func makeCgroup() throws {
                 narrate("mkdir …/\(cgroup!.relativePath)", "the container's cgroup, in every hierarchy (chapter 03), its limits written before any process is in it")
                 try cgroup!.make(limits: limits)
@@ -158,6 +174,21 @@ public struct Runtime {
             // host's cgroups (device rules need CAP_SYS_ADMIN there): then it is made first.
             let cgroupBeforeNamespaces = joined.contains { $0.type == .user }
             if cgroupBeforeNamespaces { try makeCgroup() }
+
+            // CVE-2019-5736: the init is a process of the container (its PID namespace)
+            // from its clone until its execve of the user's program. A process there may
+            // open its /proc/PID/exe, and through it, once nothing runs it, write to the
+            // runtime's executable on the host. So the init runs a copy nobody can write,
+            // made now (open_tree needs our capabilities over the host's mounts, which a
+            // joined user namespace takes away), and we are not dumpable, nor is the clone
+            // that inherits it: without CAP_SYS_PTRACE nobody opens our /proc/PID/exe.
+            let executable = try RuntimeExecutable.protectedCopy()
+            defer { try? executable.descriptor.close() }
+            narrate(executable.kind == .sealedMemory ? "memfd_create(\"isorun\"); sendfile(/proc/self/exe); fcntl(F_ADD_SEALS, seal|shrink|grow|write)"
+                        : "open_tree(\"/proc/self/exe\", OPEN_TREE_CLONE); mount_setattr(MOUNT_ATTR_RDONLY)",
+                    "the init will run a copy of this runtime that the container cannot write (CVE-2019-5736)")
+            narrate("prctl(PR_SET_DUMPABLE, 0)", "the container's processes may not open ours or the init's /proc/PID/exe (until the init execs)")
+            try RuntimeExecutable.becomeNonDumpable()
 
             // Namespaces given by path are joined here, by this short-lived process, so
             // the init is cloned into them (a PID namespace is entered by children only).
@@ -220,7 +251,9 @@ public struct Runtime {
             for (controller, path) in cgroup!.directories.sorted(by: { $0.key < $1.key }) { arguments += ["--cgroup", "\(controller)=\(path)"] }
             if consoleFD >= 0 { arguments += ["--console-fd", "\(consoleFD)"] }
             if options.narrateInit { arguments.append("--narrate") }
-            narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execve(\"/proc/self/exe\", [\"init\", …])",
+            if !options.newKeyring { arguments.append("--no-new-keyring") }
+            spawn.executableDescriptor = executable.descriptor
+            narrate("clone(\(newKinds.subtracting(.time).cloneFlagName)|SIGCHLD) → execveat(the read-only copy, [\"init\", …])",
                     spawn.waitForRelease ? "the container's first process, in its new namespaces, held before exec until it may become the user namespace's root"
                         : "the container's first process, in its new namespaces: it starts the init at once, which waits for the cgroup join")
             do {
@@ -252,6 +285,14 @@ public struct Runtime {
                     throw IsolationError(String(message.dropFirst(6)), hint: "the container's init \(status) before it joined its cgroup")
                 }
                 throw error
+            }
+            // Ours alone? Another create of the same cgroup may have passed the check above
+            // at the same moment: each looks after it joined, and one that sees the other's
+            // process gives way (both may, never neither).
+            if case let others = cgroup!.processes().filter({ $0 != child!.pid }), !others.isEmpty {
+                sharedCgroup = true
+                throw IsolationError("the cgroup \(cgroupPath) is in use: \(others.count) process(es) of another container joined it meanwhile",
+                                     hint: "a container with ID '\(id)' under another --root, or the same linux.cgroupsPath twice: choose another ID or cgroupsPath")
             }
             try child!.release()
             // The init may have died meanwhile: then this write fails with EPIPE (SIGPIPE is
@@ -290,7 +331,7 @@ public struct Runtime {
             let record = ContainerRecord(
                 ociVersion: config.ociVersion, id: id, bundle: bundle.string, rootfs: rootfs.string,
                 pid: child!.pid, startTime: info.startTime, created: Double(time(nil)),
-                cgroupPath: cgroup!.relativePath, annotations: config.annotations)
+                cgroupPath: cgroup!.relativePath, annotations: config.annotations, noNewKeyring: options.newKeyring ? nil : true)
             try store.save(record)
             if let pidFile = options.pidFile {
                 let temporary = FilePath(pidFile.string + ".tmp")
@@ -302,7 +343,14 @@ public struct Runtime {
         } catch {
             if let child { _ = try? child.signal(SIGKILL); _ = try? child.wait() }
             if sharesHostMounts { Runtime.unmountHostMounts(at: mountPoint, keeping: mountsBefore) }
-            cgroup?.destroy()
+            if sharedCgroup, let cgroup {
+                // Our init is gone (killed and reaped above); the other container's is not:
+                // its folders go only if it has left them too (rmdir(2) refuses otherwise).
+                cgroup.keep()
+                for directory in cgroup.directories.values { rmdir(directory.string) }
+            } else {
+                cgroup?.destroy()
+            }
             try? store.remove(id)
             throw error
         }
@@ -501,6 +549,13 @@ public struct Runtime {
     /// inherits all of it. (Re-executing ourselves inside would need our shared
     /// libraries in the container's root filesystem.) Returns the process, our child.
     public func exec(id: String, options: ExecOptions) throws -> ChildProcess {
+        // CVE-2019-5736: our child is the container's process from its fork until its
+        // execve, and a `#!/proc/self/exe` program would make the kernel run our executable
+        // inside the container: it must be a copy the container cannot write.
+        guard RuntimeExecutable.isProtected else {
+            throw IsolationError("exec must run from a copy of the runtime the container cannot write",
+                                 hint: "call RuntimeExecutable.reexecuteProtected() first (isorun's main does)")
+        }
         // We join the container's cgroup below: start the grace period that waits for now.
         let warmer = Cgroup.warmMigration()
         defer { if let warmer { _ = waitpid(warmer, nil, 0) } }
@@ -523,6 +578,8 @@ public struct Runtime {
         // The console socket is a host path too: connect before entering the container.
         let console = try options.consoleSocket.map { try PseudoTerminal.connect($0) } ?? -1
         defer { if console >= 0 { close(console) } }
+        narrate("prctl(PR_SET_DUMPABLE, 0)", "the container's processes may not open our child's /proc/PID/exe before its execve")
+        try RuntimeExecutable.becomeNonDumpable()
         narrate("echo \(getpid()) > …/\(record.cgroupPath)/cgroup.procs", "join the container's cgroup; the process inherits it")
         try Cgroup.existing(path: record.cgroupPath).addProcess(getpid())
 
@@ -562,6 +619,11 @@ public struct Runtime {
         for kind in order where kinds.contains(kind) {
             narrate("setns(open(\"/proc/\(record.pid)/ns/\(kind.procName)\"), \(kind.cloneFlagName))", "join the container's \(kind.shortName) namespace")
             try Namespaces.join(path: FilePath("/proc/\(record.pid)/ns/\(kind.procName)"), kind: kind)
+        }
+        if record.noNewKeyring != true {
+            // The caller's session keyring stays outside, as for the init (keyrings(7)).
+            narrate("keyctl(KEYCTL_JOIN_SESSION_KEYRING, \"_ses.\(id)\")", "a session keyring of the process's own, not the caller's")
+            try SessionKeyring.join(name: "_ses.\(id)")
         }
         narrate("fchdir(/proc/\(record.pid)/root); chroot(\".\")", "the container's root directory, as its init sees it")
         guard fchdir(initRoot) == 0, chroot(".") == 0 else { throw StageError(stage: "chroot to the container's root", errno: currentErrno()) }
