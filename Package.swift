@@ -11,6 +11,7 @@ let package = Package(
     name: "isolation",
     products: [
         .library(name: "Isolation", targets: ["Isolation"]),
+        .library(name: "IsolationImage", targets: ["IsolationImage"]),
         .executable(name: "chapter-01", targets: ["Chapter01"]),
         .executable(name: "chapter-02", targets: ["Chapter02"]),
         .executable(name: "chapter-03", targets: ["Chapter03"]),
@@ -55,10 +56,20 @@ let package = Package(
             dependencies: [
                 "CIsolation",
                 "CLibcap",
-                "CLibarchive",
-                "CLibcrypto",
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]
+            ],
+            exclude: ["Image"]
+        ),
+        // The image layer (chapter 06) is a module of its own in the library's Image/ folder:
+        // only what reads images links libarchive and libcrypto, so the runtime (isorun)
+        // stays free of them and can be linked as one static executable.
+        .target(
+            name: "IsolationImage",
+            dependencies: [
+                "Isolation", "CIsolation", "CLibarchive", "CLibcrypto",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/Isolation/Image"
         ),
         .executableTarget(
             name: "Chapter01",
@@ -133,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "Chapter06",
             dependencies: [
-                "Isolation", "RuntimeCLI",
+                "Isolation", "IsolationImage", "RuntimeCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -145,7 +156,7 @@ let package = Package(
         .executableTarget(
             name: "Chapter06Pull",
             dependencies: [
-                "Isolation",
+                "Isolation", "IsolationImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -157,7 +168,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ChapterTests",
-            dependencies: ["Isolation", "RuntimeCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Isolation", "IsolationImage", "RuntimeCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "SystemPackage", package: "swift-system")]
         ),
         // Exercises/: what every exercise shares (exerciseTODO), one target per exercise

@@ -14,6 +14,7 @@
 import ArgumentParser
 import Glibc
 import Isolation
+import IsolationImage
 import RuntimeCLI
 import SystemPackage
 

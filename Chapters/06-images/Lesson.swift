@@ -3,6 +3,7 @@
 import ArgumentParser
 import Glibc
 import Isolation
+import IsolationImage
 import SystemPackage
 
 struct Lesson: ParsableCommand {

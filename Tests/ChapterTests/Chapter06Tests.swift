@@ -4,6 +4,7 @@
 // removed with its mounts after each test.
 import Foundation
 import Isolation
+import IsolationImage
 import SystemPackage
 import Testing
 

@@ -12,6 +12,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Isolation
+import IsolationImage
 import SystemPackage
 
 @main

@@ -1,3 +1,4 @@
+import Isolation
 import CIsolation
 import Glibc
 import SystemPackage

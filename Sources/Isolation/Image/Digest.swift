@@ -1,3 +1,4 @@
+import Isolation
 import CLibcrypto
 import Glibc
 import SystemPackage

@@ -1,3 +1,4 @@
+import Isolation
 import Glibc
 import SystemPackage
 

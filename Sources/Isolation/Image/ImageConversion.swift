@@ -1,3 +1,4 @@
+import Isolation
 import SystemPackage
 
 /// Image config → runtime config, as image-spec conversion.md says: the image says what

@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import Isolation
 import FoundationEssentials
 #else
 import Foundation

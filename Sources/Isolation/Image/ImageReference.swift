@@ -1,3 +1,4 @@
+import Isolation
 import SystemPackage
 
 /// An image, written as skopeo writes references (containers-transports(5)):

@@ -1,3 +1,4 @@
+import Isolation
 import CIsolation
 import CLibarchive
 import Glibc

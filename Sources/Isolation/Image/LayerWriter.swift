@@ -1,3 +1,4 @@
+import Isolation
 import CLibarchive
 import Glibc
 import SystemPackage

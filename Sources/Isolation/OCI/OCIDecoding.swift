@@ -15,7 +15,7 @@ import Foundation
 
 /// A path into a JSON document, written as people write it: `linux.namespaces[2].type`,
 /// `annotations["io.podman.annotations.autoremove"]`.
-struct JSONPath: CustomStringConvertible, Sendable, Equatable {
+package struct JSONPath: CustomStringConvertible, Sendable, Equatable {
     enum Component: Sendable, Equatable {
         case key(String)
         case index(Int)
@@ -27,7 +27,7 @@ struct JSONPath: CustomStringConvertible, Sendable, Equatable {
 
     /// From a `Decoder`'s coding path. Array positions are the keys JSONDecoder names
     /// `Index N`; every other key is an object key (a dictionary key "0" stays a key).
-    init(_ codingPath: [any CodingKey]) {
+    package init(_ codingPath: [any CodingKey]) {
         components = codingPath.map { key in
             if let index = key.intValue, key.stringValue == "Index \(index)" { return .index(index) }
             return .key(key.stringValue)
@@ -37,7 +37,7 @@ struct JSONPath: CustomStringConvertible, Sendable, Equatable {
     func appending(_ key: String) -> JSONPath { JSONPath(components + [.key(key)]) }
     func appending(_ index: Int) -> JSONPath { JSONPath(components + [.index(index)]) }
 
-    var description: String {
+    package var description: String {
         var text = ""
         for component in components {
             switch component {

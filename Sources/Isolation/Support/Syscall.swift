@@ -3,13 +3,13 @@ import SystemPackage
 
 /// The current thread's `errno` as a swift-system `Errno`.
 @inline(__always)
-func currentErrno() -> Errno { Errno(rawValue: Glibc.errno) }
+package func currentErrno() -> Errno { Errno(rawValue: Glibc.errno) }
 
 /// Calls `body` until it does not fail with EINTR (unless `retryOnInterrupt` is false)
 /// and turns a `-1` result into a thrown `Errno`, the way swift-system's wrappers do.
 @discardableResult
 @inline(__always)
-func valueOrErrno<T: FixedWidthInteger>(
+package func valueOrErrno<T: FixedWidthInteger>(
     retryOnInterrupt: Bool = true, _ body: () -> T
 ) throws -> T {
     while true {
@@ -30,7 +30,7 @@ func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CCh
 
 /// Calls `body` with `path` as a C string, retrying on EINTR; `-1` becomes a thrown `Errno`.
 @discardableResult
-func pathCall<T: FixedWidthInteger>(
+package func pathCall<T: FixedWidthInteger>(
     _ path: FilePath, retryOnInterrupt: Bool = true, _ body: (UnsafePointer<CChar>) -> T
 ) throws -> T {
     while true {
