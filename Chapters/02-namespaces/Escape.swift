@@ -7,7 +7,7 @@ import SystemPackage
 struct Escape: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Try chapter 01's chroot escape inside the pivot_root'ed mount namespace, and watch it fail.",
-        discussion: "Exit status 0 when the escape is contained, 1 when it reached the host file (as it does with --namespaces uts: no mount namespace, so chroot).")
+        discussion: "Exit status 0 when the escape reached the host file (as it does with --namespaces uts: no mount namespace, so chroot), 2 when it was contained, 1 when an error stopped it first (the same for `chapter-01 escape`).")
 
     @OptionGroup var options: ContainerOptions
 

@@ -110,7 +110,7 @@ struct Lesson: ParsableCommand {
             (.pid, "pid: the shell is PID 2, under our init (PID 1); host PIDs cannot be seen or signalled."),
             (.mount, "mount: our mounts (/, /proc, /dev) are ours alone; the host's root was detached after pivot_root."),
             (.ipc, "ipc: the host's message queue is not here; a new IPC namespace starts empty."),
-            (.network, "net: one device, lo, which we brought up; no route to anywhere else (chapter 05 adds veth)."),
+            (.network, "net: one device, lo, which we brought up; no route out (a veth pair: chapter 07, coming)."),
             (.user, getuid() == 0
                 ? "user: we map 0 to 0 (as root), so files stay root's; but its capabilities count only in namespaces it owns. Without sudo, 0 inside is your uid."
                 : "user: uid 0 inside is uid \(getuid()) outside; its capabilities count only in the namespaces it owns."),

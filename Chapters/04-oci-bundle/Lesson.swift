@@ -7,19 +7,27 @@ import SystemPackage
 
 struct Lesson: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "lesson", abstract: "Write a bundle from the built-in root filesystem and run it, narrated (the default).")
+        commandName: "lesson", abstract: "Write a bundle from the built-in root filesystem and run it, narrated (the default).",
+        discussion: "With `-- COMMAND ARGS...`: run COMMAND in the lesson's bundle through the runtime (create, start, wait, delete) and exit with its status.")
 
     @Option(name: .long, help: ArgumentHelp("A root filesystem instead of the built-in one.", valueName: "DIR"))
     var rootfs: String?
 
+    @Argument(parsing: .postTerminator, help: "The command to run in the lesson's bundle.") var command: [String] = []
+
     func run() throws {
         continueOnClosedOutput()
         let style = Style.standardOutput
+        var commandStatus = ExitStatus.exited(0)
         reportingErrors("chapter-04") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "a runtime creates namespaces, mounts and cgroups")])
             let root: RootFilesystem
             if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
                 root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
+            }
+            if !command.isEmpty {
+                commandStatus = try runCommand(root)
+                return
             }
             say(style.bold("Chapter 04 · An OCI bundle, run by a runtime"))
             say("2015: Docker gives its container code, libcontainer and runC, to the new Open Container")
@@ -77,6 +85,27 @@ struct Lesson: ParsableCommand {
             say("The same binary is a runtime: `chapter-04 spec`, `create`, `start`, `state`, `kill`, `delete`, …")
             say("and `isorun` is its short name for engines. Next: chapter 05 plugs it into podman and containerd.")
         }
+        if commandStatus != .exited(0) { throw ExitCode(commandStatus.shellCode) }
+    }
+
+    /// `chapter-04 -- COMMAND`: the lesson's bundle with COMMAND as process.args, run as
+    /// `runc run` does (create, start, wait, delete), without narration.
+    func runCommand(_ root: RootFilesystem) throws -> ExitStatus {
+        let bundle = try FileSystem.makeTemporaryDirectory(purpose: "bundle")
+        defer { try? FileSystem.removeTree(bundle) }
+        let store = ContainerStore(root: try FileSystem.makeTemporaryDirectory(purpose: "state"))
+        defer { try? FileSystem.removeTree(store.root) }
+        let id = "command-\(getpid())"
+        var runtime = Runtime(store: store)
+        var config = OCIConfig.defaultSpec(args: command, cgroupNamespace: CgroupMode.detect() == .unified)
+        config.root = OCIConfig.Root(path: root.path.string, readonly: true)
+        config.hostname = "oci-lesson"
+        try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+        blockSignalsForSupervision()  // Ctrl-C goes to the container; we delete it after
+        let child = try runtime.create(id: id, options: Runtime.CreateOptions(bundle: bundle))
+        defer { try? runtime.delete(id: id, force: true) }
+        try runtime.start(id: id)
+        return try child.waitForwardingSignals()
     }
 
     func showState(_ runtime: Runtime, _ id: String) {

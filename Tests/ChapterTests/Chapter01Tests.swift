@@ -94,6 +94,9 @@ struct Chapter01Tests {
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains(secret), "the escaped process did not print the host file: \(result)")
         #expect(result.stdout.contains("ENOENT"), "the file should first be unreachable: \(result)")
+        // A typo in --rootfs is an error (1), not an outcome of the escape (0 or 2).
+        let broken = try run(product("chapter-01"), ["escape", "--rootfs", folder.path + "/no-such-root", "--target", marker])
+        #expect(broken.status == 1, "\(broken)")
     }
 
     @Test("the lesson, piped: each step's system call, side by side, what chroot does not hide")

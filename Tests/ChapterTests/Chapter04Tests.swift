@@ -487,6 +487,26 @@ struct Chapter04Tests {
         }
         #expect(!result.stdout.contains("Error"))
     }
+
+    @Test("chapter-04 -- COMMAND: run in the lesson's bundle by the runtime (own hostname, PID 1), its status kept, nothing left")
+    func command() throws {
+        func leftovers() -> Set<String> {
+            let temporary = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+            let cgroups = Cleanup.cgroupParents().flatMap { parent in
+                ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter { $0.hasPrefix("command-") }
+            }
+            return Set(temporary.filter { $0.hasPrefix("isolation-bundle-") || $0.hasPrefix("isolation-state-") } + cgroups)
+        }
+        let before = leftovers()
+        let echo = try run(product("chapter-04"), ["--", "echo", "hi"], timeout: 60)
+        #expect(echo.status == 0 && echo.stdout == "hi\n", "\(echo)")
+        let inside = try run(product("chapter-04"), ["--", "sh", "-c", "echo $(hostname) $$; exit 7"], timeout: 60)
+        #expect(inside.status == 7, "\(inside)")
+        #expect(inside.stdout == "oci-lesson 1\n", "\(inside)")
+        let missing = try run(product("chapter-04"), ["--", "no-such-program"], timeout: 60)
+        #expect(missing.status == 127 && missing.stderr.contains("no-such-program"), "\(missing)")
+        #expect(leftovers().subtracting(before).isEmpty, "left behind: \(leftovers().subtracting(before))")
+    }
 }
 
 /// A console socket server, as conmon and containerd's shim are: receives the pty master
