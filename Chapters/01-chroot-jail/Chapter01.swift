@@ -52,7 +52,9 @@ func mountJailProc(_ root: RootFilesystem, narrate: Bool) throws -> FilePath? {
         lessonStep("mount(\"proc\", \"\(target)\", \"proc\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)",
                    "give the jail a /proc, as every chroot guide does (we unmount it when we leave)")
     }
-    try Mount.mount(source: "proc", target: target, type: "proc", flags: [.noSetuid, .noDevices, .noExec])
+    try inStage("mounting proc on \(target)") {
+        try Mount.mount(source: "proc", target: target, type: "proc", flags: [.noSetuid, .noDevices, .noExec])
+    }
     return target
 }
 

@@ -61,7 +61,9 @@ enum Plot {
         let axisY = top + 2 * chartHeight + gap + 20
         svg += "<text x=\"\(left + plotWidth / 2)\" y=\"\(axisY)\" text-anchor=\"middle\">time (s), 0 – \(format1(maxTime))</text>\n"
         svg += "</svg>\n"
-        try FileSystem.writeFile(path, svg)
+        try inStage("writing the plot \(path)", detail: "--plot names an SVG file to write, in a folder that exists") {
+            try FileSystem.writeFile(path, svg)
+        }
     }
 
     /// A step for about four to eight grid lines: 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, …

@@ -203,6 +203,54 @@ struct Chapter04Tests {
         #expect(run.status == 126 && run.stderr.contains("permission denied"), "\(run)")
     }
 
+    @Test("errors from paths name the path and the step: missing bundle, unreadable config, rootfs a file, state folder not writable")
+    func pathErrors() throws {
+        let bundle = try TestBundle("paths", args: ["true"])
+        defer { bundle.remove() }
+        func expectError(_ arguments: [String], _ expected: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let result = try bundle.runtime(arguments)
+            #expect(result.status == 1, "\(result)", sourceLocation: sourceLocation)
+            for text in expected {
+                #expect(result.stderr.contains(text), "expected '\(text)' in: \(result.stderr)", sourceLocation: sourceLocation)
+            }
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/p1"), sourceLocation: sourceLocation)
+            #expect(containerCgroups("p1").isEmpty, sourceLocation: sourceLocation)
+        }
+        // A bundle that is not there: the path, the step, what a bundle is.
+        let missing = bundle.folder.path + "/no/such/dir"
+        try expectError(["create", "--bundle", missing, "p1"], ["create: the bundle \(missing) does not exist", "config.json"])
+        // config.json that cannot be read (a directory where the file should be; root reads any file).
+        let unreadable = bundle.folder.path + "/unreadable"
+        try FileManager.default.createDirectory(atPath: unreadable + "/config.json", withIntermediateDirectories: true)
+        try expectError(["create", "--bundle", unreadable, "p1"], ["cannot read \(unreadable)/config.json", "Is a directory"])
+        // root.path names a file.
+        let fileRoot = bundle.folder.path + "/rootfs-file"
+        try "not a folder".write(toFile: fileRoot, atomically: true, encoding: .utf8)
+        let config = bundle.path + "/config.json"
+        let saved = try String(contentsOfFile: config, encoding: .utf8)
+        var edited = try OCIConfig.decode(json: Array(saved.utf8))
+        edited.root = OCIConfig.Root(path: fileRoot)
+        try Data(edited.encodedJSON()).write(to: URL(fileURLWithPath: config))
+        try expectError(["create", "--bundle", bundle.path, "p1"], ["root.path \(fileRoot) is not a directory"])
+        try saved.write(toFile: config, atomically: true, encoding: .utf8)
+        // A state folder (--root) that cannot be made: a file stands where its parent should be.
+        let blocker = bundle.folder.path + "/blocker"
+        try "a file".write(toFile: blocker, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
+        process.arguments = ["--root", blocker + "/state", "create", "--bundle", bundle.path, "p1"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1)
+        #expect(stderr.contains("making the state folder \(blocker)/state") && stderr.contains("ENOTDIR") && stderr.contains("--root"), "\(stderr)")
+        #expect(containerCgroups("p1").isEmpty)
+        #expect(try String(contentsOfFile: blocker, encoding: .utf8) == "a file")
+    }
+
     @Test("config fields, seen from a probe inside the container")
     func fieldsFromInside() throws {
         let probe = """
