@@ -16,7 +16,8 @@ struct Escape: ParsableCommand {
     func run() throws {
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-01") {
-            let root = try options.prepare()
+            let (root, layer) = try options.prepare()
+            defer { layer?.remove() }
             say(style.bold("Chapter 01 · Escaping the chroot jail"))
             // A file on the host, outside the root filesystem: the jail must not see it.
             var madeFolder: FilePath? = nil

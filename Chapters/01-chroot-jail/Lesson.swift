@@ -17,7 +17,8 @@ struct Lesson: ParsableCommand {
         continueOnClosedOutput()
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-01") {
-            let root = try options.prepare()
+            let (root, layer) = try options.prepare()
+            defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C goes to the jailed process; we clean up after
             if command.isEmpty {
                 status = try lesson(root)

@@ -14,7 +14,8 @@ struct Escape: ParsableCommand {
     func run() throws {
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-02") {
-            let (namespaces, root) = try options.prepare()
+            let (namespaces, root, layer) = try options.prepare()
+            defer { layer?.remove() }
             say(style.bold("Chapter 02 · Chapter 01's escape, inside namespaces"))
             // A file on the host, outside the root filesystem. World-readable on purpose:
             // if the escape fails, it is because the file is not *there*, not because the

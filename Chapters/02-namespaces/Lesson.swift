@@ -17,7 +17,8 @@ struct Lesson: ParsableCommand {
         continueOnClosedOutput()
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-02") {
-            let (namespaces, root) = try options.prepare()
+            let (namespaces, root, layer) = try options.prepare()
+            defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C goes to the container; we wait for it to end
             if command.isEmpty {
                 status = try lesson(namespaces, root)

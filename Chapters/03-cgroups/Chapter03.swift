@@ -71,10 +71,8 @@ struct Demo: ParsableCommand {
             try Container.preflight(containerNamespaces, rootWhy: "creating cgroups and namespaces needs root")
             let cgroups = Preflight.cgroups()
             try Preflight.require([cgroups])
-            let root: RootFilesystem
-            if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
-                root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
-            }
+            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: { say(style.dim("  (\($0))")) })
+            defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C: we stop the act and remove its cgroup first
 
             var segments: [PlotSegment] = []

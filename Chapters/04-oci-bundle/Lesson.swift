@@ -21,10 +21,8 @@ struct Lesson: ParsableCommand {
         var commandStatus = ExitStatus.exited(0)
         reportingErrors("chapter-04") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "a runtime creates namespaces, mounts and cgroups")])
-            let root: RootFilesystem
-            if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
-                root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
-            }
+            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: { say(style.dim("  (\($0))")) })
+            defer { layer?.remove() }
             if !command.isEmpty {
                 commandStatus = try runCommand(root)
                 return
@@ -35,7 +33,7 @@ struct Lesson: ParsableCommand {
             say()
 
             // 1. The bundle: a folder, config.json, and root.path pointing at the root
-            //    filesystem (here the built-in one, read-only, so the cache stays clean).
+            //    filesystem (here this run's layer over the built-in one, read-only).
             let bundle = try FileSystem.makeTemporaryDirectory(purpose: "bundle")
             let store = ContainerStore(root: try FileSystem.makeTemporaryDirectory(purpose: "state"))
             let id = "lesson-\(getpid())"
