@@ -76,10 +76,10 @@ struct Lesson: ParsableCommand {
         say()
         say("The jail has its own files, and nothing else of its own: it shares the hostname,")
         say("the processes (it can signal them), the network, the mounts and root itself.")
-        say("Next: `chapter-01 escape` (a root process walks out), then chapter 02 (namespaces).")
+        say("Next: `chapter-01 escape` (a root process walks out), then chapter 02.")
         say()
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
-            say(style.dim("(not on a terminal: no jailed shell. Run `chapter-01 -- COMMAND` to run one command.)"))
+            say(style.dim("(not on a terminal: no jailed shell; `chapter-01 -- COMMAND` runs one command)"))
             return .exited(0)
         }
         say(style.bold("You are now in the jail.") + " Try: ls /  ·  ps  ·  hostname  ·  cat /proc/1/cmdline  ·  exit")

@@ -104,11 +104,16 @@ struct Chapter01Tests {
         let rootfs = try builtInRootfs()
         let result = try run(product("chapter-01"), [])
         #expect(result.status == 0, "\(result)")
-        for expected in ["chroot(\"\(rootfs)\")", "chdir(\"/\")", "execve(\"/bin/ls\"", "the jail: ls /", "What chroot does NOT hide", "kill -0 works"] {
+        // The jail is this run's own layer over the cache (never the cache itself).
+        for expected in ["chroot(\"/tmp/isolation-layer-", "chdir(\"/\")", "execve(\"/bin/ls\"", "the jail: ls /", "What chroot does NOT hide", "kill -0 works"] {
             #expect(result.stdout.contains(expected), "lesson output lacks \(expected)")
         }
+        #expect(!result.stdout.contains("chroot(\"\(rootfs)\")"))
         #expect(result.stdout.contains(Identity.hostname()))
         #expect(mounts(under: rootfs).isEmpty)
+        // Projected at 80 columns (not a terminal: 80): no line is wider, narration wraps.
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
     }
 
     @Test("both rootfs builders make a rootfs where sh -c 'echo ok' runs", arguments: RootFilesystem.Source.allCases)

@@ -534,6 +534,16 @@ struct Chapter04Tests {
             #expect(result.stdout.contains(expected), "the lesson lacks \(expected)")
         }
         #expect(!result.stdout.contains("Error"))
+        // The fields the step is about, one line each, not the whole file; 80 columns.
+        for field in ["process.args: [\"sh\", \"-c\"", "linux.namespaces: pid, network, ipc, uts, mount", "  /proc                proc",
+                      "linux.resources: memory.limit 128 MiB, pids.limit 64", "--verbose shows the whole file"] {
+            #expect(result.stdout.contains(field), "the summary lacks \(field)")
+        }
+        #expect(!result.stdout.contains("\"maskedPaths\"") && !result.stdout.contains("\"capabilities\""), "the whole config.json is shown")
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
+        let verbose = try run(product("chapter-04"), ["--verbose"], timeout: 60)
+        #expect(verbose.status == 0 && verbose.stdout.contains("\"maskedPaths\"") && verbose.stdout.contains("\"capabilities\""), "\(verbose)")
     }
 
     @Test("chapter-04 -- COMMAND: run in the lesson's bundle by the runtime (own hostname, PID 1), its status kept, nothing left")
