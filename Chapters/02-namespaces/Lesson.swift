@@ -70,7 +70,8 @@ struct Lesson: ParsableCommand {
             ("mounts (mountinfo lines)", host.mounts, inside("mounts")),
             ("SysV message queues", host.queues, inside("msg").replacingFirstWord { "\($0) queue(s)" }),
             ("uid", host.uid, inside("uid") + (namespaces.contains(.user) ? "  (= \(hostUID(ofInside: 0)) on the host)" : "")),
-            ("/proc/self/cgroup", host.cgroup, Probe.cgroupSummary(inside("cgroup"))),
+            ("/proc/self/cgroup", Probe.cgroupPair(host: host.cgroup, inside: inside("cgroup")).host,
+             Probe.cgroupPair(host: host.cgroup, inside: inside("cgroup")).inside),
             ("uptime (s)", host.uptime, inside("uptime")),
         ]
         for kind in Namespaces.allKinds {
@@ -115,7 +116,7 @@ struct Lesson: ParsableCommand {
             (.user, getuid() == 0
                 ? "user: we map 0 to 0 (as root), so files stay root's; but its capabilities count only in namespaces it owns. Without sudo, 0 inside is your uid."
                 : "user: uid 0 inside is uid \(getuid()) outside; its capabilities count only in the namespaces it owns."),
-            (.cgroup, "cgroup: /proc/self/cgroup shows our cgroup as the root, \"0::/\"."),
+            (.cgroup, "cgroup: /proc/self/cgroup shows our cgroup as the root, \"/\" (the row above)."),
             (.time, "time: the monotonic and boot clocks have an offset here; the wall clock is shared."),
         ]
         for (kind, line) in lines where namespaces.contains(kind) { say("  " + style.green("new ") + line) }
@@ -244,17 +245,43 @@ struct Probe {
             mounts: "\(((try? MountInfo.table()) ?? []).count)",
             queues: "\(queues) queue(s)" + (queue >= 0 ? ", ours is id \(queue)" : ""),
             uid: "\(getuid())",
-            cgroup: Probe.cgroupSummary((try? FileSystem.readString("/proc/self/cgroup")) ?? "?"),
+            cgroup: (try? FileSystem.readString("/proc/self/cgroup")) ?? "?",
             uptime: ((try? FileSystem.readString("/proc/uptime")) ?? "?").split(separator: " ").first.map(String.init) ?? "?",
             namespaces: Namespaces.identity())
     }
 
-    /// The cgroup v2 line (`0::/path`) and how many v1 lines there are besides it.
-    static func cgroupSummary(_ text: String) -> String {
-        let lines = text.split(whereSeparator: { $0 == "\n" || $0 == " " }).map(String.init)
-        guard lines.count > 1, let unified = lines.first(where: { $0.hasPrefix("0::") }) else { return lines.joined(separator: " ") }
-        let marker = lines.last.map { $0 == "¹" ? " ¹" : "" } ?? ""
-        return unified + " (+\(lines.filter { !$0.hasPrefix("0::") && $0 != "¹" }.count) v1 lines)" + marker
+    /// The /proc/self/cgroup row: on cgroup v2 its one line (`0::/path`) on each side; on
+    /// a v1 or hybrid host (a line per hierarchy) the line that differs between host and
+    /// container, the memory controller's when it does, without its hierarchy number,
+    /// and how many lines there are besides.
+    static func cgroupPair(host hostText: String, inside insideText: String) -> (host: String, inside: String) {
+        func lines(_ text: String) -> [String] {
+            text.split(whereSeparator: { $0 == "\n" || $0 == " " }).map(String.init).filter { $0.contains(":") }
+        }
+        let marker = insideText.hasSuffix("¹") ? " ¹" : ""
+        let hostLines = lines(hostText), insideLines = lines(insideText)
+        guard hostLines.count > 1 || insideLines.count > 1 else {
+            return (hostLines.first ?? hostText, (insideLines.first ?? insideText.split(separator: " ").filter { $0 != "¹" }.joined(separator: " ")) + marker)
+        }
+        /// "4:memory:/a/b" → ("memory", "memory:/a/b"); "0::/x" → ("", "0::/x").
+        func keyed(_ lines: [String]) -> [String: String] {
+            var table: [String: String] = [:]
+            for line in lines {
+                let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 3 else { continue }
+                table[parts[1]] = parts[1].isEmpty ? line : parts[1] + ":" + parts[2]
+            }
+            return table
+        }
+        let hostByKey = keyed(hostLines), insideByKey = keyed(insideLines)
+        let differing = Set(insideByKey.keys.filter { hostByKey[$0] != insideByKey[$0] })
+        let key = differing.contains("memory") ? "memory"
+            : differing.sorted().first ?? (insideByKey["memory"] != nil ? "memory" : insideByKey.keys.sorted().first ?? "")
+        func shown(_ table: [String: String], _ count: Int) -> String {
+            let line = table[key] ?? "?"
+            return (line.count > 22 ? String(line.prefix(21)) + "…" : line) + " (+\(count - 1) more)"
+        }
+        return (shown(hostByKey, hostLines.count), shown(insideByKey, insideLines.count) + marker)
     }
 
     /// "1 chapter-02, 2 sh" — or a count and the first few when /proc is the host's.

@@ -337,6 +337,17 @@ struct Chapter02Tests {
         for row in ["hostname", "PID of the shell", "processes", "network interfaces", "mounts", "SysV message queues", "uid", "/proc/self/cgroup", "pivot_root"] {
             #expect(all.stdout.contains(row), "missing: \(row)")
         }
+        // The cgroup row shows the line that differs: on v1 or hybrid the memory
+        // controller's (host: our cgroup; inside: the root), on v2 the one line.
+        let cgroupRow = try #require(all.stdout.split(separator: "\n").first { $0.hasPrefix("  /proc/self/cgroup") }.map(String.init))
+        let ours = try String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8).split(separator: "\n")
+        if ours.count > 1, let memory = ours.first(where: { $0.split(separator: ":", omittingEmptySubsequences: false)[1] == "memory" }) {
+            let path = memory.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)[2]
+            #expect(cgroupRow.hasSuffix("memory:/ (+\(ours.count - 1) more)"), "\(cgroupRow)")
+            #expect(cgroupRow.contains("memory:" + path.prefix(14)), "the host's memory line is not shown: \(cgroupRow)")
+        } else {
+            #expect(cgroupRow.hasSuffix("0::/"), "\(cgroupRow)")
+        }
         let inodeRows = all.stdout.split(separator: "\n").filter { $0.hasPrefix("  ns/") }
         #expect(inodeRows.count == 8)
         #expect(inodeRows.allSatisfy { $0.hasSuffix("(new)") }, "\(inodeRows)")
