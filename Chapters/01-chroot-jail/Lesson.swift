@@ -21,6 +21,7 @@ struct Lesson: ParsableCommand {
             defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C goes to the jailed process; we clean up after
             if command.isEmpty {
+                if options.rootfs != nil { try root.requirePrograms(Lesson.programs, for: "the lesson") }
                 status = try lesson(root)
             } else {
                 let proc = try mountJailProc(root, narrate: false)
@@ -30,6 +31,9 @@ struct Lesson: ParsableCommand {
         }
         if status != .exited(0) { throw ExitCode(status.shellCode) }
     }
+
+    /// What the lesson runs in the jail.
+    static let programs = ["sh", "ls", "hostname", "wc", "tail", "cut", "tr", "id"]
 
     func lesson(_ root: RootFilesystem) throws -> ExitStatus {
         say(style.bold("Chapter 01 · The chroot jail"))

@@ -21,6 +21,8 @@ struct Lesson: ParsableCommand {
             defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C goes to the container; we wait for it to end
             if command.isEmpty {
+                // The probe's optional `ip` and `awk` are left out: without them the row says so.
+                if options.rootfs != nil { try root.requirePrograms(["sh", "hostname", "wc", "tail", "tr", "cut", "id"], for: "the lesson") }
                 status = try lesson(namespaces, root)
             } else {
                 let launch = Launch(root: root, namespaces: namespaces, hostname: options.hostname,

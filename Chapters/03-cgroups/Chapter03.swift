@@ -77,6 +77,8 @@ struct Demo: ParsableCommand {
 
             var segments: [PlotSegment] = []
             if command.isEmpty {
+                // stress-ng is optional: without it the acts use shell loops.
+                if rootfs != nil { try root.requirePrograms(["sh", "head", "tr", "sleep"], for: "the three acts") }
                 say(style.bold("Chapter 03 · cgroup limits under stress"))
                 say("2006–2008: Google's engineers add control groups to Linux (2.6.24). LMCTFY, Borg and")
                 say("every container since put each workload in one. This host: \(cgroups.detail).")

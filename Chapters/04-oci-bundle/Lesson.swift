@@ -30,6 +30,7 @@ struct Lesson: ParsableCommand {
                 commandStatus = try runCommand(root)
                 return
             }
+            if rootfs != nil { try root.requirePrograms(["sh", "hostname", "id", "ls", "sleep"], for: "the lesson") }
             say(style.bold("Chapter 04 · An OCI bundle, run by a runtime"))
             say("2015: Docker gives its container code, libcontainer and runC, to the new Open")
             say("Container Initiative. A container is now a *bundle*: config.json + a root")

@@ -95,3 +95,27 @@ struct RootfsLayerTests {
         #expect(!FileManager.default.fileExists(atPath: layer.folder.string))
     }
 }
+
+@Suite("--rootfs with a minimal root", .enabled(if: isRoot && RootFilesystem.busyboxPath() != nil, "the chapters need root, and the minimal root a static busybox (apt-get install busybox-static)"))
+struct MinimalRootTests {
+    @Test("a root with only sh and ls: each lesson names the programs it needs and what is missing, before it starts; -- COMMAND still runs")
+    func namesWhatIsMissing() throws {
+        let folder = try TemporaryFolder("minimal-root")
+        defer { folder.remove() }
+        let root = folder.path + "/root"
+        for dir in ["bin", "proc", "tmp", "dev", "sys"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(atPath: try #require(RootFilesystem.busyboxPath()).string, toPath: root + "/bin/busybox")
+        for name in ["sh", "ls"] { try FileManager.default.createSymbolicLink(atPath: root + "/bin/" + name, withDestinationPath: "busybox") }
+        for (chapter, missing) in [("chapter-01", "wc"), ("chapter-02", "hostname"), ("chapter-03", "sleep"), ("chapter-04", "sleep")] {
+            let result = try run(product(chapter), ["--rootfs", root], timeout: 60)
+            #expect(result.status == 1, "\(chapter): \(result)")
+            #expect(result.stderr.contains("the root filesystem needs: sh") && result.stderr.contains("\(root) has no") && result.stderr.contains(missing),
+                    "\(chapter): \(result.stderr)")
+            #expect(!result.stdout.contains("not found") && !result.stderr.contains("not found"), "\(chapter): \(result)")
+        }
+        let command = try run(product("chapter-01"), ["--rootfs", root, "--", "ls", "/"])
+        #expect(command.status == 0 && command.stdout.contains("bin"), "\(command)")
+    }
+}

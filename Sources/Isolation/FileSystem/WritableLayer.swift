@@ -2,6 +2,18 @@ import Glibc
 import SystemPackage
 
 extension RootFilesystem {
+    /// Before a lesson starts: the programs it runs inside, checked in this root
+    /// filesystem's PATH (`Exec.containerPath`). A root with only `sh` and `ls` gets one
+    /// error that names what the lesson needs and what is missing, instead of a lesson
+    /// full of `sh: wc: not found`.
+    public func requirePrograms(_ names: [String], for lesson: String) throws {
+        let missing = names.filter { Command.find($0, path: Exec.containerPath, root: path) == nil }
+        guard missing.isEmpty else {
+            throw IsolationError("to run \(lesson), the root filesystem needs: \(names.joined(separator: " ")); \(path) has no \(missing.joined(separator: ", "))",
+                                 hint: "give --rootfs a fuller root filesystem (busybox's, a distribution's), leave --rootfs out for the built-in one, or run one command: -- COMMAND")
+        }
+    }
+
     /// The root filesystem of one chapter run: `given` (the reader's own `--rootfs`),
     /// validated and used as it is, or else the built-in one under a writable layer of
     /// this run's own (remove it when the run ends). `log` hears what is built, and why
