@@ -203,6 +203,7 @@ struct Demo: ParsableCommand {
                     status = ExitStatus(waitStatus: raw)
                 }
             }
+            if status == nil { meter.samplePids() }
             if meter.elapsed >= nextSample && status == nil {
                 meter.update()
                 nextSample = meter.elapsed + 0.2
