@@ -28,8 +28,11 @@ struct Init: ParsableCommand {
                 try? comm.close()
             }
             if narrate {
-                say(style.bold("  inside: ") + "getpid() = \(getpid())" + (kinds.contains(.pid) ? " (PID 1 of a new PID namespace)" : "")
-                    + ", getuid() = \(getuid())" + (kinds.contains(.user) ? " (root, in our own user namespace)" : ""))
+                let who = "getpid() = \(getpid())" + (kinds.contains(.pid) ? " (PID 1 of a new PID namespace)" : "")
+                    + ", getuid() = \(getuid())" + (kinds.contains(.user) ? " (root, in our own user namespace)" : "")
+                let lines = wrapLines(who, first: terminalWidth() - 10, rest: terminalWidth() - 10)
+                say(style.bold("  inside: ") + (lines.first ?? ""))
+                for line in lines.dropFirst() { say("          " + line) }
             }
 
             // The lesson's probe: without a mount namespace there will be no /proc inside,

@@ -36,12 +36,12 @@ struct Lesson: ParsableCommand {
     func lesson(_ namespaces: Namespaces, _ root: RootFilesystem) throws -> ExitStatus {
         let offset = options.clockOffset ?? (namespaces.contains(.time) ? 365 * 86400 : 0)
         say(style.bold("Chapter 02 · Namespaces"))
-        say("2002: Linux 2.4.19 gets the mount namespace. 2006–2013: uts, ipc, pid, net, user.")
-        say("2008: LXC puts them together; 2013: Docker. 2016: cgroup; 2020: time (Linux 5.6).")
+        say("2002: Linux 2.4.19 gets the mount namespace. 2006–2013: uts, ipc, pid, net,")
+        say("user. 2008: LXC puts them together; 2013: Docker. 2016: cgroup; 2020: time.")
         say("A namespace gives a process its own copy of one kind of kernel resource.")
         say()
         say("This host supports: \(Namespaces.supportedByKernel())")
-        say("We ask for:         \(namespaces)" + (namespaces.contains(.time) ? "  (clock offset: \(offset) s)" : ""))
+        say("We ask for:         \(namespaces)" + (namespaces.contains(.time) ? "  (clocks +\(offset) s)" : ""))
         say("Root filesystem:    \(root.path)")
         say()
 
@@ -69,7 +69,7 @@ struct Lesson: ParsableCommand {
             ("PID of the shell", probe.shellHostPID.map { "\($0)" } ?? "?", inside("pid")),
             ("processes", host.processes, probe.values["ps"].map(Probe.summarizeProcesses) ?? noProc),
             ("network interfaces", host.interfaces, inside("net")),
-            ("mounts (mountinfo lines)", host.mounts, inside("mounts")),
+            ("mounts (mountinfo)", host.mounts, inside("mounts")),
             ("SysV message queues", host.queues, inside("msg").replacingFirstWord { "\($0) queue(s)" }),
             ("uid", host.uid, inside("uid") + (namespaces.contains(.user) ? "  (= \(hostUID(ofInside: 0)) on the host)" : "")),
             ("/proc/self/cgroup", Probe.cgroupPair(host: host.cgroup, inside: inside("cgroup")).host,
@@ -82,19 +82,22 @@ struct Lesson: ParsableCommand {
             let verdict = mine == theirs ? style.dim("  (shared)") : style.green("  (new)")
             rows.append(("ns/\(kind.procName) inode", mine, theirs + verdict))
         }
-        say("  " + pad("", 26) + pad(style.bold("on the host"), 36) + style.bold("in the container"))
+        // 80 columns: 2 + 22 + 30 + 26.
+        say("  " + pad("", 22) + pad(style.bold("on the host"), 30) + style.bold("in the container"))
         for (what, hostValue, containerValue) in rows {
-            say("  " + pad(what, 26) + pad(clip(hostValue, 34), 36) + clip(containerValue, 60))
+            say("  " + pad(clip(what, 21), 22) + pad(clip(hostValue, 28), 30) + clip(containerValue, 26))
         }
         if early {
-            say(style.dim("  ¹ read by the container's PID 1 through the host's /proc, before its chroot: without a mount namespace there is no /proc inside"))
+            sayWrapped("¹ read by the container's PID 1 through the host's /proc, before its chroot: without a mount namespace there is no /proc inside",
+                       indent: "  ", hanging: "    ", style: style.dim)
         }
-        say(style.dim("  (namespace inodes are read from outside, /proc/\(probe.initPID)/ns/*: the same inode is the same namespace)"))
+        sayWrapped("(namespace inodes are read from outside, /proc/\(probe.initPID)/ns/*: the same inode is the same namespace)",
+                   indent: "  ", hanging: "   ", style: style.dim)
         say()
         explain(namespaces)
         say()
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
-            say(style.dim("(not on a terminal: no shell. Run `chapter-02 -- COMMAND` to run one command inside.)"))
+            say(style.dim("(not on a terminal: no shell; `chapter-02 -- COMMAND` runs one command inside)"))
             return .exited(0)
         }
         say(style.bold("You are now inside.") + " Try: hostname  ·  ps  ·  ip link  ·  id  ·  cat /proc/self/cgroup  ·  ls -l /proc/self/ns  ·  exit")
@@ -121,18 +124,24 @@ struct Lesson: ParsableCommand {
             (.cgroup, "cgroup: /proc/self/cgroup shows our cgroup as the root, \"/\" (the row above)."),
             (.time, "time: the monotonic and boot clocks have an offset here; the wall clock is shared."),
         ]
-        for (kind, line) in lines where namespaces.contains(kind) { say("  " + style.green("new ") + line) }
+        /// A coloured lead-in, then the text wrapped at 80 (or the terminal's width).
+        func note(_ lead: String, _ colored: String, _ text: String) {
+            let lines = wrapLines(text, first: terminalWidth() - 2 - lead.count, rest: terminalWidth() - 6)
+            say("  " + colored + (lines.first ?? ""))
+            for line in lines.dropFirst() { say("      " + line) }
+        }
+        for (kind, line) in lines where namespaces.contains(kind) { note("new ", style.green("new "), line) }
         let shared = Namespaces.all.subtracting(namespaces)
-        if !shared.isEmpty { say("  " + style.yellow("shared with the host: ") + "\(shared)") }
+        if !shared.isEmpty { note("shared with the host: ", style.yellow("shared with the host: "), "\(shared)") }
         if !namespaces.contains(.mount) {
-            say("  " + style.yellow("no mount namespace: ") + "we used chapter 01's chroot (try `chapter-02 escape --namespaces \(namespaces)`),")
-            say("    and mounted no /proc: a mount here would change the host's mount table. Rows marked n/a need it.")
+            note("no mount namespace: ", style.yellow("no mount namespace: "),
+                 "we used chapter 01's chroot (try `chapter-02 escape --namespaces \(namespaces)`), and mounted no /proc: a mount here would change the host's mount table. Rows marked n/a need it.")
         }
         if namespaces.contains(.pid) && !namespaces.contains(.mount) {
-            say("  " + style.yellow("pid without mount: ") + "$$ is 2, but ps needs a /proc of the new PID namespace — add mount.")
+            note("pid without mount: ", style.yellow("pid without mount: "), "$$ is 2, but ps needs a /proc of the new PID namespace — add mount.")
         }
         if namespaces.contains(.mount) && !namespaces.contains(.pid) {
-            say("  " + style.yellow("mount without pid: ") + "our fresh /proc still lists every process of the host.")
+            note("mount without pid: ", style.yellow("mount without pid: "), "our fresh /proc still lists every process of the host.")
         }
     }
 
@@ -281,7 +290,7 @@ struct Probe {
             : differing.sorted().first ?? (insideByKey["memory"] != nil ? "memory" : insideByKey.keys.sorted().first ?? "")
         func shown(_ table: [String: String], _ count: Int) -> String {
             let line = table[key] ?? "?"
-            return (line.count > 22 ? String(line.prefix(21)) + "…" : line) + " (+\(count - 1) more)"
+            return (line.count > 16 ? String(line.prefix(15)) + "…" : line) + " (+\(count - 1) more)"
         }
         return (shown(hostByKey, hostLines.count), shown(insideByKey, insideLines.count) + marker)
     }
