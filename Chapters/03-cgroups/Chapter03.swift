@@ -61,7 +61,7 @@ struct Demo: ParsableCommand {
                 if !Cgroup.hostHasSwap() || Cgroup.swapAccounting() {
                     limits.swapBytes = 0
                 } else {
-                    say(style.yellow("note: ") + "this host swaps and cannot limit swap per cgroup: the hog may swap before the OOM kill (sudo swapoff -a avoids it)")
+                    sayWrapped("note: this host swaps and cannot limit swap per cgroup: the hog may swap before the OOM kill (sudo swapoff -a avoids it)", hanging: "      ")
                 }
             }
             limits.pids = try pids.map(ResourceLimits.parsePids)
@@ -80,8 +80,8 @@ struct Demo: ParsableCommand {
                 // stress-ng is optional: without it the acts use shell loops.
                 if rootfs != nil { try root.requirePrograms(["sh", "head", "tr", "sleep"], for: "the three acts") }
                 say(style.bold("Chapter 03 · cgroup limits under stress"))
-                say("2006–2008: Google's engineers add control groups to Linux (2.6.24). LMCTFY, Borg and")
-                say("every container since put each workload in one. This host: \(cgroups.detail).")
+                sayWrapped("2006–2008: Google's engineers add control groups to Linux (2.6.24). LMCTFY, Borg and every container since put each workload in one.", hanging: "")
+                sayWrapped("This host: \(cgroups.detail).", hanging: "  ")
                 for act in Act.all(seconds: seconds, stressNG: Command.find("stress-ng", root: root.path) != nil) {
                     let result = try run(act, root: root, offset: segments.last?.samples.last?.time ?? 0)
                     segments.append(PlotSegment(title: act.title, samples: result.meter.samples, limits: act.limits))
@@ -117,16 +117,17 @@ struct Demo: ParsableCommand {
     /// exec), the meter until the workload ends or the act's time is up, then clean-up.
     func run(_ act: Act, root: RootFilesystem, offset: Double) throws -> ActResult {
         say()
-        say(style.bold("▶ \(act.title)") + style.dim("  — \(act.explanation)"))
+        say(style.bold("▶ \(act.title)"))
+        sayWrapped(act.explanation, indent: "  ", hanging: "  ", style: style.dim)
         say(style.dim("  1. create the cgroup and write its limits:"))
         let cgroup = try Cgroup.create(name: "chapter-03-\(getpid())-\(act.number)", limits: act.limits, log: { path, value in
-            say("     " + style.syscall("echo \"\(value)\" > \(path)"))
+            sayWrapped("echo \"\(value)\" > \(path)", indent: "     ", hanging: "         ", style: style.syscall)
         })
         defer {
             cgroup.destroy()
-            say(style.dim("  4. kill what is left and rmdir the cgroup: \(cgroup.relativePath) removed"))
+            sayWrapped("4. kill what is left and rmdir the cgroup: \(cgroup.relativePath) removed", indent: "  ", hanging: "     ", style: style.dim)
         }
-        say(style.dim("  2. start the container (chapter 02) and, while it waits before exec, join it:"))
+        sayWrapped("2. start the container (chapter 02) and, while it waits before exec, join it:", indent: "  ", hanging: "     ", style: style.dim)
         let fds = try makePipe()
         let output = FileDescriptor(rawValue: fds.write)
         let container: ChildProcess
@@ -138,7 +139,7 @@ struct Demo: ParsableCommand {
                 standardOutput: output, standardError: output,
                 beforeRelease: { pid in
                     try cgroup.addProcess(pid)
-                    say(style.dim("     (PID \(pid) is still held before execve: the workload never runs unlimited)"))
+                    sayWrapped("(PID \(pid) is still held before execve: the workload never runs unlimited)", indent: "     ", hanging: "      ", style: style.dim)
                 })
         } catch {
             close(fds.read); close(fds.write)
@@ -146,14 +147,15 @@ struct Demo: ParsableCommand {
         }
         close(fds.write)
         defer { close(fds.read) }
-        say(style.dim("  3. watch the kernel's accounting (\(cgroup.version == .v2 ? "cpu.stat, memory.current, memory.events, pids.current, pids.events" : "cpuacct.usage, cpu.stat, memory.usage_in_bytes, memory.oom_control, pids.current, pids.events")):"))
+        sayWrapped("3. watch the kernel's accounting (\(cgroup.version == .v2 ? "cpu.stat, memory.current, memory.events, pids.current, pids.events" : "cpuacct.usage, cpu.stat, memory.usage_in_bytes, memory.oom_control, pids.current, pids.events")):",
+                   indent: "  ", hanging: "     ", style: style.dim)
         let meter = Meter(cgroup: cgroup, limits: act.limits, clockOffset: offset)
         let (status, interrupted) = supervise(container, output: fds.read, meter: meter, stopAfter: act.stopAfter)
         meter.finish()
         if interrupted {
             say(style.yellow("  interrupted: stopping the container and removing its cgroup"))
         } else {
-            say("  " + act.summary(meter, status))
+            sayWrapped(act.summary(meter, status), indent: "  ", hanging: "    ")
         }
         return ActResult(status: status, meter: meter, interrupted: interrupted)
     }

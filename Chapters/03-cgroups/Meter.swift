@@ -110,13 +110,17 @@ final class Meter {
     func workloadOutput(_ line: String) {
         lastWorkloadLine = line
         clear()
-        say("  " + style.dim("│ ") + line)
+        let width = terminalWidth()
+        for part in wrapLines(line, first: width - 4, rest: width - 4) { say("  " + style.dim("│ ") + part) }
         redraw()
     }
 
     func event(_ text: String) {
         clear()
-        say("  " + style.bold("t=" + format1(clockOffset + elapsed) + "s ") + text)
+        let time = "t=" + format1(clockOffset + elapsed) + "s "
+        let parts = wrapLines(text, first: terminalWidth() - 2 - time.count, rest: terminalWidth() - 4)
+        say("  " + style.bold(time) + (parts.first ?? ""))
+        for part in parts.dropFirst() { say("    " + part) }
         redraw()
     }
 
@@ -129,7 +133,7 @@ final class Meter {
             redraw()
         } else if sample.time - lastPlain >= 1 || lastPlain < 0 {
             lastPlain = sample.time
-            say("  " + plainLine(sample))
+            sayWrapped(plainLine(sample), indent: "  ", hanging: "    ")
         }
     }
 
@@ -192,7 +196,7 @@ final class Meter {
 
     /// Forgets the meter on screen (it stays as the act's last picture).
     func finish() {
-        if let sample = lastSample, !live { say("  " + plainLine(sample)) }
+        if let sample = lastSample, !live { sayWrapped(plainLine(sample), indent: "  ", hanging: "    ") }
         drawnLines = 0
     }
 

@@ -34,6 +34,8 @@ struct Chapter03Tests {
         for expected in ["Act 1", "cpu=", "throttled", "Act 2", "OOM kill", "Act 3", "fork refused", "echo \"", "cgroup.procs"] {
             #expect(result.stdout.contains(expected), "the demo's output lacks \(expected)")
         }
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
         let svg = try String(contentsOfFile: plot, encoding: .utf8)
         // Three charts (pids too), every limit with its unit, ticks on the time axis.
         #expect(svg.hasPrefix("<svg") && svg.matches(of: /<polyline/).count == 9, "\(svg)")
