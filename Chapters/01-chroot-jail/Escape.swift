@@ -71,7 +71,7 @@ struct EscapeInit: ParsableCommand {
             if outcome.escaped, let contents = outcome.targetContents {
                 say(style.red("ESCAPED") + ": the jailed process read the host file:")
                 say("  " + contents.trimmingPrefixSpaces)
-                say("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "))
+                sayWrapped("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "), hanging: "  ")
                 say()
                 say("chroot is not a security boundary against root. Chapter 02 runs the same")
                 say("escape after pivot_root(2) in a new mount namespace, where it fails.")

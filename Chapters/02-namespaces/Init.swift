@@ -86,14 +86,14 @@ struct Init: ParsableCommand {
         if outcome.escaped, let contents = outcome.targetContents {
             say(style.red("ESCAPED") + ": the process read the host file:")
             say("  " + contents.trimmed)
-            say("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "))
-            say("Without a mount namespace this is chapter 01's jail; add `mount` to --namespaces.")
+            sayWrapped("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "), hanging: "  ")
+            say("Without a mount namespace this is chapter 01's jail: add `mount` to --namespaces")
             return .exited(outcome.exitStatus)
         }
-        say(style.green("CONTAINED") + ": the climb ended at the container's own root: "
-            + outcome.rootEntries.joined(separator: " "))
-        say("pivot_root(2) moved the host's root out of this mount namespace and we detached it:")
-        say("there is no directory left above `/` to climb to, so chroot tricks have nowhere to go.")
+        say(style.green("CONTAINED") + ": the climb ended at the container's own root:")
+        sayWrapped(outcome.rootEntries.joined(separator: " "), indent: "  ", hanging: "  ")
+        say("pivot_root(2) moved the host's root out of this mount namespace and we detached")
+        say("it: no directory is left above `/`, so chroot tricks have nowhere to go.")
         return .exited(outcome.exitStatus)
     }
 }

@@ -94,6 +94,8 @@ struct Chapter01Tests {
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains(secret), "the escaped process did not print the host file: \(result)")
         #expect(result.stdout.contains("ENOENT"), "the file should first be unreachable: \(result)")
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
         // A typo in --rootfs is an error (1), not an outcome of the escape (0 or 2).
         let broken = try run(product("chapter-01"), ["escape", "--rootfs", folder.path + "/no-such-root", "--target", marker])
         #expect(broken.status == 1, "\(broken)")

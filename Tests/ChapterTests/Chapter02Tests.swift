@@ -286,6 +286,8 @@ struct Chapter02Tests {
         let escaped = try run(product("chapter-02"), ["escape", "--rootfs", rootfs.path, "--namespaces", "uts"])
         #expect(escaped.status == 0, "\(escaped)")
         #expect(escaped.stdout.contains("ESCAPED") && escaped.stdout.contains("host secret"))
+        let wide = (contained.stdout + escaped.stdout).split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
         // The init's protocol with the lesson (`@early.…`) is never shown to a person.
         #expect(!escaped.stdout.contains("@early") && !contained.stdout.contains("@early"), "\(escaped)")
     }
