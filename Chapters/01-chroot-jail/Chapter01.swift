@@ -33,7 +33,7 @@ struct RootfsOption: ParsableArguments {
     /// which the caller removes. Nothing is created before the checks pass.
     func prepare() throws -> (RootFilesystem, WritableLayer?) {
         try Preflight.require([Preflight.kernel(), Preflight.root(why: "chroot(2) needs CAP_SYS_CHROOT, and mounting /proc needs CAP_SYS_ADMIN")])
-        return try RootFilesystem.forRun(given: rootfs, log: { say(Style.standardOutput.dim("  (\($0))")) })
+        return try RootFilesystem.forRun(given: rootfs, log: note)
     }
 }
 

@@ -61,7 +61,7 @@ struct ContainerOptions: ParsableArguments {
     func prepare() throws -> (Namespaces, RootFilesystem, WritableLayer?) {
         let kinds = try requestedNamespaces()
         try Container.preflight(kinds, rootWhy: "creating \(kinds) namespaces needs CAP_SYS_ADMIN; ask for the user namespace too (--namespaces user,\(kinds)) to run without sudo")
-        let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: { say(Style.standardOutput.dim("  (\($0))")) })
+        let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: note)
         return (kinds, root, layer)
     }
 }

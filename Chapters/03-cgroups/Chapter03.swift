@@ -71,7 +71,7 @@ struct Demo: ParsableCommand {
             try Container.preflight(containerNamespaces, rootWhy: "creating cgroups and namespaces needs root")
             let cgroups = Preflight.cgroups()
             try Preflight.require([cgroups])
-            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: { say(style.dim("  (\($0))")) })
+            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: note)
             defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C: we stop the act and remove its cgroup first
 

@@ -24,7 +24,7 @@ struct Lesson: ParsableCommand {
         var commandStatus = ExitStatus.exited(0)
         reportingErrors("chapter-04") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "a runtime creates namespaces, mounts and cgroups")])
-            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: { say(style.dim("  (\($0))")) })
+            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: note)
             defer { layer?.remove() }
             if !command.isEmpty {
                 commandStatus = try runCommand(root)

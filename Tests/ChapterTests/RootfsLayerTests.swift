@@ -93,6 +93,18 @@ struct RootfsLayerTests {
         #expect(!FileManager.default.fileExists(atPath: lower + "/written"))
         layer.remove()
         #expect(!FileManager.default.fileExists(atPath: layer.folder.string))
+        // A chapter run over such a cache: the copy is said on standard error, standard
+        // output is the command's alone, and the cache is unchanged.
+        let cache = folder.path + "/cache,with-comma"
+        let environment = ["ISOLATION_CACHE_DIR": cache, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"]
+        _ = try run(product("chapter-01"), ["--", "true"], environment: environment, timeout: 300)
+        let echo = try run(product("chapter-04"), ["--", "sh", "-c", "echo hi; mkdir /tmp/x"], environment: environment, timeout: 120)
+        #expect(echo.stdout == "hi\n" && echo.stderr.contains("a copy in") && echo.stderr.contains("','"), "\(echo)")
+        let written = try run(product("chapter-01"), ["--", "sh", "-c", "echo hi > /tmp/written"], environment: environment)
+        #expect(written.status == 0 && written.stdout.isEmpty, "\(written)")
+        let built = try FileManager.default.contentsOfDirectory(atPath: cache).first { $0.hasPrefix("rootfs-") }
+        #expect(built != nil && !FileManager.default.fileExists(atPath: cache + "/" + built! + "/tmp/written"))
+        #expect(!echo.stderr.split(separator: "\n").contains { $0.count > 80 }, "\(echo.stderr)")
     }
 }
 

@@ -74,6 +74,7 @@ public func errnoName(_ errno: Errno) -> String {
     case .directoryNotEmpty: return "ENOTEMPTY"
     case .noFunction: return "ENOSYS"
     case .notSupported: return "ENOTSUP"
+    case .operationNotSupportedByDevice: return "ENODEV"
     case .execFormatError: return "ENOEXEC"
     default: return "errno \(errno.rawValue)"
     }

@@ -121,6 +121,16 @@ public func sayWrapped(_ text: String, indent: String = "", hanging: String = " 
     }
 }
 
+/// A note about the run itself (the root filesystem being built, a layer that is a copy)
+/// on standard error, dimmed, in parentheses, wrapped: standard output stays the lesson's,
+/// or the command's alone with `-- COMMAND`.
+public func note(_ text: String) {
+    let style = Style.standardError
+    for (index, line) in wrapLines("(\(text))", first: 78, rest: 77).enumerated() {
+        printError((index == 0 ? "  " : "   ") + style.dim(line))
+    }
+}
+
 /// The width lessons wrap at: the terminal's columns (TIOCGWINSZ, tty_ioctl(4)) when
 /// standard output is one, else 80, the width instructors project at.
 public func terminalWidth() -> Int {
