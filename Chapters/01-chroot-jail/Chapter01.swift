@@ -29,11 +29,11 @@ struct RootfsOption: ParsableArguments {
     var rootfs: String?
 
     /// The checks this chapter needs, then the root filesystem: the given one, validated,
-    /// or the built-in one (built on first use). Nothing is created before the checks pass.
-    func prepare() throws -> RootFilesystem {
+    /// or the built-in one (built on first use) under a writable layer of this run's own,
+    /// which the caller removes. Nothing is created before the checks pass.
+    func prepare() throws -> (RootFilesystem, WritableLayer?) {
         try Preflight.require([Preflight.kernel(), Preflight.root(why: "chroot(2) needs CAP_SYS_CHROOT, and mounting /proc needs CAP_SYS_ADMIN")])
-        if let rootfs { return try RootFilesystem.validate(FilePath(rootfs)) }
-        return try RootFilesystem.builtIn(log: { say(Style.standardOutput.dim("  (\($0))")) })
+        return try RootFilesystem.forRun(given: rootfs, log: note)
     }
 }
 
@@ -52,7 +52,9 @@ func mountJailProc(_ root: RootFilesystem, narrate: Bool) throws -> FilePath? {
         lessonStep("mount(\"proc\", \"\(target)\", \"proc\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)",
                    "give the jail a /proc, as every chroot guide does (we unmount it when we leave)")
     }
-    try Mount.mount(source: "proc", target: target, type: "proc", flags: [.noSetuid, .noDevices, .noExec])
+    try inStage("mounting proc on \(target)") {
+        try Mount.mount(source: "proc", target: target, type: "proc", flags: [.noSetuid, .noDevices, .noExec])
+    }
     return target
 }
 

@@ -6,7 +6,8 @@ import SystemPackage
 
 struct Escape: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a root process escaping the chroot jail and reading a host file.")
+        abstract: "Show a root process escaping the chroot jail and reading a host file.",
+        discussion: "Exit status 0 when the escape reached the host file, 2 when it was contained, 1 when an error stopped it first (the same for `chapter-02 escape`).")
 
     @OptionGroup var options: RootfsOption
     @Option(help: ArgumentHelp("The host file to read after escaping (default: one made for the demo).", valueName: "FILE"))
@@ -15,7 +16,8 @@ struct Escape: ParsableCommand {
     func run() throws {
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-01") {
-            let root = try options.prepare()
+            let (root, layer) = try options.prepare()
+            defer { layer?.remove() }
             say(style.bold("Chapter 01 · Escaping the chroot jail"))
             // A file on the host, outside the root filesystem: the jail must not see it.
             var madeFolder: FilePath? = nil
@@ -43,7 +45,7 @@ struct Escape: ParsableCommand {
     }
 }
 
-/// Hidden: the jailed process that escapes. Exit status 0 if it read the host file.
+/// Hidden: the jailed process that escapes. Exit status: `ChrootEscape.Outcome.exitStatus`.
 struct EscapeInit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "escape-init", abstract: "(internal) chroot into ROOTFS, then escape.", shouldDisplay: false)
@@ -52,7 +54,7 @@ struct EscapeInit: ParsableCommand {
     @Option var target: String
 
     func run() throws {
-        var escaped = false
+        var status = ChrootEscape.Outcome.containedStatus
         reportingErrors("chapter-01") {
             say(style.bold("In the jail"))
             lessonStep("chroot(\"\(rootfs)\")", "jail this process, as chapter-01 always does")
@@ -64,12 +66,12 @@ struct EscapeInit: ParsableCommand {
             say()
             say(style.bold("The escape") + " (we are still root, and root may call chroot)")
             let outcome = ChrootEscape.attempt(target: FilePath(target), narrate: lessonStep)
+            status = outcome.exitStatus
             say()
             if outcome.escaped, let contents = outcome.targetContents {
-                escaped = true
                 say(style.red("ESCAPED") + ": the jailed process read the host file:")
                 say("  " + contents.trimmingPrefixSpaces)
-                say("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "))
+                sayWrapped("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "), hanging: "  ")
                 say()
                 say("chroot is not a security boundary against root. Chapter 02 runs the same")
                 say("escape after pivot_root(2) in a new mount namespace, where it fails.")
@@ -77,6 +79,6 @@ struct EscapeInit: ParsableCommand {
                 say(style.green("CONTAINED") + ": the escape ended inside; the host file stays out of reach.")
             }
         }
-        if !escaped { throw ExitCode(1) }
+        if status != 0 { throw ExitCode(status) }
     }
 }

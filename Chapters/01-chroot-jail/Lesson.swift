@@ -17,9 +17,11 @@ struct Lesson: ParsableCommand {
         continueOnClosedOutput()
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-01") {
-            let root = try options.prepare()
+            let (root, layer) = try options.prepare()
+            defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C goes to the jailed process; we clean up after
             if command.isEmpty {
+                if options.rootfs != nil { try root.requirePrograms(Lesson.programs, for: "the lesson") }
                 status = try lesson(root)
             } else {
                 let proc = try mountJailProc(root, narrate: false)
@@ -29,6 +31,9 @@ struct Lesson: ParsableCommand {
         }
         if status != .exited(0) { throw ExitCode(status.shellCode) }
     }
+
+    /// What the lesson runs in the jail.
+    static let programs = ["sh", "ls", "hostname", "wc", "tail", "cut", "tr", "id"]
 
     func lesson(_ root: RootFilesystem) throws -> ExitStatus {
         say(style.bold("Chapter 01 · The chroot jail"))
@@ -75,10 +80,10 @@ struct Lesson: ParsableCommand {
         say()
         say("The jail has its own files, and nothing else of its own: it shares the hostname,")
         say("the processes (it can signal them), the network, the mounts and root itself.")
-        say("Next: `chapter-01 escape` (a root process walks out), then chapter 02 (namespaces).")
+        say("Next: `chapter-01 escape` (a root process walks out), then chapter 02.")
         say()
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
-            say(style.dim("(not on a terminal: no jailed shell. Run `chapter-01 -- COMMAND` to run one command.)"))
+            say(style.dim("(not on a terminal: no jailed shell; `chapter-01 -- COMMAND` runs one command)"))
             return .exited(0)
         }
         say(style.bold("You are now in the jail.") + " Try: ls /  ·  ps  ·  hostname  ·  cat /proc/1/cmdline  ·  exit")

@@ -56,13 +56,14 @@ struct ContainerOptions: ParsableArguments {
         return kinds
     }
 
-    /// The checks this chapter needs, then the namespaces and the root filesystem.
+    /// The checks this chapter needs, then the namespaces and the root filesystem (the
+    /// built-in one under a writable layer of this run's own, which the caller removes).
     /// Nothing is created before the checks pass.
-    func prepare() throws -> (Namespaces, RootFilesystem) {
+    func prepare() throws -> (Namespaces, RootFilesystem, WritableLayer?) {
         let kinds = try requestedNamespaces()
         try Container.preflight(kinds, rootWhy: "creating \(kinds) namespaces needs CAP_SYS_ADMIN; ask for the user namespace too (--namespaces user,\(kinds)) to run without sudo")
-        if let rootfs { return (kinds, try RootFilesystem.validate(FilePath(rootfs))) }
-        return (kinds, try RootFilesystem.builtIn(log: { say(Style.standardOutput.dim("  (\($0))")) }))
+        let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: note)
+        return (kinds, root, layer)
     }
 }
 

@@ -7,14 +7,15 @@ import SystemPackage
 struct Escape: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Try chapter 01's chroot escape inside the pivot_root'ed mount namespace, and watch it fail.",
-        discussion: "Exit status 0 when the escape is contained, 1 when it reached the host file (as it does with --namespaces uts: no mount namespace, so chroot).")
+        discussion: "Exit status 0 when the escape reached the host file (as it does with --namespaces uts: no mount namespace, so chroot), 2 when it was contained, 1 when an error stopped it first (the same for `chapter-01 escape`).")
 
     @OptionGroup var options: ContainerOptions
 
     func run() throws {
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-02") {
-            let (namespaces, root) = try options.prepare()
+            let (namespaces, root, layer) = try options.prepare()
+            defer { layer?.remove() }
             say(style.bold("Chapter 02 · Chapter 01's escape, inside namespaces"))
             // A file on the host, outside the root filesystem. World-readable on purpose:
             // if the escape fails, it is because the file is not *there*, not because the

@@ -28,14 +28,18 @@ struct Init: ParsableCommand {
                 try? comm.close()
             }
             if narrate {
-                say(style.bold("  inside: ") + "getpid() = \(getpid())" + (kinds.contains(.pid) ? " (PID 1 of a new PID namespace)" : "")
-                    + ", getuid() = \(getuid())" + (kinds.contains(.user) ? " (root, in our own user namespace)" : ""))
+                let who = "getpid() = \(getpid())" + (kinds.contains(.pid) ? " (PID 1 of a new PID namespace)" : "")
+                    + ", getuid() = \(getuid())" + (kinds.contains(.user) ? " (root, in our own user namespace)" : "")
+                let lines = wrapLines(who, first: terminalWidth() - 10, rest: terminalWidth() - 10)
+                say(style.bold("  inside: ") + (lines.first ?? ""))
+                for line in lines.dropFirst() { say("          " + line) }
             }
 
             // The lesson's probe: without a mount namespace there will be no /proc inside,
             // so PID 1 reads what it can of its namespaces now, through the host's /proc,
             // which shows the *reader's* IPC, cgroup and time namespaces (proc(5)).
-            if narrate && !kinds.contains(.mount) { earlyReport() }
+            // (Not for the escape: its output is read by a person, not by the lesson.)
+            if narrate && escapeTarget == nil && !kinds.contains(.mount) { earlyReport() }
 
             // 1–6. The order the kernel needs: hostname; mounts made private, the root
             //      filesystem bound, /proc and /dev, pivot_root (or chroot without a mount
@@ -71,7 +75,7 @@ struct Init: ParsableCommand {
     }
 
     /// `chapter-02 escape`: chapter 01's escape, from inside the container. Exit status
-    /// 0 when it stays contained, 1 when it reached the host file.
+    /// as chapter 01's: `ChrootEscape.Outcome.exitStatus` (0 escaped, 2 contained).
     func escape(_ target: FilePath) -> ExitStatus {
         say()
         say(style.bold("The escape") + " (we are root in here, and root may call chroot)")
@@ -82,14 +86,14 @@ struct Init: ParsableCommand {
         if outcome.escaped, let contents = outcome.targetContents {
             say(style.red("ESCAPED") + ": the process read the host file:")
             say("  " + contents.trimmed)
-            say("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "))
-            say("Without a mount namespace this is chapter 01's jail; add `mount` to --namespaces.")
-            return .exited(1)
+            sayWrapped("and `/` is the host's again: " + outcome.rootEntries.joined(separator: " "), hanging: "  ")
+            say("Without a mount namespace this is chapter 01's jail: add `mount` to --namespaces")
+            return .exited(outcome.exitStatus)
         }
-        say(style.green("CONTAINED") + ": the climb ended at the container's own root: "
-            + outcome.rootEntries.joined(separator: " "))
-        say("pivot_root(2) moved the host's root out of this mount namespace and we detached it:")
-        say("there is no directory left above `/` to climb to, so chroot tricks have nowhere to go.")
-        return .exited(0)
+        say(style.green("CONTAINED") + ": the climb ended at the container's own root:")
+        sayWrapped(outcome.rootEntries.joined(separator: " "), indent: "  ", hanging: "  ")
+        say("pivot_root(2) moved the host's root out of this mount namespace and we detached")
+        say("it: no directory is left above `/`, so chroot tricks have nowhere to go.")
+        return .exited(outcome.exitStatus)
     }
 }

@@ -108,7 +108,8 @@ struct LXCCommand: ParsableCommand {
             guard Command.find(LXC.program) != nil else {
                 throw IsolationError("\(LXC.program) is not installed", hint: LXC.installLine)
             }
-            let (namespaces, root) = try options.prepare()
+            let (namespaces, root, layer) = try options.prepare()
+            defer { layer?.remove() }
             blockSignalsForSupervision()
             let host = Namespaces.identity()
             let launch = Launch(root: root, namespaces: namespaces, hostname: options.hostname, command: ["sh", "-c", Probe.script])

@@ -17,9 +17,12 @@ struct Lesson: ParsableCommand {
         continueOnClosedOutput()
         var status = ExitStatus.exited(0)
         reportingErrors("chapter-02") {
-            let (namespaces, root) = try options.prepare()
+            let (namespaces, root, layer) = try options.prepare()
+            defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C goes to the container; we wait for it to end
             if command.isEmpty {
+                // The probe's optional `ip` and `awk` are left out: without them the row says so.
+                if options.rootfs != nil { try root.requirePrograms(["sh", "hostname", "wc", "tail", "tr", "cut", "id"], for: "the lesson") }
                 status = try lesson(namespaces, root)
             } else {
                 let launch = Launch(root: root, namespaces: namespaces, hostname: options.hostname,
@@ -33,12 +36,12 @@ struct Lesson: ParsableCommand {
     func lesson(_ namespaces: Namespaces, _ root: RootFilesystem) throws -> ExitStatus {
         let offset = options.clockOffset ?? (namespaces.contains(.time) ? 365 * 86400 : 0)
         say(style.bold("Chapter 02 · Namespaces"))
-        say("2002: Linux 2.4.19 gets the mount namespace. 2006–2013: uts, ipc, pid, net, user.")
-        say("2008: LXC puts them together; 2013: Docker. 2016: cgroup; 2020: time (Linux 5.6).")
+        say("2002: Linux 2.4.19 gets the mount namespace. 2006–2013: uts, ipc, pid, net,")
+        say("user. 2008: LXC puts them together; 2013: Docker. 2016: cgroup; 2020: time.")
         say("A namespace gives a process its own copy of one kind of kernel resource.")
         say()
         say("This host supports: \(Namespaces.supportedByKernel())")
-        say("We ask for:         \(namespaces)" + (namespaces.contains(.time) ? "  (clock offset: \(offset) s)" : ""))
+        say("We ask for:         \(namespaces)" + (namespaces.contains(.time) ? "  (clocks +\(offset) s)" : ""))
         say("Root filesystem:    \(root.path)")
         say()
 
@@ -66,10 +69,11 @@ struct Lesson: ParsableCommand {
             ("PID of the shell", probe.shellHostPID.map { "\($0)" } ?? "?", inside("pid")),
             ("processes", host.processes, probe.values["ps"].map(Probe.summarizeProcesses) ?? noProc),
             ("network interfaces", host.interfaces, inside("net")),
-            ("mounts (mountinfo lines)", host.mounts, inside("mounts")),
+            ("mounts (mountinfo)", host.mounts, inside("mounts")),
             ("SysV message queues", host.queues, inside("msg").replacingFirstWord { "\($0) queue(s)" }),
             ("uid", host.uid, inside("uid") + (namespaces.contains(.user) ? "  (= \(hostUID(ofInside: 0)) on the host)" : "")),
-            ("/proc/self/cgroup", host.cgroup, Probe.cgroupSummary(inside("cgroup"))),
+            ("/proc/self/cgroup", Probe.cgroupPair(host: host.cgroup, inside: inside("cgroup")).host,
+             Probe.cgroupPair(host: host.cgroup, inside: inside("cgroup")).inside),
             ("uptime (s)", host.uptime, inside("uptime")),
         ]
         for kind in Namespaces.allKinds {
@@ -78,14 +82,17 @@ struct Lesson: ParsableCommand {
             let verdict = mine == theirs ? style.dim("  (shared)") : style.green("  (new)")
             rows.append(("ns/\(kind.procName) inode", mine, theirs + verdict))
         }
-        say("  " + pad("", 26) + pad(style.bold("on the host"), 36) + style.bold("in the container"))
+        // 80 columns: 2 + 22 + 30 + 26.
+        say("  " + pad("", 22) + pad(style.bold("on the host"), 30) + style.bold("in the container"))
         for (what, hostValue, containerValue) in rows {
-            say("  " + pad(what, 26) + pad(clip(hostValue, 34), 36) + clip(containerValue, 60))
+            say("  " + pad(clip(what, 21), 22) + pad(clip(hostValue, 28), 30) + clip(containerValue, 26))
         }
         if early {
-            say(style.dim("  ¹ read by the container's PID 1 through the host's /proc, before its chroot: without a mount namespace there is no /proc inside"))
+            sayWrapped("¹ read by the container's PID 1 through the host's /proc, before its chroot: without a mount namespace there is no /proc inside",
+                       indent: "  ", hanging: "    ", style: style.dim)
         }
-        say(style.dim("  (namespace inodes are read from outside, /proc/\(probe.initPID)/ns/*: the same inode is the same namespace)"))
+        sayWrapped("(namespace inodes are read from outside, /proc/\(probe.initPID)/ns/*: the same inode is the same namespace)",
+                   indent: "  ", hanging: "   ", style: style.dim)
         say()
         explain(namespaces)
         say()
@@ -100,7 +107,7 @@ struct Lesson: ParsableCommand {
             say()
         }
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
-            say(style.dim("(not on a terminal: no shell. Run `chapter-02 -- COMMAND` to run one command inside.)"))
+            say(style.dim("(not on a terminal: no shell; `chapter-02 -- COMMAND` runs one command inside)"))
             return .exited(0)
         }
         say(style.bold("You are now inside.") + " Try: hostname  ·  ps  ·  ip link  ·  id  ·  cat /proc/self/cgroup  ·  ls -l /proc/self/ns  ·  exit")
@@ -120,25 +127,31 @@ struct Lesson: ParsableCommand {
             (.pid, "pid: the shell is PID 2, under our init (PID 1); host PIDs cannot be seen or signalled."),
             (.mount, "mount: our mounts (/, /proc, /dev) are ours alone; the host's root was detached after pivot_root."),
             (.ipc, "ipc: the host's message queue is not here; a new IPC namespace starts empty."),
-            (.network, "net: one device, lo, which we brought up; no route to anywhere else (chapter 05 adds veth)."),
+            (.network, "net: one device, lo, which we brought up; no route out (a veth pair: chapter 07, coming)."),
             (.user, getuid() == 0
                 ? "user: we map 0 to 0 (as root), so files stay root's; but its capabilities count only in namespaces it owns. Without sudo, 0 inside is your uid."
                 : "user: uid 0 inside is uid \(getuid()) outside; its capabilities count only in the namespaces it owns."),
-            (.cgroup, "cgroup: /proc/self/cgroup shows our cgroup as the root, \"0::/\"."),
+            (.cgroup, "cgroup: /proc/self/cgroup shows our cgroup as the root, \"/\" (the row above)."),
             (.time, "time: the monotonic and boot clocks have an offset here; the wall clock is shared."),
         ]
-        for (kind, line) in lines where namespaces.contains(kind) { say("  " + style.green("new ") + line) }
+        /// A coloured lead-in, then the text wrapped at 80 (or the terminal's width).
+        func note(_ lead: String, _ colored: String, _ text: String) {
+            let lines = wrapLines(text, first: terminalWidth() - 2 - lead.count, rest: terminalWidth() - 6)
+            say("  " + colored + (lines.first ?? ""))
+            for line in lines.dropFirst() { say("      " + line) }
+        }
+        for (kind, line) in lines where namespaces.contains(kind) { note("new ", style.green("new "), line) }
         let shared = Namespaces.all.subtracting(namespaces)
-        if !shared.isEmpty { say("  " + style.yellow("shared with the host: ") + "\(shared)") }
+        if !shared.isEmpty { note("shared with the host: ", style.yellow("shared with the host: "), "\(shared)") }
         if !namespaces.contains(.mount) {
-            say("  " + style.yellow("no mount namespace: ") + "we used chapter 01's chroot (try `chapter-02 escape --namespaces \(namespaces)`),")
-            say("    and mounted no /proc: a mount here would change the host's mount table. Rows marked n/a need it.")
+            note("no mount namespace: ", style.yellow("no mount namespace: "),
+                 "we used chapter 01's chroot (try `chapter-02 escape --namespaces \(namespaces)`), and mounted no /proc: a mount here would change the host's mount table. Rows marked n/a need it.")
         }
         if namespaces.contains(.pid) && !namespaces.contains(.mount) {
-            say("  " + style.yellow("pid without mount: ") + "$$ is 2, but ps needs a /proc of the new PID namespace — add mount.")
+            note("pid without mount: ", style.yellow("pid without mount: "), "$$ is 2, but ps needs a /proc of the new PID namespace — add mount.")
         }
         if namespaces.contains(.mount) && !namespaces.contains(.pid) {
-            say("  " + style.yellow("mount without pid: ") + "our fresh /proc still lists every process of the host.")
+            note("mount without pid: ", style.yellow("mount without pid: "), "our fresh /proc still lists every process of the host.")
         }
     }
 
@@ -253,17 +266,43 @@ struct Probe {
             mounts: "\(((try? MountInfo.table()) ?? []).count)",
             queues: "\(queues) queue(s)" + (queue >= 0 ? ", ours is id \(queue)" : ""),
             uid: "\(getuid())",
-            cgroup: Probe.cgroupSummary((try? FileSystem.readString("/proc/self/cgroup")) ?? "?"),
+            cgroup: (try? FileSystem.readString("/proc/self/cgroup")) ?? "?",
             uptime: ((try? FileSystem.readString("/proc/uptime")) ?? "?").split(separator: " ").first.map(String.init) ?? "?",
             namespaces: Namespaces.identity())
     }
 
-    /// The cgroup v2 line (`0::/path`) and how many v1 lines there are besides it.
-    static func cgroupSummary(_ text: String) -> String {
-        let lines = text.split(whereSeparator: { $0 == "\n" || $0 == " " }).map(String.init)
-        guard lines.count > 1, let unified = lines.first(where: { $0.hasPrefix("0::") }) else { return lines.joined(separator: " ") }
-        let marker = lines.last.map { $0 == "¹" ? " ¹" : "" } ?? ""
-        return unified + " (+\(lines.filter { !$0.hasPrefix("0::") && $0 != "¹" }.count) v1 lines)" + marker
+    /// The /proc/self/cgroup row: on cgroup v2 its one line (`0::/path`) on each side; on
+    /// a v1 or hybrid host (a line per hierarchy) the line that differs between host and
+    /// container, the memory controller's when it does, without its hierarchy number,
+    /// and how many lines there are besides.
+    static func cgroupPair(host hostText: String, inside insideText: String) -> (host: String, inside: String) {
+        func lines(_ text: String) -> [String] {
+            text.split(whereSeparator: { $0 == "\n" || $0 == " " }).map(String.init).filter { $0.contains(":") }
+        }
+        let marker = insideText.hasSuffix("¹") ? " ¹" : ""
+        let hostLines = lines(hostText), insideLines = lines(insideText)
+        guard hostLines.count > 1 || insideLines.count > 1 else {
+            return (hostLines.first ?? hostText, (insideLines.first ?? insideText.split(separator: " ").filter { $0 != "¹" }.joined(separator: " ")) + marker)
+        }
+        /// "4:memory:/a/b" → ("memory", "memory:/a/b"); "0::/x" → ("", "0::/x").
+        func keyed(_ lines: [String]) -> [String: String] {
+            var table: [String: String] = [:]
+            for line in lines {
+                let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 3 else { continue }
+                table[parts[1]] = parts[1].isEmpty ? line : parts[1] + ":" + parts[2]
+            }
+            return table
+        }
+        let hostByKey = keyed(hostLines), insideByKey = keyed(insideLines)
+        let differing = Set(insideByKey.keys.filter { hostByKey[$0] != insideByKey[$0] })
+        let key = differing.contains("memory") ? "memory"
+            : differing.sorted().first ?? (insideByKey["memory"] != nil ? "memory" : insideByKey.keys.sorted().first ?? "")
+        func shown(_ table: [String: String], _ count: Int) -> String {
+            let line = table[key] ?? "?"
+            return (line.count > 16 ? String(line.prefix(15)) + "…" : line) + " (+\(count - 1) more)"
+        }
+        return (shown(hostByKey, hostLines.count), shown(insideByKey, insideLines.count) + marker)
     }
 
     /// "1 chapter-02, 2 sh" — or a count and the first few when /proc is the host's.

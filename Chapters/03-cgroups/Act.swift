@@ -16,9 +16,12 @@ struct Act {
             : ["sh", "-c", "echo 'two busy loops (install stress-ng to use it instead)'; for i in 1 2; do while :; do :; done & done; wait"]
         // A shell that holds 4 MiB more every quarter second, so the climb is visible.
         let memoryHog = ["sh", "-c", "i=0; x=; while :; do x=\"$x$(head -c 4194304 /dev/zero | tr '\\000' a)\"; i=$((i+4)); echo \"holding $i MiB\"; sleep 0.25; done"]
-        // The classic fork bomb: each call starts two more, in the background. Refused
-        // forks end a branch, so it is lit again and again, as a real one would keep trying.
-        let forkBomb = ["sh", "-c", "echo 'bomb() { bomb | bomb & }; bomb'; bomb() { bomb | bomb & }; { while :; do bomb; sleep 0.2; done; } 2>/dev/null"]
+        // A fork bomb that holds: each copy starts a copy and waits for it, and starts
+        // another when that one dies. A refused fork ends only the shell that asked (a
+        // shell exits when it cannot fork); its parent fills the slot again at once, so
+        // the cgroup sits at pids.max for as long as the act lasts. The top shell
+        // becomes a sleep (exec, no fork): the act ends when the chapter stops it.
+        let forkBomb = ["sh", "-c", "echo 'bomb() { while :; do bomb & wait; done; }; bomb'; bomb() { while :; do bomb & wait; done; }; bomb 2>/dev/null & exec sleep 86400"]
         // Swap off for the hog, where the kernel can limit it (see Chapter03.swift).
         let noSwap: UInt64? = !Cgroup.hostHasSwap() || Cgroup.swapAccounting() ? 0 : nil
         var acts = [

@@ -62,7 +62,7 @@ struct Demo: ParsableCommand {
                 if !Cgroup.hostHasSwap() || Cgroup.swapAccounting() {
                     limits.swapBytes = 0
                 } else {
-                    say(style.yellow("note: ") + "this host swaps and cannot limit swap per cgroup: the hog may swap before the OOM kill (sudo swapoff -a avoids it)")
+                    sayWrapped("note: this host swaps and cannot limit swap per cgroup: the hog may swap before the OOM kill (sudo swapoff -a avoids it)", hanging: "      ")
                 }
             }
             limits.pids = try pids.map(ResourceLimits.parsePids)
@@ -72,22 +72,22 @@ struct Demo: ParsableCommand {
             try Container.preflight(containerNamespaces, rootWhy: "creating cgroups and namespaces needs root")
             let cgroups = Preflight.cgroups()
             try Preflight.require([cgroups])
-            let root: RootFilesystem
-            if let rootfs { root = try RootFilesystem.validate(FilePath(rootfs)) } else {
-                root = try RootFilesystem.builtIn(log: { say(style.dim("  (\($0))")) })
-            }
+            let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: note)
+            defer { layer?.remove() }
             blockSignalsForSupervision()  // Ctrl-C: we stop the act and remove its cgroup first
 
             var segments: [PlotSegment] = []
             if command.isEmpty {
+                // stress-ng is optional: without it the acts use shell loops.
+                if rootfs != nil { try root.requirePrograms(["sh", "head", "tr", "sleep"], for: "the three acts") }
                 say(style.bold("Chapter 03 · cgroup limits under stress"))
-                say("2006–2008: Google's engineers add control groups to Linux (2.6.24). LMCTFY, Borg and")
-                say("every container since put each workload in one. This host: \(cgroups.detail).")
+                sayWrapped("2006–2008: Google's engineers add control groups to Linux (2.6.24). LMCTFY, Borg and every container since put each workload in one.", hanging: "")
+                sayWrapped("This host: \(cgroups.detail).", hanging: "  ")
                 // The talk's own demo first, when its tools are installed.
                 if TalkDemo.missing().isEmpty {
                     if try TalkDemo(seconds: max(1, min(3, Int(seconds)))).run().interrupted { code = 130 }
                 } else {
-                    say(style.dim("(The talk's own demo uses cgroup-tools and stress: \(TalkDemo.installLine), then run chapter-03 talk.)"))
+                    sayWrapped("(The talk's own demo uses cgroup-tools and stress: \(TalkDemo.installLine), then run chapter-03 talk.)", hanging: " ")
                 }
                 for act in Act.all(seconds: seconds, stressNG: Command.find("stress-ng", root: root.path) != nil) where code == 0 {
                     let result = try run(act, root: root, offset: segments.last?.samples.last?.time ?? 0)
@@ -124,16 +124,17 @@ struct Demo: ParsableCommand {
     /// exec), the meter until the workload ends or the act's time is up, then clean-up.
     func run(_ act: Act, root: RootFilesystem, offset: Double) throws -> ActResult {
         say()
-        say(style.bold("▶ \(act.title)") + style.dim("  — \(act.explanation)"))
+        say(style.bold("▶ \(act.title)"))
+        sayWrapped(act.explanation, indent: "  ", hanging: "  ", style: style.dim)
         say(style.dim("  1. create the cgroup and write its limits:"))
         let cgroup = try Cgroup.create(name: "chapter-03-\(getpid())-\(act.number)", limits: act.limits, log: { path, value in
-            say("     " + style.syscall("echo \"\(value)\" > \(path)"))
+            sayWrapped("echo \"\(value)\" > \(path)", indent: "     ", hanging: "         ", style: style.syscall)
         })
         defer {
             cgroup.destroy()
-            say(style.dim("  4. kill what is left and rmdir the cgroup: \(cgroup.relativePath) removed"))
+            sayWrapped("4. kill what is left and rmdir the cgroup: \(cgroup.relativePath) removed", indent: "  ", hanging: "     ", style: style.dim)
         }
-        say(style.dim("  2. start the container (chapter 02) and, while it waits before exec, join it:"))
+        sayWrapped("2. start the container (chapter 02) and, while it waits before exec, join it:", indent: "  ", hanging: "     ", style: style.dim)
         let fds = try makePipe()
         let output = FileDescriptor(rawValue: fds.write)
         let container: ChildProcess
@@ -145,7 +146,7 @@ struct Demo: ParsableCommand {
                 standardOutput: output, standardError: output,
                 beforeRelease: { pid in
                     try cgroup.addProcess(pid)
-                    say(style.dim("     (PID \(pid) is still held before execve: the workload never runs unlimited)"))
+                    sayWrapped("(PID \(pid) is still held before execve: the workload never runs unlimited)", indent: "     ", hanging: "      ", style: style.dim)
                 })
         } catch {
             close(fds.read); close(fds.write)
@@ -153,14 +154,15 @@ struct Demo: ParsableCommand {
         }
         close(fds.write)
         defer { close(fds.read) }
-        say(style.dim("  3. watch the kernel's accounting (\(cgroup.version == .v2 ? "cpu.stat, memory.current, memory.events, pids.current, pids.events" : "cpuacct.usage, cpu.stat, memory.usage_in_bytes, memory.oom_control, pids.current, pids.events")):"))
+        sayWrapped("3. watch the kernel's accounting (\(cgroup.version == .v2 ? "cpu.stat, memory.current, memory.events, pids.current, pids.events" : "cpuacct.usage, cpu.stat, memory.usage_in_bytes, memory.oom_control, pids.current, pids.events")):",
+                   indent: "  ", hanging: "     ", style: style.dim)
         let meter = Meter(cgroup: cgroup, limits: act.limits, clockOffset: offset)
         let (status, interrupted) = supervise(container, output: fds.read, meter: meter, stopAfter: act.stopAfter)
         meter.finish()
         if interrupted {
             say(style.yellow("  interrupted: stopping the container and removing its cgroup"))
         } else {
-            say("  " + act.summary(meter, status))
+            sayWrapped(act.summary(meter, status), indent: "  ", hanging: "    ")
         }
         return ActResult(status: status, meter: meter, interrupted: interrupted)
     }
@@ -210,6 +212,7 @@ struct Demo: ParsableCommand {
                     status = ExitStatus(waitStatus: raw)
                 }
             }
+            if status == nil { meter.samplePids() }
             if meter.elapsed >= nextSample && status == nil {
                 meter.update()
                 nextSample = meter.elapsed + 0.2

@@ -1,6 +1,7 @@
 // The live meter: what the kernel counts for the cgroup, several times a second.
 import Glibc
 import Isolation
+import SystemPackage
 
 /// One reading of the cgroup's files, kept for the summary and the plot.
 struct Sample {
@@ -31,6 +32,13 @@ final class Meter {
     private(set) var peakMemory: UInt64 = 0
     private(set) var peakPids: UInt64 = 0
     private var lastWorkloadLine = ""
+    /// The limits in force, read from the cgroup's files at each update: a quota written
+    /// by hand while the act runs (echo 50000 > cpu.cfs_quota_us) shows at once.
+    private(set) var cpuLimit: Double?
+    private(set) var memoryLimit: UInt64?
+    private(set) var pidsLimit: UInt64?
+    /// pids.current, read between the samples too (a fork bomb's peak lasts milliseconds).
+    private let pidsCurrent: FilePath?
 
     init(cgroup: Cgroup, limits: ResourceLimits, clockOffset: Double = 0) {
         self.cgroup = cgroup
@@ -41,6 +49,17 @@ final class Meter {
         let stats = cgroup.stats()
         previousUsage = stats.cpuUsageMicroseconds ?? 0
         previousTime = start
+        cpuLimit = limits.cpus
+        memoryLimit = limits.memoryBytes
+        pidsLimit = limits.pids.map { UInt64($0) }
+        pidsCurrent = cgroup.directory(for: "pids")?.appending("pids.current")
+    }
+
+    /// Reads pids.current alone (one small file), for the peak between samples.
+    func samplePids() {
+        guard let pidsCurrent, let text = try? FileSystem.readString(pidsCurrent),
+              let value = UInt64(text.split(separator: "\n").first ?? "") else { return }
+        peakPids = max(peakPids, value)
     }
 
     var elapsed: Double { monotonicSeconds() - start }
@@ -59,6 +78,19 @@ final class Meter {
         peakMemory = max(peakMemory, stats.memoryPeakBytes ?? sample.memoryBytes, sample.memoryBytes)
         peakPids = max(peakPids, sample.pids)
         throttled = stats.throttledPeriods ?? throttled
+        let liveCPU = cgroup.cpuLimit()
+        if liveCPU != cpuLimit {
+            event(style.yellow("CPU quota changed") + ": now \(liveCPU.map { percent($0) } ?? "no limit") (read from the cgroup's files)")
+            cpuLimit = liveCPU
+        }
+        if stats.memoryLimitBytes != memoryLimit {
+            event(style.yellow("memory limit changed") + ": now \(stats.memoryLimitBytes.map(formatBytes) ?? "no limit")")
+            memoryLimit = stats.memoryLimitBytes
+        }
+        if stats.pidsLimit != pidsLimit {
+            event(style.yellow("pids limit changed") + ": now \(stats.pidsLimit.map(String.init) ?? "no limit")")
+            pidsLimit = stats.pidsLimit
+        }
 
         if let kills = stats.oomKills, kills > oomKills {
             event(style.red("OOM kill") + ": the kernel killed \(kills - oomKills) process(es) in the cgroup (\(cgroup.version == .v2 ? "memory.events oom_kill" : "memory.oom_control oom_kill") = \(kills))")
@@ -67,6 +99,9 @@ final class Meter {
         if let refused = stats.pidsRefused, refused > refusedForks {
             event(style.yellow("fork refused") + " ×\(refused - refusedForks): pids.max reached (pids.events max = \(refused))")
             refusedForks = refused
+            // The kernel refuses a fork only with pids.current at pids.max: the peak was
+            // the limit, even if no sample caught it.
+            if let pidsLimit { peakPids = max(peakPids, pidsLimit) }
         }
         draw(sample)
     }
@@ -75,13 +110,17 @@ final class Meter {
     func workloadOutput(_ line: String) {
         lastWorkloadLine = line
         clear()
-        say("  " + style.dim("│ ") + line)
+        let width = terminalWidth()
+        for part in wrapLines(line, first: width - 4, rest: width - 4) { say("  " + style.dim("│ ") + part) }
         redraw()
     }
 
     func event(_ text: String) {
         clear()
-        say("  " + style.bold("t=" + format1(clockOffset + elapsed) + "s ") + text)
+        let time = "t=" + format1(clockOffset + elapsed) + "s "
+        let parts = wrapLines(text, first: terminalWidth() - 2 - time.count, rest: terminalWidth() - 4)
+        say("  " + style.bold(time) + (parts.first ?? ""))
+        for part in parts.dropFirst() { say("    " + part) }
         redraw()
     }
 
@@ -94,7 +133,7 @@ final class Meter {
             redraw()
         } else if sample.time - lastPlain >= 1 || lastPlain < 0 {
             lastPlain = sample.time
-            say("  " + plainLine(sample))
+            sayWrapped(plainLine(sample), indent: "  ", hanging: "    ")
         }
     }
 
@@ -112,28 +151,38 @@ final class Meter {
         drawnLines = 0
     }
 
+    /// Three bars, each against its limit. Without a limit a bar is drawn against what
+    /// the machine has (its CPUs, its memory, the kernel's pid_max), so it never looks full.
     func meterLines(_ sample: Sample) -> [String] {
         var lines: [String] = []
-        let cpuLimit = limits.cpus
         let cpuScale = max(cpuLimit ?? Double(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 0.01)
         lines.append("  CPU    " + bar(sample.cpus / cpuScale, over: cpuLimit != nil) + "  "
                      + "\(percent(sample.cpus)) of \(cpuLimit.map { percent($0) + " limit" } ?? "no limit")"
                      + (cpuLimit != nil ? " · throttled \(throttled)×" : ""))
-        let memoryLimit = limits.memoryBytes
-        let memoryScale = Double(memoryLimit ?? max(peakMemory, 1))
+        let memoryScale = Double(memoryLimit ?? Meter.machineMemory)
         lines.append("  MEMORY " + bar(Double(sample.memoryBytes) / memoryScale, over: memoryLimit != nil) + "  "
                      + "\(formatBytes(sample.memoryBytes)) of \(memoryLimit.map(formatBytes) ?? "no limit") · OOM kills \(oomKills)")
-        let pidsLimit = limits.pids
-        let pidsScale = Double(pidsLimit ?? Int(max(peakPids, 1)))
+        let pidsScale = Double(pidsLimit ?? Meter.pidMax)
         lines.append("  PIDS   " + bar(Double(sample.pids) / pidsScale, over: pidsLimit != nil) + "  "
                      + "\(sample.pids) of \(pidsLimit.map(String.init) ?? "no limit") · forks refused \(refusedForks)")
         return lines
     }
 
+    /// MemTotal from /proc/meminfo, in bytes (1 GiB if unreadable).
+    static let machineMemory: UInt64 = {
+        let text = (try? FileSystem.readString("/proc/meminfo")) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
+        let kib = line.flatMap { UInt64($0.split(separator: " ").dropFirst().first ?? "") } ?? (1 << 20)
+        return kib * 1024
+    }()
+
+    /// kernel.pid_max: the most tasks the machine can have.
+    static let pidMax: UInt64 = UInt64(((try? FileSystem.readString("/proc/sys/kernel/pid_max")) ?? "").split(separator: "\n").first ?? "") ?? 32768
+
     func plainLine(_ sample: Sample) -> String {
-        "t=\(format1(sample.time))s cpu=\(percent(sample.cpus))\(limits.cpus.map { "/" + percent($0) } ?? "") throttled=\(throttled)"
-            + " memory=\(formatBytes(sample.memoryBytes))\(limits.memoryBytes.map { "/" + formatBytes($0) } ?? "") oom_kills=\(oomKills)"
-            + " pids=\(sample.pids)\(limits.pids.map { "/\($0)" } ?? "") forks_refused=\(refusedForks)"
+        "t=\(format1(sample.time))s cpu=\(percent(sample.cpus))\(cpuLimit.map { "/" + percent($0) } ?? "") throttled=\(throttled)"
+            + " memory=\(formatBytes(sample.memoryBytes))\(memoryLimit.map { "/" + formatBytes($0) } ?? "") oom_kills=\(oomKills)"
+            + " pids=\(sample.pids)\(pidsLimit.map { "/\($0)" } ?? "") forks_refused=\(refusedForks)"
     }
 
     /// A 30-cell bar; full (red) at the limit.
@@ -147,7 +196,7 @@ final class Meter {
 
     /// Forgets the meter on screen (it stays as the act's last picture).
     func finish() {
-        if let sample = lastSample, !live { say("  " + plainLine(sample)) }
+        if let sample = lastSample, !live { sayWrapped(plainLine(sample), indent: "  ", hanging: "    ") }
         drawnLines = 0
     }
 

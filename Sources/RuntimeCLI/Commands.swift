@@ -298,7 +298,8 @@ public enum ContainerInitCommand {
             cgroupDirectories: directories, newKeyring: newKeyring,
             narrate: narrate ? { call, why in lessonStep(call, why) } : { _, _ in },
             timings: narrate ? { timings in
-                say(style.dim("  inside, each stage took: " + timings.map { "\($0.stage) \(milliseconds($0.seconds))" }.joined(separator: " · ")))
+                sayWrapped("inside, each stage took: " + timings.map { "\($0.stage) \(milliseconds($0.seconds))" }.joined(separator: " · "),
+                           indent: "  ", hanging: "    ", style: style.dim)
             } : { _ in })
     }
 

@@ -36,7 +36,9 @@ public struct GlobalOptions: ParsableArguments {
             RuntimeLog(self).write(level: "error", error.description)
             throw ExitCode(error.status)
         } catch {
-            let message = Self.message(for: error)
+            var message = Self.message(for: error)
+            // A bare errno names no step: say at least which command it stopped.
+            if error is Errno { message = "\(command): " + message }
             printError("\(CommandLine.arguments.first.map { FilePath($0).lastComponent?.string ?? $0 } ?? "runtime"): \(message)")
             RuntimeLog(self).write(level: "error", message)
             throw ExitCode(1)

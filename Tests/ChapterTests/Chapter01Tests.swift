@@ -94,6 +94,11 @@ struct Chapter01Tests {
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains(secret), "the escaped process did not print the host file: \(result)")
         #expect(result.stdout.contains("ENOENT"), "the file should first be unreachable: \(result)")
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
+        // A typo in --rootfs is an error (1), not an outcome of the escape (0 or 2).
+        let broken = try run(product("chapter-01"), ["escape", "--rootfs", folder.path + "/no-such-root", "--target", marker])
+        #expect(broken.status == 1, "\(broken)")
     }
 
     @Test("the lesson, piped: each step's system call, side by side, what chroot does not hide")
@@ -101,11 +106,16 @@ struct Chapter01Tests {
         let rootfs = try builtInRootfs()
         let result = try run(product("chapter-01"), [])
         #expect(result.status == 0, "\(result)")
-        for expected in ["chroot(\"\(rootfs)\")", "chdir(\"/\")", "execve(\"/bin/ls\"", "the jail: ls /", "What chroot does NOT hide", "kill -0 works"] {
+        // The jail is this run's own layer over the cache (never the cache itself).
+        for expected in ["chroot(\"/tmp/isolation-layer-", "chdir(\"/\")", "execve(\"/bin/ls\"", "the jail: ls /", "What chroot does NOT hide", "kill -0 works"] {
             #expect(result.stdout.contains(expected), "lesson output lacks \(expected)")
         }
+        #expect(!result.stdout.contains("chroot(\"\(rootfs)\")"))
         #expect(result.stdout.contains(Identity.hostname()))
         #expect(mounts(under: rootfs).isEmpty)
+        // Projected at 80 columns (not a terminal: 80): no line is wider, narration wraps.
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
     }
 
     @Test("both rootfs builders make a rootfs where sh -c 'echo ok' runs", arguments: RootFilesystem.Source.allCases)

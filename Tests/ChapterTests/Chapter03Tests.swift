@@ -34,9 +34,50 @@ struct Chapter03Tests {
         for expected in ["Act 1", "cpu=", "throttled", "Act 2", "OOM kill", "Act 3", "fork refused", "echo \"", "cgroup.procs"] {
             #expect(result.stdout.contains(expected), "the demo's output lacks \(expected)")
         }
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
         let svg = try String(contentsOfFile: plot, encoding: .utf8)
-        #expect(svg.hasPrefix("<svg") && svg.contains("polyline") && svg.contains("limit 0.5") && svg.contains("limit 64.0"))
+        // Three charts (pids too), every limit with its unit, ticks on the time axis.
+        #expect(svg.hasPrefix("<svg") && svg.matches(of: /<polyline/).count == 9, "\(svg)")
+        for label in ["limit 0.5 CPUs", "limit 64 MiB", "limit 32 tasks", "tasks (pids)", "time (s)", ">0</text>", ">2</text>"] {
+            #expect(svg.contains(label), "the plot lacks \(label)")
+        }
+        // The fork bomb holds at its limit until the chapter stops it, and its peak is
+        // the limit (the kernel refused forks only there).
+        let act3 = try #require(result.stdout.components(separatedBy: "Act 3").last)
+        #expect(act3.contains("time is up") && act3.contains("at most 32 of 32 tasks"), "\(act3)")
+        // Forks are refused (the count is at pids.max) from the first refusal until the
+        // chapter stops the act: the bomb does not burn out on its own.
+        let refusals = act3.matches(of: /t=(\d+\.\d)s fork refused/).compactMap { Double($0.1) }
+        let stop = act3.matches(of: /t=(\d+\.\d)s time is up/).compactMap { Double($0.1) }.first
+        #expect(refusals.count >= 3 && stop != nil && stop! - refusals.filter { $0 <= stop! }.max()! <= 0.6,
+                "the bomb stopped before its time: refusals at \(refusals), stopped at \(String(describing: stop))")
         #expect(orphanedChapter03Cgroups().isEmpty, "left: \(orphanedChapter03Cgroups())")
+    }
+
+    @Test("a CPU quota changed by hand while the command runs: the meter says so and shows the new limit",
+          .enabled(if: FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cpu.cfs_quota_us") || CgroupMode.detect() == .unified, "needs the cpu controller"))
+    func liveQuota() throws {
+        let folder = try TemporaryFolder("ch03-live")
+        defer { folder.remove() }
+        let out = folder.path + "/out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: product("chapter-03"))
+        process.arguments = ["--cpus", "0.5", "--", "sleep", "3"]
+        process.environment = ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        try process.run()
+        let unified = CgroupMode.detect() == .unified
+        let name = "chapter-03-\(process.processIdentifier)-0"
+        let file = unified ? "/sys/fs/cgroup/isolation/\(name)/cpu.max" : "/sys/fs/cgroup/cpu/isolation/\(name)/cpu.cfs_quota_us"
+        for _ in 0..<200 where !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("pids=") { usleep(20_000) }
+        try (unified ? "20000 100000" : "20000").write(toFile: file, atomically: false, encoding: .utf8)
+        process.waitUntilExit()
+        let output = try String(contentsOfFile: out, encoding: .utf8)
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(output.contains("CPU quota changed: now 20%"), "\(output)")
+        #expect(output.contains("cpu=0%/20%") || output.split(separator: "\n").last(where: { $0.contains("cpu=") })?.contains("/20%") == true, "\(output)")
     }
 
     @Test("a command past its memory limit is OOM-killed: status 137, the event shown")

@@ -203,6 +203,54 @@ struct Chapter04Tests {
         #expect(run.status == 126 && run.stderr.contains("permission denied"), "\(run)")
     }
 
+    @Test("errors from paths name the path and the step: missing bundle, unreadable config, rootfs a file, state folder not writable")
+    func pathErrors() throws {
+        let bundle = try TestBundle("paths", args: ["true"])
+        defer { bundle.remove() }
+        func expectError(_ arguments: [String], _ expected: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let result = try bundle.runtime(arguments)
+            #expect(result.status == 1, "\(result)", sourceLocation: sourceLocation)
+            for text in expected {
+                #expect(result.stderr.contains(text), "expected '\(text)' in: \(result.stderr)", sourceLocation: sourceLocation)
+            }
+            #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/p1"), sourceLocation: sourceLocation)
+            #expect(containerCgroups("p1").isEmpty, sourceLocation: sourceLocation)
+        }
+        // A bundle that is not there: the path, the step, what a bundle is.
+        let missing = bundle.folder.path + "/no/such/dir"
+        try expectError(["create", "--bundle", missing, "p1"], ["create: the bundle \(missing) does not exist", "config.json"])
+        // config.json that cannot be read (a directory where the file should be; root reads any file).
+        let unreadable = bundle.folder.path + "/unreadable"
+        try FileManager.default.createDirectory(atPath: unreadable + "/config.json", withIntermediateDirectories: true)
+        try expectError(["create", "--bundle", unreadable, "p1"], ["cannot read \(unreadable)/config.json", "Is a directory"])
+        // root.path names a file.
+        let fileRoot = bundle.folder.path + "/rootfs-file"
+        try "not a folder".write(toFile: fileRoot, atomically: true, encoding: .utf8)
+        let config = bundle.path + "/config.json"
+        let saved = try String(contentsOfFile: config, encoding: .utf8)
+        var edited = try OCIConfig.decode(json: Array(saved.utf8))
+        edited.root = OCIConfig.Root(path: fileRoot)
+        try Data(edited.encodedJSON()).write(to: URL(fileURLWithPath: config))
+        try expectError(["create", "--bundle", bundle.path, "p1"], ["root.path \(fileRoot) is not a directory"])
+        try saved.write(toFile: config, atomically: true, encoding: .utf8)
+        // A state folder (--root) that cannot be made: a file stands where its parent should be.
+        let blocker = bundle.folder.path + "/blocker"
+        try "a file".write(toFile: blocker, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
+        process.arguments = ["--root", blocker + "/state", "create", "--bundle", bundle.path, "p1"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1)
+        #expect(stderr.contains("making the state folder \(blocker)/state") && stderr.contains("ENOTDIR") && stderr.contains("--root"), "\(stderr)")
+        #expect(containerCgroups("p1").isEmpty)
+        #expect(try String(contentsOfFile: blocker, encoding: .utf8) == "a file")
+    }
+
     @Test("config fields, seen from a probe inside the container")
     func fieldsFromInside() throws {
         let probe = """
@@ -500,6 +548,36 @@ struct Chapter04Tests {
             #expect(result.stdout.contains(expected), "the lesson lacks \(expected)")
         }
         #expect(!result.stdout.contains("Error"))
+        // The fields the step is about, one line each, not the whole file; 80 columns.
+        for field in ["process.args: [\"sh\", \"-c\"", "linux.namespaces: pid, network, ipc, uts, mount", "  /proc                proc",
+                      "linux.resources: memory.limit 128 MiB, pids.limit 64", "--verbose shows the whole file"] {
+            #expect(result.stdout.contains(field), "the summary lacks \(field)")
+        }
+        #expect(!result.stdout.contains("\"maskedPaths\"") && !result.stdout.contains("\"capabilities\""), "the whole config.json is shown")
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
+        let verbose = try run(product("chapter-04"), ["--verbose"], timeout: 60)
+        #expect(verbose.status == 0 && verbose.stdout.contains("\"maskedPaths\"") && verbose.stdout.contains("\"capabilities\""), "\(verbose)")
+    }
+
+    @Test("chapter-04 -- COMMAND: run in the lesson's bundle by the runtime (own hostname, PID 1), its status kept, nothing left")
+    func command() throws {
+        func leftovers() -> Set<String> {
+            let temporary = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+            let cgroups = Cleanup.cgroupParents().flatMap { parent in
+                ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter { $0.hasPrefix("command-") }
+            }
+            return Set(temporary.filter { $0.hasPrefix("isolation-bundle-") || $0.hasPrefix("isolation-state-") } + cgroups)
+        }
+        let before = leftovers()
+        let echo = try run(product("chapter-04"), ["--", "echo", "hi"], timeout: 60)
+        #expect(echo.status == 0 && echo.stdout == "hi\n", "\(echo)")
+        let inside = try run(product("chapter-04"), ["--", "sh", "-c", "echo $(hostname) $$; exit 7"], timeout: 60)
+        #expect(inside.status == 7, "\(inside)")
+        #expect(inside.stdout == "oci-lesson 1\n", "\(inside)")
+        let missing = try run(product("chapter-04"), ["--", "no-such-program"], timeout: 60)
+        #expect(missing.status == 127 && missing.stderr.contains("no-such-program"), "\(missing)")
+        #expect(leftovers().subtracting(before).isEmpty, "left behind: \(leftovers().subtracting(before))")
     }
 }
 

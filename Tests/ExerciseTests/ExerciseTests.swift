@@ -2,7 +2,9 @@
 // missing steps; it passes when the holes hold the reference solutions; and it catches
 // wrong solutions a learner might write, saying what went wrong.
 //
-// The solutions (Exercises/NN-*/Solution/Steps.swift.solution) and the wrong ones
+// The pristine starters (each Steps.swift as the repository holds it, read with `git show`,
+// never the working tree's, which a learner may have solved), the solutions
+// (Exercises/NN-*/Solution/Steps.swift.solution) and the wrong ones
 // (Tests/ExerciseTests/Wrong/NN-Steps.swift.wrong) are swapped into ONE temporary copy of
 // the package, built there (`swift build --product exercise-NN`: the library once, then
 // only the exercises), and the built programs are kept side by side for both tests. The
@@ -38,12 +40,10 @@ let exercises: [(number: String, folder: String, steps: [String])] = [
 struct ExerciseTests {
     @Test("the checker fails on every untouched starter, naming the missing steps")
     func untouchedStarters() throws {
-        // This package's own exercises are the starters as committed.
-        for exercise in exercises {
-            let steps = try String(contentsOfFile: "\(packageRoot)/Exercises/\(exercise.folder)/Steps.swift", encoding: .utf8)
-            try #require(steps.contains("exerciseTODO("), "Exercises/\(exercise.folder)/Steps.swift is not the starter: restore it (git checkout) to run this test")
-        }
-        let result = try runCheck(bin: productsDirectory)
+        // The starters as the repository holds them, built in the copy: solving the
+        // exercises in this working tree changes nothing here.
+        let builds = try ExerciseBuilds.shared.get()
+        let result = try runCheck(bin: builds.starters, package: builds.starters)
         #expect(result.status == 1, "\(result)")
         let failed = failedChecks(result.stdout)
         for exercise in exercises {
@@ -125,6 +125,7 @@ final class ExerciseBuilds: Sendable {
 
     let folder: String
     let package: String
+    let starters: String
     let solutions: String
     let wrong: String
 
@@ -141,12 +142,19 @@ final class ExerciseBuilds: Sendable {
             }
         }
         package = folder + "/package"
+        starters = folder + "/starters"
         solutions = folder + "/solutions"
         wrong = folder + "/wrong"
         // The package without its build folder or git history (tar keeps it one command).
         try FileManager.default.createDirectory(atPath: package, withIntermediateDirectories: true)
         let copy = try run("/bin/sh", ["-c", "tar -C \"$1\" --exclude=./.build --exclude='./.build-*' --exclude=./.git --exclude=./.swiftpm -cf - . | tar -C \"$2\" -xf -", "sh", packageRoot, package])
         guard copy.status == 0 else { throw IsolationError("copying the package: \(copy)") }
+        let pristine = folder + "/pristine"
+        try FileManager.default.createDirectory(atPath: pristine, withIntermediateDirectories: true)
+        for exercise in exercises {
+            try pristineStarter(exercise.folder).write(toFile: "\(pristine)/\(exercise.number)-Steps.swift", atomically: true, encoding: .utf8)
+        }
+        try build(with: { "\(pristine)/\($0.number)-Steps.swift" }, into: starters)
         try build(with: { "\(self.package)/Exercises/\($0.folder)/Solution/Steps.swift.solution" }, into: solutions)
         try build(with: { "\(packageRoot)/Tests/ExerciseTests/Wrong/\($0.number)-Steps.swift.wrong" }, into: wrong)
     }
@@ -171,6 +179,29 @@ final class ExerciseBuilds: Sendable {
             try FileManager.default.copyItem(atPath: "\(package)/Exercises/\(exercise.folder)/Steps.swift", toPath: "\(sources)/Steps.swift")
         }
     }
+}
+
+/// The starter of an exercise as the repository holds it: `git show COMMIT:PATH` of the
+/// newest commit whose Steps.swift still has its holes (HEAD's, unless a learner committed
+/// a solution). Never the working tree's file.
+func pristineStarter(_ folder: String) throws -> String {
+    let path = "Exercises/\(folder)/Steps.swift"
+    let git = ProcessInfo.processInfo.environment["PATH", default: "/usr/bin:/bin"].split(separator: ":")
+        .map { "\($0)/git" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let git else {
+        throw IsolationError("git is missing: the exercise tests read the starters from the repository", hint: "apt-get install git")
+    }
+    // safe.directory: as root, in a clone that belongs to someone else, git refuses otherwise.
+    let base = ["-c", "safe.directory=*", "-C", packageRoot]
+    let commits = try run(git, base + ["rev-list", "HEAD", "--", path])
+    guard commits.status == 0 else {
+        throw IsolationError("git rev-list HEAD -- \(path) in \(packageRoot): \(commits)", hint: "run the tests in a git clone of the project")
+    }
+    for commit in commits.stdout.split(separator: "\n") {
+        let shown = try run(git, base + ["show", "\(commit):\(path)"])
+        if shown.status == 0 && shown.stdout.contains("exerciseTODO(") { return shown.stdout }
+    }
+    throw IsolationError("no commit holds a starter of \(path) (one with exerciseTODO holes)")
 }
 
 /// For the exit handler (a C function pointer captures nothing).

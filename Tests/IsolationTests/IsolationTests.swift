@@ -168,3 +168,23 @@ struct PreflightTests {
         } catch { Issue.record("\(error)") }
     }
 }
+
+@Suite("Narration at 80 columns")
+struct NarrationWrapTests {
+    @Test("long calls wrap after a space or comma, long paths anywhere, no line over its width, nothing lost")
+    func wraps() {
+        let call = "mount(\"proc\", \"/tmp/isolation-layer-hapxnf/root/proc\", \"proc\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)"
+        let lines = wrapLines(call, first: 78, rest: 74)
+        func squeezed(_ text: String) -> String { text.replacingOccurrences(of: " ", with: "") }
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines[0].count <= 78 && lines.dropFirst().allSatisfy { $0.count <= 74 }, "\(lines)")
+        #expect(lines[0].hasSuffix("|") && squeezed(lines.joined()) == squeezed(call), "\(lines)")
+        // A long path breaks after a slash; a word longer than a line anywhere.
+        let path = "/sys/fs/cgroup/memory/isolation/lesson-32192/memory.limit_in_bytes"
+        let broken = wrapLines("echo \"134217728\" > " + path, first: 78, rest: 74)
+        #expect(broken.count == 2 && broken[0].hasSuffix("/") && squeezed(broken.joined()) == squeezed("echo \"134217728\" > " + path), "\(broken)")
+        let word = String(repeating: "x", count: 200)
+        #expect(wrapLines(word, first: 78, rest: 74).map(\.count) == [78, 74, 48])
+        #expect(wrapLines("short", first: 78, rest: 74) == ["short"])
+    }
+}

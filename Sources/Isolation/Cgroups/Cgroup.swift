@@ -221,37 +221,42 @@ public final class Cgroup {
                 try makeDirectoryRetrying(level)
                 try enable(wanted, in: level)
             }
-            try makeDirectoryRetrying(directories[""]!)
+            try inStage("making the cgroup \(directories[""]!)") { try makeDirectoryRetrying(directories[""]!) }
             return
         }
         for (controller, directory) in directories.sorted(by: { $0.key < $1.key }) {
-            var parent = directory
-            parent.removeLastComponent()
-            try FileSystem.makeDirectories(parent)
-            if controller == "cpuset" {
-                // A v1 cpuset accepts tasks, and CPUs for its children, only once its cpus
-                // and mems are set, at every level (a new one starts empty): copy each
-                // empty one from its parent, from the hierarchy's root down.
-                var level = FilePath(String(directory.string.dropLast(relativePath.count + 1)))
-                for part in relativePath.split(separator: "/").dropLast() {
-                    let above = level
-                    level.append(String(part))
-                    for file in ["cpuset.cpus", "cpuset.mems"] where ((try? FileSystem.readString(level.appending(file))) ?? "").trimmingCharacters(in: "\n ").isEmpty {
-                        let value = try FileSystem.readString(above.appending(file)).trimmingCharacters(in: "\n ")
-                        try FileSystem.writeFile(level.appending(file), value)
-                    }
+            try inStage("making the cgroup \(directory)") { try make(controller: controller, directory: directory, limits: limits) }
+        }
+    }
+
+    /// One controller's folder of `create` (v1), and the cpuset values it needs.
+    private func make(controller: String, directory: FilePath, limits: ResourceLimits) throws {
+        var parent = directory
+        parent.removeLastComponent()
+        try FileSystem.makeDirectories(parent)
+        if controller == "cpuset" {
+            // A v1 cpuset accepts tasks, and CPUs for its children, only once its cpus
+            // and mems are set, at every level (a new one starts empty): copy each
+            // empty one from its parent, from the hierarchy's root down.
+            var level = FilePath(String(directory.string.dropLast(relativePath.count + 1)))
+            for part in relativePath.split(separator: "/").dropLast() {
+                let above = level
+                level.append(String(part))
+                for file in ["cpuset.cpus", "cpuset.mems"] where ((try? FileSystem.readString(level.appending(file))) ?? "").trimmingCharacters(in: "\n ").isEmpty {
+                    let value = try FileSystem.readString(above.appending(file)).trimmingCharacters(in: "\n ")
+                    try FileSystem.writeFile(level.appending(file), value)
                 }
             }
-            try makeDirectoryRetrying(directory)
-            if controller == "cpuset" {
-                // The parent's, until `apply` writes the config's: a v1 cpuset with either
-                // empty takes no task.
-                let mems = try FileSystem.readString(parent.appending("cpuset.mems")).trimmingCharacters(in: "\n ")
-                try write(directory.appending("cpuset.mems"), mems)
-                if limits.cpuset == nil {
-                    let cpus = try FileSystem.readString(parent.appending("cpuset.cpus")).trimmingCharacters(in: "\n ")
-                    try write(directory.appending("cpuset.cpus"), cpus)
-                }
+        }
+        try makeDirectoryRetrying(directory)
+        if controller == "cpuset" {
+            // The parent's, until `apply` writes the config's: a v1 cpuset with either
+            // empty takes no task.
+            let mems = try FileSystem.readString(parent.appending("cpuset.mems")).trimmingCharacters(in: "\n ")
+            try write(directory.appending("cpuset.mems"), mems)
+            if limits.cpuset == nil {
+                let cpus = try FileSystem.readString(parent.appending("cpuset.cpus")).trimmingCharacters(in: "\n ")
+                try write(directory.appending("cpuset.cpus"), cpus)
             }
         }
     }

@@ -20,6 +20,13 @@ public enum ChrootEscape {
         public var targetContents: String?
         /// The entries of `/` after the escape.
         public var rootEntries: [String]
+
+        /// The exit status both chapters' `escape` commands end with: 0 when the escape
+        /// reached the host file, 2 when it was contained (1 stays what it is for every
+        /// chapter: an error stopped the demonstration before the attempt).
+        public var exitStatus: Int32 { escaped ? Outcome.escapedStatus : Outcome.containedStatus }
+        public static let escapedStatus: Int32 = 0
+        public static let containedStatus: Int32 = 2
     }
 
     /// Tries the escape and then to read `target`, a host path. `narrate` hears each

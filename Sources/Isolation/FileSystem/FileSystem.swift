@@ -227,7 +227,10 @@ public enum FileSystem {
     /// `/tmp/isolation-<purpose>-XXXXXX`.
     public static func makeTemporaryDirectory(purpose: String) throws -> FilePath {
         var template = Array("/tmp/\(projectPrefix)-\(purpose)-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw currentErrno() }
+        guard mkdtemp(&template) != nil else {
+            throw StageError(stage: "making a temporary folder /tmp/\(projectPrefix)-\(purpose)-… (mkdtemp)", errno: currentErrno(),
+                             detail: "/tmp must be a writable folder")
+        }
         return FilePath(platformString: template)
     }
 }

@@ -58,14 +58,18 @@ public struct ContainerStore: Sendable {
         }
     }
 
+    static let rootHint = "the state folder (--root) must be a folder root can write, on a writable file system"
+
     /// Makes the container's folder; an existing one is the "already exists" error.
     public func reserve(_ id: String) throws -> FilePath {
         try Self.validate(id: id)
-        try FileSystem.makeDirectories(root, mode: 0o711)
+        try inStage("making the state folder \(root) (mkdir)", detail: Self.rootHint) {
+            try FileSystem.makeDirectories(root, mode: 0o711)
+        }
         let dir = directory(id)
         if mkdir(dir.string, 0o711) != 0 {
             if Glibc.errno == EEXIST { throw IsolationError("container with ID '\(id)' already exists") }
-            throw StageError(stage: "mkdir \(dir)", errno: currentErrno())
+            throw StageError(stage: "making the container's state folder \(dir) (mkdir)", errno: currentErrno(), detail: Self.rootHint)
         }
         return dir
     }
@@ -75,8 +79,10 @@ public struct ContainerStore: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(record)
         let temporary = directory(record.id).appending("record.json.tmp")
-        try FileSystem.writeFile(temporary, Array(data), mode: 0o600)
-        try pathCall(temporary) { rename($0, directory(record.id).appending("record.json").string) }
+        try inStage("writing the container's state \(temporary)", detail: Self.rootHint) {
+            try FileSystem.writeFile(temporary, Array(data), mode: 0o600)
+            try pathCall(temporary) { rename($0, directory(record.id).appending("record.json").string) }
+        }
         memo.records[record.id] = FileSystem.inode(directory(record.id).appending("record.json")).map { (record, $0) }
     }
 
@@ -114,7 +120,9 @@ public struct ContainerStore: Sendable {
     /// Keeps the config `create` saved (its bytes, as read from the bundle: unknown fields
     /// and all) and remembers it decoded.
     func saveConfig(_ config: OCIConfig, bytes: [UInt8], id: String) throws {
-        try FileSystem.writeFile(directory(id).appending(OCIConfig.fileName), bytes, mode: 0o600)
+        try inStage("keeping config.json in \(directory(id))", detail: Self.rootHint) {
+            try FileSystem.writeFile(directory(id).appending(OCIConfig.fileName), bytes, mode: 0o600)
+        }
         memo.configs[id] = config
     }
 

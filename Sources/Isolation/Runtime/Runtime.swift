@@ -55,7 +55,15 @@ public struct Runtime {
         let sigpipe = signal(SIGPIPE, SIG_IGN)
         defer { signal(SIGPIPE, sigpipe) }
         try ContainerStore.validate(id: id)
-        let bundle = try FileSystem.realPath(options.bundle)
+        let bundle: FilePath
+        do {
+            bundle = try FileSystem.realPath(options.bundle)
+        } catch let errno as Errno where errno == .noSuchFileOrDirectory || errno == .notDirectory {
+            throw IsolationError("create: the bundle \(options.bundle) does not exist",
+                                 hint: "--bundle names a directory holding config.json and the root filesystem (usually rootfs/); the default is the current directory")
+        } catch let errno as Errno {
+            throw StageError(stage: "create: resolving the bundle path \(options.bundle)", errno: errno)
+        }
         let (config, configBytes) = try OCIConfig.read(bundle: bundle)
         let rootfs = try BundleSetup.rootfs(of: config, bundle: bundle)
         // `process` is optional at create and required by start (config.md "Process"):

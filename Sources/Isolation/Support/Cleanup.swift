@@ -3,7 +3,9 @@ import SystemPackage
 
 /// Finds and removes what this project may have left on a machine: its cgroups, its
 /// mounts, its state and temporary folders, and the root filesystem cache. Everything
-/// it creates carries the `isolation` prefix, which is what this looks for.
+/// it creates carries the `isolation` prefix, which is what this looks for. What still
+/// runs (a container, a process in one of its cgroups, a folder a live process holds) is
+/// never a leftover: it is listed, and stopped only when asked to (`clean(force:)`).
 public enum Cleanup {
     /// Where the project's cgroups live: `<hierarchy>/isolation/…` in each v1 hierarchy,
     /// and in the v2 one (at /sys/fs/cgroup or /sys/fs/cgroup/unified).
@@ -29,17 +31,208 @@ public enum Cleanup {
         return folders
     }
 
-    /// Removes everything; `report` hears one line per thing removed (or not).
-    @discardableResult
-    public static func removeEverything(report: (String) -> Void) -> Int {
-        var removed = 0
-        // 1. Mounts first (deepest first), so that no folder below is still in use.
-        let folders = ownedFolders()
-        let table = (try? MountInfo.table()) ?? []
-        let ours = table.map(\.mountPoint).filter { point in
-            folders.contains { point == $0.string || point.hasPrefix($0.string + "/") }
+    /// Something that still runs: a container of the runtime, or processes in one of the
+    /// project's cgroups. `doctor --clean` lists it with `stop`; only `--force` stops it.
+    public struct Running: Sendable {
+        public var what: String
+        /// The command that stops it, for the reader.
+        public var stop: String
+        /// A container (its store and ID), stopped with the runtime's own delete.
+        public var container: (store: FilePath, id: String)?
+        /// Cgroups whose processes are killed (those of a container included).
+        public var cgroups: [FilePath]
+    }
+
+    /// What the project left on this machine, sorted into what may simply go (leftovers
+    /// of runs whose processes are gone) and what still runs.
+    public struct Survey: Sendable {
+        /// Containers that have stopped: the runtime's delete removes state, cgroup, mounts.
+        public var stoppedContainers: [(store: FilePath, id: String)] = []
+        /// Mount points under the project's folders that no live process uses.
+        public var mounts: [String] = []
+        /// Empty cgroups (leaves first).
+        public var cgroups: [FilePath] = []
+        /// The project's folders that no live process uses.
+        public var folders: [FilePath] = []
+        /// The project's folders a live process uses, with who uses them: left alone.
+        public var foldersInUse: [(folder: FilePath, user: String)] = []
+        public var running: [Running] = []
+
+        public var leftoverCount: Int { stoppedContainers.count + mounts.count + cgroups.count + folders.count }
+
+        /// One line per leftover, as `--clean` would remove it.
+        public var leftoverLines: [String] {
+            stoppedContainers.map { "the state of stopped container '\($0.id)' in \($0.store)" }
+                + mounts.map { "the mount \($0)" } + cgroups.map { "the empty cgroup \($0)" } + folders.map { "\($0)" }
         }
-        for point in ours.sorted(by: { $0.count > $1.count }) {
+    }
+
+    /// A live process: its PID, its name, and the paths it holds (working directory, root,
+    /// executable, open files, and the arguments it was started with).
+    struct LiveProcess {
+        var pid: pid_t
+        var name: String
+        var paths: [String]
+    }
+
+    static func liveProcesses() -> [LiveProcess] {
+        let me = getpid()
+        return ((try? FileSystem.contentsOfDirectory("/proc")) ?? []).compactMap { entry -> LiveProcess? in
+            guard let pid = pid_t(entry), pid != me else { return nil }
+            let base = FilePath("/proc/\(pid)")
+            var paths: [String] = []
+            for link in ["cwd", "root", "exe"] {
+                if let target = try? FileSystem.readLink(base.appending(link)) { paths.append(target.string) }
+            }
+            for fd in (try? FileSystem.contentsOfDirectory(base.appending("fd"))) ?? [] {
+                if let target = try? FileSystem.readLink(base.appending("fd").appending(fd)) { paths.append(target.string) }
+            }
+            if let cmdline = try? FileSystem.readFile(base.appending("cmdline")) {
+                paths += cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.filter { $0.hasPrefix("/") }
+            }
+            guard let stat = ProcessInfoStat(pid: pid), stat.state != "Z" else { return nil }
+            let name = ((try? FileSystem.readString(base.appending("comm"))) ?? "?").trimmingCharacters(in: "\n")
+            return LiveProcess(pid: pid, name: name, paths: paths)
+        }
+    }
+
+    /// The container stores to look in: the default one, and any folder (to two levels)
+    /// of the project's temporary folders that holds containers (chapters' and tests').
+    static func containerStores(in folders: [FilePath]) -> [FilePath] {
+        var stores = [stateDirectory]
+        for folder in folders where folder.string.hasPrefix("/tmp/") {
+            var candidates = [folder]
+            for name in (try? FileSystem.contentsOfDirectory(folder)) ?? [] where FileSystem.isDirectory(folder.appending(name)) {
+                candidates.append(folder.appending(name))
+            }
+            stores += candidates.filter { !ContainerStore(root: $0).ids().isEmpty }
+        }
+        return stores
+    }
+
+    static func within(_ path: String, _ folder: String) -> Bool { path == folder || path.hasPrefix(folder + "/") }
+
+    /// Looks at everything the project may have left, and removes nothing.
+    public static func survey() -> Survey {
+        var survey = Survey()
+        let folders = ownedFolders()
+        let processes = liveProcesses()
+        var held: [(path: String, user: String)] = processes.flatMap { process in
+            process.paths.map { ($0, "PID \(process.pid) (\(process.name))") }
+        }
+        // 1. Containers: stopped ones are leftovers; live ones hold their bundle, root and state.
+        var containerCgroups = Set<String>()
+        for storeRoot in containerStores(in: folders) {
+            let store = ContainerStore(root: storeRoot)
+            for id in store.ids() {
+                guard let record = try? store.load(id) else { continue }
+                let status = store.status(of: record)
+                if status == .stopped {
+                    survey.stoppedContainers.append((storeRoot, id))
+                    continue
+                }
+                let cgroups = cgroupParents().map { FilePath(String($0.string.dropLast(projectPrefix.count + 1))).pushing(FilePath(String(record.cgroupPath.drop(while: { $0 == "/" })))) }
+                    .filter { FileSystem.isDirectory($0) }
+                containerCgroups.formUnion(cgroups.map(\.string))
+                let rootOption = storeRoot == stateDirectory ? "" : " --root \(storeRoot)"
+                survey.running.append(Running(
+                    what: "container '\(id)' (\(status.rawValue), init PID \(record.pid), bundle \(record.bundle))",
+                    stop: "sudo chapter-04\(rootOption) delete --force \(id)",
+                    container: (storeRoot, id), cgroups: cgroups))
+                let user = "container '\(id)'"
+                held += [(record.bundle, user), (record.rootfs, user), (store.directory(id).string, user)]
+            }
+        }
+        // 2. cgroups: empty ones go; one with processes (not a container's) runs.
+        for parent in cgroupParents() {
+            var empty: [FilePath] = []
+            _ = surveyCgroup(parent, empty: &empty, running: &survey.running, known: containerCgroups, processes: processes)
+            survey.cgroups += empty
+        }
+        // 3. Folders and the mounts below them: leftovers unless a live process holds them.
+        for folder in folders where FileSystem.exists(folder, followSymlinks: false) {
+            if let user = held.first(where: { within($0.path, folder.string) })?.user {
+                survey.foldersInUse.append((folder, user))
+            } else {
+                survey.folders.append(folder)
+            }
+        }
+        let table = (try? MountInfo.table()) ?? []
+        survey.mounts = table.map(\.mountPoint)
+            .filter { point in survey.folders.contains { within(point, $0.string) } }
+            .sorted { $0.count > $1.count }  // deepest first
+        return survey
+    }
+
+    /// Sorts a cgroup tree into empty cgroups (leaves first) and ones with processes.
+    /// Returns whether the whole subtree is empty.
+    static func surveyCgroup(_ path: FilePath, empty: inout [FilePath], running: inout [Running],
+                             known: Set<String>, processes: [LiveProcess]) -> Bool {
+        var allEmpty = true
+        for name in (try? FileSystem.contentsOfDirectory(path)) ?? [] where FileSystem.isDirectory(path.appending(name)) {
+            if !surveyCgroup(path.appending(name), empty: &empty, running: &running, known: known, processes: processes) { allEmpty = false }
+        }
+        let procs = ((try? FileSystem.readString(path.appending("cgroup.procs"))) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+        if !procs.isEmpty {
+            allEmpty = false
+            if !known.contains(path.string) {
+                let names = procs.prefix(5).map { pid in "\(pid) (\(processes.first { $0.pid == pid }?.name ?? "?"))" }
+                running.append(Running(
+                    what: "cgroup \(path): PID \(names.joined(separator: ", "))\(procs.count > 5 ? ", …" : "")",
+                    stop: "stop the chapter or program that runs it (Ctrl-C), or: sudo kill \(procs.map(String.init).joined(separator: " "))",
+                    container: nil, cgroups: [path]))
+            }
+        }
+        if allEmpty { empty.append(path) }
+        return allEmpty
+    }
+
+    /// Removes the leftovers a survey found; with `force`, first stops what runs (after
+    /// the caller has listed it) and then removes what it leaves. `report` hears one line
+    /// per thing removed (or not). Returns how many things were removed.
+    @discardableResult
+    public static func clean(_ survey: Survey, force: Bool, report: (String) -> Void) -> Int {
+        var removed = 0
+        if force {
+            for item in survey.running {
+                if let (store, id) = item.container {
+                    do {
+                        try Runtime(store: ContainerStore(root: store)).delete(id: id, force: true)
+                        report("stopped and deleted container '\(id)'")
+                        removed += 1
+                    } catch {
+                        report("could not delete container '\(id)': \(error)")
+                    }
+                }
+                for cgroup in item.cgroups where FileSystem.isDirectory(cgroup) {
+                    removed += removeCgroupTree(cgroup, report: report)
+                }
+            }
+            // What they held is a leftover now.
+            var after = Cleanup.survey()
+            after.running = []
+            if !after.foldersInUse.isEmpty {
+                // Held by a process outside the project's cgroups (a shell in the folder):
+                // --force removes the folder anyway, and leaves that process alone.
+                after.folders += after.foldersInUse.map(\.folder)
+                let table = (try? MountInfo.table()) ?? []
+                after.mounts = table.map(\.mountPoint).filter { point in after.folders.contains { within(point, $0.string) } }
+                    .sorted { $0.count > $1.count }
+            }
+            return removed + clean(after, force: false, report: report)
+        }
+        // 1. Stopped containers: the runtime's delete removes state, cgroup and mounts.
+        for (store, id) in survey.stoppedContainers {
+            do {
+                try Runtime(store: ContainerStore(root: store)).delete(id: id, force: false)
+                report("removed the state of stopped container '\(id)' (\(store))")
+                removed += 1
+            } catch {
+                report("could not delete stopped container '\(id)': \(error)")
+            }
+        }
+        // 2. Mounts, deepest first, so that no folder below is still in use.
+        for point in survey.mounts {
             do {
                 try Mount.unmount(FilePath(point), detach: true)
                 report("unmounted \(point)")
@@ -48,12 +241,17 @@ public enum Cleanup {
                 report("could not unmount \(point): \(error)")
             }
         }
-        // 2. cgroups: kill what is inside, then rmdir from the leaves up.
-        for parent in cgroupParents() {
-            removed += removeCgroupTree(parent, report: report)
+        // 3. Empty cgroups, leaves first.
+        for cgroup in survey.cgroups where FileSystem.isDirectory(cgroup) {
+            if rmdir(cgroup.string) == 0 {
+                report("removed cgroup \(cgroup)")
+                removed += 1
+            } else if Glibc.errno != ENOENT {
+                report("could not remove cgroup \(cgroup): \(currentErrno())")
+            }
         }
-        // 3. Folders: state, temporary folders, caches.
-        for folder in folders where FileSystem.exists(folder, followSymlinks: false) {
+        // 4. Folders: state, temporary folders, caches.
+        for folder in survey.folders where FileSystem.exists(folder, followSymlinks: false) {
             do {
                 try FileSystem.removeTree(folder)
                 report("removed \(folder)")

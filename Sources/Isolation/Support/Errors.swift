@@ -39,6 +39,17 @@ public struct StageError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Runs `body` as the named stage: a bare `Errno` it throws (which names neither the
+/// path nor the step) becomes a `StageError` that names both, with `detail` saying what
+/// to do. Other errors pass through as they are.
+public func inStage<T>(_ stage: @autoclosure () -> String, detail: String? = nil, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let errno as Errno {
+        throw StageError(stage: stage(), errno: errno, detail: detail)
+    }
+}
+
 /// `ENOENT`, `EPERM`, ...: the name a man page uses, so the error can be looked up.
 public func errnoName(_ errno: Errno) -> String {
     switch errno {
@@ -63,6 +74,7 @@ public func errnoName(_ errno: Errno) -> String {
     case .directoryNotEmpty: return "ENOTEMPTY"
     case .noFunction: return "ENOSYS"
     case .notSupported: return "ENOTSUP"
+    case .operationNotSupportedByDevice: return "ENODEV"
     case .execFormatError: return "ENOEXEC"
     default: return "errno \(errno.rawValue)"
     }

@@ -130,16 +130,37 @@ public enum Preflight {
             return Check("environment", .warning, "WSL 2: namespaces work; cgroups depend on the WSL version",
                          fix: "if cgroup chapters fail, set kernelCommandLine = cgroup_no_v1=all in .wslconfig")
         }
-        if FileSystem.exists("/.dockerenv") || FileSystem.exists("/run/.containerenv") {
-            return Check("environment", .warning, "running inside a container: some namespaces and mounts may be refused",
+        let rootType = ((try? MountInfo.table()) ?? []).last(where: { $0.mountPoint == "/" })?.fileSystemType ?? ""
+        let pid1Cgroup = (try? FileSystem.readString("/proc/1/cgroup")) ?? ""
+        let pid1Environment = (try? FileSystem.readFile("/proc/1/environ")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let marker = FileSystem.exists("/.dockerenv") ? "/.dockerenv" : FileSystem.exists("/run/.containerenv") ? "/run/.containerenv" : nil
+        if let evidence = containerEvidence(marker: marker, rootType: rootType, pid1Cgroup: pid1Cgroup, pid1Environment: pid1Environment) {
+            return Check("environment", .warning, "running inside a container (\(evidence)): some namespaces and mounts may be refused",
                          fix: "run the container with --privileged, or use a VM")
         }
-        if let env = try? FileSystem.readFile("/proc/1/environ"),
-           String(decoding: env, as: UTF8.self).split(separator: "\0").contains(where: { $0.hasPrefix("container=") }) {
-            return Check("environment", .warning, "PID 1 says it runs in a container",
-                         fix: "run the container privileged, or use a VM")
+        if let marker {
+            return Check("environment", .ok, "not inside a container (\(marker) is there, but / is \(rootType) and PID 1 is the host's init)")
         }
         return Check("environment", .ok, "not WSL, not inside a container")
+    }
+
+    /// Why this looks like a container, or nil. A marker file (`/.dockerenv`,
+    /// `/run/.containerenv`) alone does not decide: images made from a container keep a
+    /// stray one. It counts with a root file system that containers use (overlay, aufs,
+    /// fuse-overlayfs), or PID 1 in an engine's cgroup, or PID 1 saying `container=`.
+    public static func containerEvidence(marker: String?, rootType: String, pid1Cgroup: String, pid1Environment: String) -> String? {
+        if pid1Environment.split(separator: "\0").contains(where: { $0.hasPrefix("container=") }) {
+            return "PID 1 has container= in its environment"
+        }
+        let engines = ["docker", "containerd", "kubepods", "libpod", "lxc", "garden"]
+        let pid1Paths = pid1Cgroup.split(separator: "\n").compactMap { $0.split(separator: ":", maxSplits: 2).last }
+        if let path = pid1Paths.first(where: { path in engines.contains { path.contains($0) } }) {
+            return "PID 1 is in the cgroup \(path)"
+        }
+        if let marker, ["overlay", "aufs", "fuse.fuse-overlayfs"].contains(rootType) {
+            return "\(marker), and / is \(rootType)"
+        }
+        return nil
     }
 
     /// busybox for the built-in root filesystem (optional: host programs work too).

@@ -101,9 +101,66 @@ public func reportingErrors(_ program: String, _ body: () throws -> Void) {
     }
 }
 
-/// One step of a lesson: the system call as it is made, then, dimmed, why.
+/// One step of a lesson: the system call as it is made, then, dimmed, why. Both wrap at
+/// the terminal's width, continued lines indented under the first (a hanging indent).
 public func lessonStep(_ call: String, _ why: String) {
     let style = Style.standardOutput
-    say("  " + style.syscall(call))
-    say("      " + style.dim(why))
+    let width = terminalWidth()
+    for (index, line) in wrapLines(call, first: width - 2, rest: width - 6).enumerated() {
+        say((index == 0 ? "  " : "      ") + style.syscall(line))
+    }
+    for line in wrapLines(why, first: width - 6, rest: width - 6) { say("      " + style.dim(line)) }
+}
+
+/// A line of a lesson, wrapped at the terminal's width: the first line starts with
+/// `indent`, the others with `hanging`; `style` (dim, bold…) is applied to each line's text.
+public func sayWrapped(_ text: String, indent: String = "", hanging: String = "    ", style: (String) -> String = { $0 }) {
+    let width = terminalWidth()
+    for (index, line) in wrapLines(text, first: width - indent.count, rest: width - hanging.count).enumerated() {
+        say((index == 0 ? indent : hanging) + style(line))
+    }
+}
+
+/// A note about the run itself (the root filesystem being built, a layer that is a copy)
+/// on standard error, dimmed, in parentheses, wrapped: standard output stays the lesson's,
+/// or the command's alone with `-- COMMAND`.
+public func note(_ text: String) {
+    let style = Style.standardError
+    for (index, line) in wrapLines("(\(text))", first: 78, rest: 77).enumerated() {
+        printError((index == 0 ? "  " : "   ") + style.dim(line))
+    }
+}
+
+/// The width lessons wrap at: the terminal's columns (TIOCGWINSZ, tty_ioctl(4)) when
+/// standard output is one, else 80, the width instructors project at.
+public func terminalWidth() -> Int {
+    var size = winsize()
+    if isatty(STDOUT_FILENO) == 1, ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col >= 40 {
+        return Int(size.ws_col)
+    }
+    return 80
+}
+
+/// Breaks `text` into lines of at most `first` characters (the first line) and `rest`
+/// (the others). A line ends after a space, a comma, a `|` or a `/` where one is near
+/// enough, else anywhere inside a word longer than a line.
+public func wrapLines(_ text: String, first: Int, rest: Int) -> [String] {
+    var lines: [String] = []
+    var remaining = Substring(text)
+    var room = max(first, 10)
+    while remaining.count > room {
+        let window = remaining.prefix(room)
+        var cut = window.endIndex
+        if let space = window.lastIndex(where: { $0 == " " || $0 == "," || $0 == "|" || $0 == "/" }),
+           remaining.distance(from: remaining.startIndex, to: space) >= room / 2 {
+            cut = remaining.index(after: space)
+        }
+        var line = remaining[..<cut]
+        while line.last == " " { line = line.dropLast() }
+        lines.append(String(line))
+        remaining = remaining[cut...].drop(while: { $0 == " " })
+        room = max(rest, 10)
+    }
+    lines.append(String(remaining))
+    return lines
 }
