@@ -84,7 +84,7 @@ enum LXC {
                 + cell(lxc.namespaces[name], hostInode) + note)
         }
         say("  inside lxc-unshare: hostname \(lxc.hostname), uid \(lxc.uid)"
-            + (namespaces.contains(.user) && lxc.uid == "65534" ? style.dim(" (no uid map written: unmapped)") : ""))
+            + (namespaces.contains(.user) && lxc.uid == "65534" ? style.dim(" (no uid map: unmapped)") : ""))
         say(style.dim("  (inode numbers are reused once a namespace is gone: compare with the host)"))
         let total = Namespaces.allKinds.filter { host[$0.procName] != nil }.count
         say("  " + style.bold("→ ") + "\(agree) of \(total) kinds agree, new or shared: one kernel feature, two front ends.")
