@@ -78,6 +78,17 @@ public struct BridgeNetwork: Sendable {
         return "iso" + String(repeating: "0", count: 8 - hex.count) + hex
     }
 
+    /// The first `10.N.0.0/24` (N from 88 up) that no route of this namespace overlaps:
+    /// the subnet a network gets when none is asked for.
+    public static func freeSubnet() throws -> IPv4Subnet {
+        let routes = try RouteSocket().routes().map(\.destination).filter { $0.prefixLength > 0 }
+        for n in UInt32(88)...255 {
+            let candidate = IPv4Subnet(IPv4Address(10 << 24 | n << 16), prefixLength: 24)
+            if !routes.contains(where: { $0.overlaps(candidate) }) { return candidate }
+        }
+        throw IsolationError("every 10.N.0.0/24 from 10.88 up overlaps a route of this host", hint: "choose one with --subnet")
+    }
+
     // MARK: Attach
 
     /// Connects the container whose network namespace is `namespace` (a `/proc/PID/ns/net`

@@ -150,6 +150,15 @@ public enum NetworkNamespace {
         }
     }
 
+    /// unshare(CLONE_NEWNET): this process (single-threaded) moves to a new, empty network
+    /// namespace, with only `lo`, down. It lasts as long as a process is in it (or a
+    /// file is bind-mounted onto it, as `ip netns add` does).
+    public static func unshareOwn() throws {
+        guard iso_unshare(Namespaces.network.rawValue) == 0 else {
+            throw StageError(stage: "unshare(CLONE_NEWNET)", errno: currentErrno())
+        }
+    }
+
     /// The inode that identifies the namespace `path` refers to.
     public static func identity(_ path: FilePath) -> UInt64? {
         var info = stat()
