@@ -166,8 +166,9 @@ public struct BridgeNetwork: Sendable {
                 // 5. Firewall: masquerade, published ports, forwarding.
                 if !firewall.exists() {
                     let script = firewall.createScript(subnet: subnet, bridge: bridge, masquerade: ipMasq)
-                    narrate("nft -f - <<< '" + script.split(separator: "\n").joined(separator: "; ") + "'",
-                            ipMasq ? "one table of our own; masquerade gives leaving packets the host's address" : "one table of our own")
+                    narrate("nft -f - <<EOF\n    " + script.split(separator: "\n").joined(separator: "\n    ") + "\n  EOF",
+                            "one table of our own: " + (ipMasq ? "masquerade gives leaving packets the host's address; " : "")
+                                + "new connections into the bridge from elsewhere are dropped unless DNAT sent them (a published port)")
                     try firewall.apply(script, what: "creating table \(firewall.table)")
                     undo.append { try? firewall.delete() }
                     narrate("sysctl -w net.ipv4.ip_forward=1", "let the host route packets from the bridge to its other interfaces")

@@ -38,6 +38,10 @@ public struct PortMapping: Sendable, Equatable, Codable, CustomStringConvertible
 /// - `prerouting` and `output`: published ports — a connection to the host's port is
 ///   sent to the container's address (DNAT); `prerouting` sees packets from other
 ///   machines, `output` the host's own.
+/// - `forward`: isolation — a new connection routed into the bridge from anywhere else
+///   (another bridge, the outside) is dropped unless it came through a published port
+///   (`ct status dnat`); answers to the containers' own connections pass
+///   (`ct state established,related`). Docker's DOCKER-ISOLATION chains do the same.
 ///
 /// Rules are written in nft's own language and given to `nft -f -` (nftables is the
 /// kernel's netlink API too; `nft` is its reference encoder, and what the reader would
@@ -56,7 +60,7 @@ public struct Firewall: Sendable {
         return path
     }
 
-    /// The script that creates the table with its three chains and, with `masquerade`,
+    /// The script that creates the table with its four chains, the isolation rules and, with `masquerade`,
     /// the rule for `subnet` (leaving the subnet through any interface but `bridge`).
     public func createScript(subnet: IPv4Subnet, bridge: String, masquerade: Bool) -> String {
         var lines = [
@@ -64,6 +68,10 @@ public struct Firewall: Sendable {
             "add chain ip \(table) postrouting { type nat hook postrouting priority srcnat; policy accept; }",
             "add chain ip \(table) prerouting { type nat hook prerouting priority dstnat; policy accept; }",
             "add chain ip \(table) output { type nat hook output priority -100; policy accept; }",
+            "add chain ip \(table) forward { type filter hook forward priority filter; policy accept; }",
+            "add rule ip \(table) forward oifname \"\(bridge)\" iifname != \"\(bridge)\" ct state established,related accept",
+            "add rule ip \(table) forward oifname \"\(bridge)\" iifname != \"\(bridge)\" ct status dnat accept",
+            "add rule ip \(table) forward oifname \"\(bridge)\" iifname != \"\(bridge)\" drop",
         ]
         if masquerade {
             lines.append("add rule ip \(table) postrouting ip saddr \(subnet.network) oifname != \"\(bridge)\" masquerade")
