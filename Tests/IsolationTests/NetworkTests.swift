@@ -39,7 +39,7 @@ struct NetworkTests {
         #expect(Array(bytes[4..<6]) == [16, 0])               // RTM_NEWLINK
         #expect(Array(bytes[8..<12]) == [7, 0, 0, 0])         // sequence
         #expect(Array(bytes[32..<40]) == [8, 0, 3, 0, 98, 114, 48, 0])  // IFLA_IFNAME "br0"
-        #expect(Array(bytes[40..<44]) == [16, 0, 18, 0])      // IFLA_LINKINFO: 4 + the kind (4 + "bridge\\0", padded to 12)
+        #expect(Array(bytes[40..<44]) == [16, 0, 18, 0])      // IFLA_LINKINFO: 4 + the kind (4 + "bridge" and its NUL, padded to 12)
         // Read back by the decoder.
         let attributes = NetlinkAttributes(ArraySlice(bytes[32...]))
         #expect(attributes.string(RTNL.IFLA_IFNAME) == "br0")
