@@ -21,6 +21,9 @@ let package = Package(
         .executable(name: "chapter-05", targets: ["Chapter05"]),
         .executable(name: "chapter-06", targets: ["Chapter06"]),
         .executable(name: "chapter-06-pull", targets: ["Chapter06Pull"]),
+        .executable(name: "chapter-07", targets: ["Chapter07"]),
+        // Chapter 07's network layer as a CNI plugin, for containerd's CRI or podman.
+        .executable(name: "isolation-cni", targets: ["IsolationCNI"]),
         // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
         .executable(name: "exercise-01", targets: ["Exercise01"]),
         .executable(name: "exercise-02", targets: ["Exercise02"]),
@@ -161,6 +164,20 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Chapters/06-images/Pull"
+        ),
+        .executableTarget(
+            name: "Chapter07",
+            dependencies: [
+                "Isolation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/07-networks",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "IsolationCNI",
+            dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .testTarget(
             name: "IsolationTests",

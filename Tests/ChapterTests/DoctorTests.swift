@@ -37,12 +37,15 @@ struct DoctorTests {
         mount -t proc proc /tmp/cache/rootfs-busybox/proc
         c=/tmp/cache/images/containers/c; mkdir -p /tmp/cache/images/layers/l $c/upper $c/work $c/merged
         mount -t overlay overlay -o lowerdir=/tmp/cache/images/layers/l,upperdir=$c/upper,workdir=$c/work $c/merged
+        ip link add iso0123abcd type veth peer name isolation-peer; nft add table ip isolation-leftover
+        mkdir -p /run/netns; touch /run/netns/isolation-leftover
         ISOLATION_CACHE_DIR=/tmp/cache /mnt/doctor --clean
         echo "--- after"
         ls /tmp /run
         grep -cE ' /tmp/(isolation-leftover-1|cache)/' /proc/self/mountinfo || true
         """
-        let result = try run("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script, product("doctor")])
+        // And in a network namespace of its own, with a leftover veth pair and nft table.
+        let result = try run("/usr/bin/unshare", ["--mount", "--net", "--propagation", "private", "/bin/sh", "-c", script, product("doctor")])
         #expect(result.status == 0, "\(result)")
         let (report, after) = split(result.stdout)
         #expect(report.contains("unmounted /tmp/isolation-leftover-1/rootfs/proc"), "\(result)")
@@ -51,6 +54,9 @@ struct DoctorTests {
         #expect(report.contains("removed /tmp/isolation-leftover-1"))
         #expect(report.contains("removed /run/isolation"))
         #expect(report.contains("removed /tmp/cache"))
+        #expect(report.contains("deleted nft table ip isolation-leftover"), "\(result)")
+        #expect(report.contains("deleted link iso0123abcd"), "\(result)")
+        #expect(report.contains("removed network namespace isolation-leftover"), "\(result)")
         let listing = after.split(separator: "\n").map(String.init)
         #expect(!listing.contains("isolation"), "/run/isolation is still there: \(after)")
         #expect(listing.suffix(3) == ["/tmp:", "unrelated", "0"], "only the unrelated folder may stay in /tmp, and none of the leftover mounts: \(after)")

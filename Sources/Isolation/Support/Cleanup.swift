@@ -250,6 +250,14 @@ public enum Cleanup {
                 report("could not remove cgroup \(cgroup): \(currentErrno())")
             }
         }
+        // 3. Networks (chapter 07, isolation-cni) in this network namespace, before their
+        //    state folder goes: the nft tables, the host ends of veth pairs, ip_forward.
+        //    A running container may still use them: only when nothing runs, or forced.
+        if force || survey.running.isEmpty {
+            removed += removeNetworks(report: report)
+        } else if !Firewall.tables().isEmpty {
+            report("kept the networks (nft tables isolation-*, veth iso…): containers still run; --force removes them too")
+        }
         // 4. Folders: state, temporary folders, caches.
         for folder in survey.folders where FileSystem.exists(folder, followSymlinks: false) {
             do {
@@ -259,6 +267,36 @@ public enum Cleanup {
             } catch {
                 report("could not remove \(folder): \(error)")
             }
+        }
+        return removed
+    }
+
+    /// Our nft tables (`isolation-*`), the host ends of our veth pairs (`iso` and eight hex
+    /// digits: deleting one deletes its pair), `ip_forward` as we found it, and network
+    /// namespaces a test left under /run/netns (`isolation-*`: unmounted, then unlinked).
+    public static func removeNetworks(report: (String) -> Void) -> Int {
+        var removed = 0
+        for table in Firewall.tables() {
+            do { try Firewall(network: String(table.dropFirst("isolation-".count))).delete(); report("deleted nft table ip \(table)"); removed += 1 } catch {
+                report("could not delete nft table ip \(table): \(error)")
+            }
+        }
+        if let socket = try? RouteSocket() {
+            for link in (try? socket.links()) ?? [] where link.kind == "veth" && link.name.count == 11 && link.name.hasPrefix("iso")
+                && link.name.dropFirst(3).allSatisfy(\.isHexDigit) {
+                do { try socket.deleteLink(link.name); report("deleted link \(link.name)"); removed += 1 } catch {
+                    report("could not delete link \(link.name): \(error)")
+                }
+            }
+        }
+        if FileSystem.exists(Forwarding.savedFile(NetworkLock.defaultDirectory)) {
+            try? Forwarding.restore(stateDirectory: NetworkLock.defaultDirectory)
+            report("restored net.ipv4.ip_forward")
+        }
+        for name in ((try? FileSystem.contentsOfDirectory("/run/netns")) ?? []) where name.hasPrefix(projectPrefix + "-") {
+            let path = FilePath("/run/netns").appending(name)
+            try? Mount.unmount(path, detach: true)
+            if unlink(path.string) == 0 { report("removed network namespace \(name)"); removed += 1 }
         }
         return removed
     }
