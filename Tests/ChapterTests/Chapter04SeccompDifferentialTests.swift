@@ -198,4 +198,55 @@ struct Chapter04SeccompDifferentialTests {
         if name == "native-only" { #expect(lines.isSuperset(of: ["x32 getpid killed by SIGSYS", "i386 getpid killed by SIGSYS"]), "\(theirs)") }
         #expect(ours == theirs, "\(name): isorun and crun differ:\n\(difference(ours, theirs))")
     }
+
+    /// The profile podman and Docker use (containers-common's seccomp.json, Docker's format),
+    /// turned into config.json's form as podman does for this machine and the bundle's
+    /// capabilities: an entry counts when its `includes` hold (arches has amd64, every
+    /// capability held) and its `excludes` do not.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: containersCommonProfile), "needs \(containersCommonProfile) (apt install podman)"))
+    func containersCommonProfileSameAnswersAsCrun() throws {
+        var lab = try SeccompLab()
+        defer { lab.removeAll() }
+        let profile = try Self.ociProfile(dockerProfile: containersCommonProfile,
+                                          capabilities: OCIConfig.defaultSpec().process?.capabilities?.bounding ?? [])
+        let (ours, theirs) = try lab.outputs(profile, "containers-common")
+        let lines = Set(theirs.split(separator: "\n").map(String.init))
+        #expect(lines.count == 78, "crun's prober output: \(theirs)")
+        #expect(lines.isSuperset(of: ["x86_64 unshare ok", "x86_64 chroot EPERM", "i386 chroot EPERM", "i386 getpid ok"]), "\(theirs)")
+        #expect(ours == theirs, "containers-common: isorun and crun differ:\n\(difference(ours, theirs))")
+    }
+
+    struct DockerProfile: Decodable {
+        struct Filter: Decodable { var arches: [String]?; var caps: [String]? }
+        struct Entry: Decodable {
+            var names: [String]
+            var action: OCIConfig.SeccompAction
+            var errnoRet: UInt32?
+            var args: [OCIConfig.SyscallArgument]?
+            var includes: Filter?
+            var excludes: Filter?
+        }
+        struct ArchMap: Decodable { var architecture: String; var subArchitectures: [String]? }
+        var defaultAction: OCIConfig.SeccompAction
+        var defaultErrnoRet: UInt32?
+        var archMap: [ArchMap]?
+        var syscalls: [Entry]
+    }
+
+    static func ociProfile(dockerProfile path: String, capabilities: [String]) throws -> OCIConfig.Seccomp {
+        let docker = try JSONDecoder().decode(DockerProfile.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        let held = Set(capabilities)
+        let rules = docker.syscalls.filter { entry in
+            if let arches = entry.includes?.arches, !arches.isEmpty, !arches.contains("amd64") { return false }
+            if let caps = entry.includes?.caps, !caps.allSatisfy(held.contains) { return false }
+            if let arches = entry.excludes?.arches, arches.contains("amd64") { return false }
+            if let caps = entry.excludes?.caps, caps.contains(where: held.contains) { return false }
+            return true
+        }.map { OCIConfig.Syscall(names: $0.names, action: $0.action, errnoRet: $0.errnoRet, args: $0.args?.isEmpty == true ? nil : $0.args) }
+        let native = docker.archMap?.first { $0.architecture == "SCMP_ARCH_X86_64" }
+        return .init(defaultAction: docker.defaultAction, defaultErrnoRet: docker.defaultErrnoRet,
+                     architectures: native.map { [$0.architecture] + ($0.subArchitectures ?? []) }, syscalls: rules)
+    }
 }
+
+private let containersCommonProfile = "/usr/share/containers/seccomp.json"
