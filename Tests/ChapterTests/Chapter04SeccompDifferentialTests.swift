@@ -25,6 +25,7 @@ private let proberSource = #"""
 // Numbers per ABI, from the kernel's tables (arch/x86/entry/syscalls/syscall_{64,32}.tbl;
 // the x32 ones are the 64-bit numbers with bit 30 set, 512+ for calls whose x32 form differs).
 struct call { const char *name; long n64, nx32, n32; long a[5]; };
+static unsigned int socket_unix[3] = {1, 1, 0}, socket_inet[3] = {2, 1, 0};
 static const struct call calls[] = {
     {"getpid", 39, 39, 20, {0}},
     {"mkdir", 83, 83, 39, {(long)"/nonexistent/d", 0755}},
@@ -52,6 +53,12 @@ static const struct call calls[] = {
     {"clock_settime", 227, 227, 264, {0, 0}},
     {"open_by_handle_at", 304, 304, 342, {-1, 0, 0}},
     {"getcwd", 79, 79, 183, {0, 0}},
+    // i386 only: the multiplexers socketcall(2) and ipc(2), whose first argument is the call
+    // (linux/net.h SYS_SOCKET, linux/ipc.h SEMGET); the others' arguments are in memory.
+    {"socketcall-socket-unix", -1, -1, 102, {1, (long)socket_unix}},
+    {"socketcall-socket-inet", -1, -1, 102, {1, (long)socket_inet}},
+    {"ipc-semget", -1, -1, 117, {2, 0, -1, 0}},
+    {"semget", 64, 64, 393, {0, -1, 0}},
 };
 
 static long via_int80(long n, const long *a) {
@@ -66,6 +73,7 @@ int main(void) {
     for (int abi = 0; abi < 3; abi++) {
         for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
             const struct call *c = &calls[i];
+            if ((abi == 0 ? c->n64 : abi == 1 ? c->nx32 : c->n32) < 0) continue;
             pid_t pid = fork();
             if (pid == 0) {
                 long r;
@@ -166,7 +174,8 @@ struct Chapter04SeccompDifferentialTests {
     /// Each profile, by name: a deny list over the three ABIs, the same with only the
     /// native one listed, and an allow list (deny by default) with argument rules.
     static let profiles: [String: OCIConfig.Seccomp] = [
-        "deny-list": .init(defaultAction: .allow, architectures: allABIs, syscalls: [denied]),
+        "deny-list": .init(defaultAction: .allow, architectures: allABIs, syscalls: [denied, .init(
+            names: ["socket", "semget"], action: .errno, errnoRet: 13, args: [.init(index: 0, value: 10, op: .equal)])]),
         "native-only": .init(defaultAction: .allow, syscalls: [denied]),
         "x86-without-x32": .init(defaultAction: .allow, architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], syscalls: [denied]),
         "allow-list": .init(defaultAction: .errno, defaultErrnoRet: 38, architectures: allABIs, syscalls: [
@@ -192,9 +201,12 @@ struct Chapter04SeccompDifferentialTests {
         defer { lab.removeAll() }
         let (ours, theirs) = try lab.outputs(Self.profiles[name]!, name)
         let lines = Set(theirs.split(separator: "\n").map(String.init))
-        #expect(lines.count == 78, "crun's prober output: \(theirs)")
+        #expect(lines.count == 84, "crun's prober output: \(theirs)")
         #expect(lines.contains("x86_64 mkdir \(name == "allow-list" ? "ENOSYS" : "EPERM")"), "\(theirs)")
-        if name == "deny-list" { #expect(lines.isSuperset(of: ["x32 mkdir EPERM", "i386 mkdir EPERM", "i386 mount ENOENT"]), "\(theirs)") }
+        if name == "deny-list" {
+            #expect(lines.isSuperset(of: ["x32 mkdir EPERM", "i386 mkdir EPERM", "i386 mount ENOENT", "x86_64 socket ok", "i386 semget EINVAL",
+                                          "i386 socketcall-socket-unix EACCES", "i386 ipc-semget EACCES"]), "\(theirs)")
+        }
         if name == "native-only" { #expect(lines.isSuperset(of: ["x32 getpid killed by SIGSYS", "i386 getpid killed by SIGSYS"]), "\(theirs)") }
         #expect(ours == theirs, "\(name): isorun and crun differ:\n\(difference(ours, theirs))")
     }
@@ -211,7 +223,7 @@ struct Chapter04SeccompDifferentialTests {
                                           capabilities: OCIConfig.defaultSpec().process?.capabilities?.bounding ?? [])
         let (ours, theirs) = try lab.outputs(profile, "containers-common")
         let lines = Set(theirs.split(separator: "\n").map(String.init))
-        #expect(lines.count == 78, "crun's prober output: \(theirs)")
+        #expect(lines.count == 84, "crun's prober output: \(theirs)")
         #expect(lines.isSuperset(of: ["x86_64 unshare ok", "x86_64 chroot EPERM", "i386 chroot EPERM", "i386 getpid ok"]), "\(theirs)")
         #expect(ours == theirs, "containers-common: isorun and crun differ:\n\(difference(ours, theirs))")
     }

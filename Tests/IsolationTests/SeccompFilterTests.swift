@@ -79,6 +79,20 @@ struct SeccompFilterTests {
         #expect(evaluate(filter.instructions, nr: 346, arch: Self.i386, args: [3]) == Self.allow)
     }
 
+    /// i386 reaches socket(2) through socketcall(2) too (call 1, SYS_SOCKET), the arguments
+    /// in memory: the rule holds there whatever they are.
+    @Test func i386Multiplexers() throws {
+        let inet6 = OCIConfig.SyscallArgument(index: 0, value: 10, op: .equal)
+        let filter = try SeccompFilter(.init(defaultAction: .allow, architectures: ["SCMP_ARCH_X86"],
+                                             syscalls: [.init(names: ["socket", "shmget"], action: .errno, args: [inet6])]))
+        #expect(evaluate(filter.instructions, nr: 359, arch: Self.i386, args: [10]) == Self.eperm)   // socket
+        #expect(evaluate(filter.instructions, nr: 359, arch: Self.i386, args: [1]) == Self.allow)
+        #expect(evaluate(filter.instructions, nr: 102, arch: Self.i386, args: [1, 0x1000]) == Self.eperm)   // socketcall(SYS_SOCKET)
+        #expect(evaluate(filter.instructions, nr: 102, arch: Self.i386, args: [2, 0x1000]) == Self.allow)   // SYS_BIND
+        #expect(evaluate(filter.instructions, nr: 117, arch: Self.i386, args: [23]) == Self.eperm)   // ipc(SHMGET)
+        #expect(evaluate(filter.instructions, nr: 102, arch: Self.x86_64, args: [1]) == Self.allow)  // x86_64's 102 is getuid
+    }
+
     /// A profile longer than a conditional jump reaches (255) still skips whole blocks.
     @Test func longProfile() throws {
         let names = ["getpid", "getppid", "getuid", "geteuid", "getgid", "getegid", "gettid", "uname"]

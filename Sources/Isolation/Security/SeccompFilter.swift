@@ -113,6 +113,19 @@ public struct SeccompFilter {
                     }
                     matches += try Self.rule(number: number, arguments: rule.args ?? [], action: action, wide: architecture.wide)
                 }
+                if architecture == .x86 {
+                    // i386 also reaches these through socketcall(2) and ipc(2), whose first
+                    // argument is the call and whose others are in memory the filter cannot
+                    // read: the rule holds for every such call, its argument tests dropped
+                    // (as libseccomp does). Without this, socketcall(SYS_SOCKET, …) would
+                    // walk around a rule on socket.
+                    for name in rule.names {
+                        guard let (multiplexer, call) = Self.i386Multiplexed[name],
+                              let number = architecture.number(multiplexer) else { continue }
+                        let first = OCIConfig.SyscallArgument(index: 0, value: UInt64(call), op: .equal)
+                        matches += try Self.rule(number: number, arguments: [first], action: action, wide: false)
+                    }
+                }
             }
             matches.append(ret(defaultAction))
             if architecture == .x86_64 {
@@ -162,6 +175,21 @@ public struct SeccompFilter {
         }
         return (chosen, refused)
     }
+
+    /// Calls i386 also makes through a multiplexer, and their number there
+    /// (linux/net.h SYS_*, linux/ipc.h SEMOP…).
+    static let i386Multiplexed: [String: (String, UInt32)] = {
+        let socket = ["socket", "bind", "connect", "listen", "accept", "getsockname", "getpeername", "socketpair",
+                      "send", "recv", "sendto", "recvfrom", "shutdown", "setsockopt", "getsockopt", "sendmsg",
+                      "recvmsg", "accept4", "recvmmsg", "sendmmsg"]
+        let ipc: [(String, UInt32)] = [("semop", 1), ("semget", 2), ("semctl", 3), ("semtimedop", 4), ("msgsnd", 11),
+                                       ("msgrcv", 12), ("msgget", 13), ("msgctl", 14), ("shmat", 21), ("shmdt", 22),
+                                       ("shmget", 23), ("shmctl", 24)]
+        var table: [String: (String, UInt32)] = [:]
+        for (index, name) in socket.enumerated() { table[name] = ("socketcall", UInt32(index + 1)) }
+        for (name, call) in ipc { table[name] = ("ipc", call) }
+        return table
+    }()
 
     /// The `SCMP_ARCH_*` names libseccomp 2.5 accepts (config-linux.md "architectures").
     static let libseccompArchitectures: Set<String> = [
