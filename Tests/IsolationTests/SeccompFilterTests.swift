@@ -93,6 +93,17 @@ struct SeccompFilterTests {
         #expect(evaluate(filter.instructions, nr: 102, arch: Self.x86_64, args: [1]) == Self.allow)  // x86_64's 102 is getuid
     }
 
+    /// As in libseccomp's tree, a rule without argument tests wins over one with, before or after it.
+    @Test func unconditionalRuleWins() throws {
+        let positive = OCIConfig.SyscallArgument(index: 1, value: 0, op: .greaterThan)
+        for order in [[0, 1], [1, 0]] {
+            let rules = [OCIConfig.Syscall(names: ["mkdir"], action: .errno, args: [positive]),
+                         OCIConfig.Syscall(names: ["mkdir"], action: .allow)]
+            let filter = try SeccompFilter(.init(defaultAction: .errno, syscalls: order.map { rules[$0] }))
+            #expect(evaluate(filter.instructions, nr: 83, arch: Self.x86_64, args: [0, 0o755]) == Self.allow)
+        }
+    }
+
     /// A profile longer than a conditional jump reaches (255) still skips whole blocks.
     @Test func longProfile() throws {
         let names = ["getpid", "getppid", "getuid", "geteuid", "getgid", "getegid", "gettid", "uname"]

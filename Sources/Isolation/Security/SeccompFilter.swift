@@ -97,6 +97,10 @@ public struct SeccompFilter {
             // A rule's errno defaults to EPERM, not to defaultErrnoRet (config-linux.md "errnoRet").
             (rule, try Self.action(rule.action, errno: rule.errnoRet, profile: profile))
         }
+        // libseccomp merges a call's rules into one tree, where a rule without argument
+        // tests is a leaf that cuts off any longer branch: it wins over the rules with tests
+        // for the same call, before or after it. Order among the rest is kept.
+        let unconditional = Set(rules.filter { ($0.0.args ?? []).isEmpty }.flatMap(\.0.names))
         let ret = { (k: UInt32) in Instruction(code: Self.returnConstant, jt: 0, jf: 0, k: k) }
         let loadNumber = Instruction(code: Self.loadWord, jt: 0, jf: 0, k: Self.offsetNumber)
         // Program = one block per ABI + [bad arch]. A block is skipped with BPF_JA, whose
@@ -106,7 +110,8 @@ public struct SeccompFilter {
             var body: [Instruction] = [loadNumber]
             var matches: [Instruction] = []
             for (rule, action) in rules {
-                for name in rule.names {
+                let conditional = !(rule.args ?? []).isEmpty
+                for name in rule.names where !(conditional && unconditional.contains(name)) {
                     guard let number = architecture.number(name) else {
                         if architecture == architectures[0] { unknownNames.append(name) }
                         continue
@@ -119,8 +124,8 @@ public struct SeccompFilter {
                     // read: the rule holds for every such call, its argument tests dropped
                     // (as libseccomp does). Without this, socketcall(SYS_SOCKET, …) would
                     // walk around a rule on socket.
-                    for name in rule.names {
-                        guard let (multiplexer, call) = Self.i386Multiplexed[name],
+                    for name in rule.names where !(conditional && unconditional.contains(name)) {
+                        guard let (multiplexer, call) = Self.i386Multiplexed[name], !unconditional.contains(multiplexer),
                               let number = architecture.number(multiplexer) else { continue }
                         let first = OCIConfig.SyscallArgument(index: 0, value: UInt64(call), op: .equal)
                         matches += try Self.rule(number: number, arguments: [first], action: action, wide: false)
