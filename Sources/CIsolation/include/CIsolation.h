@@ -184,6 +184,10 @@ int iso_set_window_size(int fd, unsigned short rows, unsigned short columns);
 int iso_syscall_number(const char *name);
 /// The AUDIT_ARCH_* value seccomp reports for this architecture's native calls.
 uint32_t iso_audit_arch(void);
+/// The number of `name` in the i386 ABI (`int 0x80` on x86_64), or -1 (syscalls_i386.c).
+int iso_syscall_number_i386(const char *name);
+/// The number of `name` in the x32 ABI, __X32_SYSCALL_BIT included, or -1 (syscalls_x32.c).
+int iso_syscall_number_x32(const char *name);
 
 // MARK: Device access on cgroup v2 (devices.c)
 

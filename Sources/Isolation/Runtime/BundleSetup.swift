@@ -494,6 +494,9 @@ public final class BundleSetup {
                 if !seccomp.unknownNames.isEmpty {
                     narrate("(seccomp: no such syscall here: \(seccomp.unknownNames.prefix(5).joined(separator: ", "))\(seccomp.unknownNames.count > 5 ? ", …" : ""))", "skipped, as runc does")
                 }
+                if !seccomp.refusedArchitectures.isEmpty {
+                    narrate("(seccomp: no syscall table here for \(seccomp.refusedArchitectures.joined(separator: ", ")))", "calls through that ABI are refused, as an unlisted one's are")
+                }
                 pendingSeccomp = seccomp
             }
         }

@@ -2,16 +2,27 @@ import CIsolation
 import Glibc
 
 /// An OCI seccomp profile compiled to a classic BPF program, which the kernel runs on
-/// every system call (seccomp(2), Documentation/userspace-api/seccomp_filter.rst):
+/// every system call (seccomp(2), Documentation/userspace-api/seccomp_filter.rst).
 ///
-///     load arch; if not native → kill
-///     load nr
-///     for each rule: if nr == N [and its argument tests pass] → return its action
-///     return the default action
+/// One kernel answers more than one ABI, and each has its own numbers: on x86_64, `int 0x80`
+/// reaches the i386 table (arch AUDIT_ARCH_I386, mkdir is 39, not 83), and a number with
+/// bit 30 set (`__X32_SYSCALL_BIT`) reaches the x32 one under the same AUDIT_ARCH_X86_64.
+/// A filter that matched only x86_64 numbers would let mkdir through either door. So the
+/// program has one block per architecture the profile lists (the native one always), each
+/// matching the rules against that ABI's numbers, as libseccomp builds it:
+///
+///     for each architecture:
+///         load arch; if not this one → next block
+///         load nr;   [x86_64: if nr ≥ 0x40000000 → next block (x32 is another ABI)]
+///                    [x32:    if nr < 0x40000000 → default action]
+///         for each rule: if nr == N [and its argument tests pass] → return its action
+///         return the default action
+///     return SECCOMP_RET_KILL_THREAD          (an ABI the profile does not list)
 ///
 /// Arguments are 64 bits; classic BPF compares 32 at a time, so each test looks at the
-/// high word, then the low one. Syscalls this architecture does not have are skipped,
-/// as runc does.
+/// high word, then the low one (a 32-bit ABI's arguments have no high word: the low one
+/// only, as libseccomp does). Syscalls an architecture does not have are skipped, as runc
+/// and crun do.
 public struct SeccompFilter {
     /// One `struct sock_filter`: 8 bytes.
     public struct Instruction: Equatable {
@@ -21,12 +32,50 @@ public struct SeccompFilter {
         public var k: UInt32
     }
 
+    /// An ABI the filter has a block for: how seccomp names it and where its numbers come from.
+    public struct Architecture: Equatable, Sendable {
+        /// `SCMP_ARCH_X86_64`, …
+        public var name: String
+        /// The AUDIT_ARCH_* value in `seccomp_data.arch` (linux/audit.h).
+        public var auditArch: UInt32
+        /// Whether the ABI's arguments are 64 bits wide.
+        public var wide: Bool
+
+        static let x86_64 = Architecture(name: "SCMP_ARCH_X86_64", auditArch: 0xC000_003E, wide: true)
+        static let x86 = Architecture(name: "SCMP_ARCH_X86", auditArch: 0x4000_0003, wide: false)
+        static let x32 = Architecture(name: "SCMP_ARCH_X32", auditArch: 0xC000_003E, wide: true)
+        static let aarch64 = Architecture(name: "SCMP_ARCH_AARCH64", auditArch: 0xC000_00B7, wide: true)
+
+        /// The number of `name` in this ABI, or nil if it has none.
+        func number(_ syscall: String) -> UInt32? {
+            let number: Int32
+            switch name {
+            case Self.x86.name: number = iso_syscall_number_i386(syscall)
+            case Self.x32.name: number = iso_syscall_number_x32(syscall)
+            default: number = iso_syscall_number(syscall)
+            }
+            return number >= 0 ? UInt32(number) : nil
+        }
+    }
+
+    /// `__X32_SYSCALL_BIT`: x32 calls are x86_64 calls with this bit set in the number.
+    static let x32Bit: UInt32 = 0x4000_0000
+    /// What a call from an ABI the profile does not list gets: libseccomp's default
+    /// "bad arch" action, SCMP_ACT_KILL (SECCOMP_RET_KILL_THREAD).
+    static let badArchAction: UInt32 = 0x0000_0000
+
     public private(set) var instructions: [Instruction] = []
-    /// Names in the profile this architecture has no number for.
+    /// The ABIs the filter checks, native first.
+    public private(set) var architectures: [Architecture] = []
+    /// Listed ABIs this kernel can run but this runtime has no table for (ARM on aarch64):
+    /// their calls are refused, as an unlisted ABI's are.
+    public private(set) var refusedArchitectures: [String] = []
+    /// Names in the profile the native architecture has no number for.
     public private(set) var unknownNames: [String] = []
 
     // BPF opcodes (linux/bpf_common.h).
     static let loadWord: UInt16 = 0x20       // BPF_LD | BPF_W | BPF_ABS
+    static let jumpAlways: UInt16 = 0x05     // BPF_JMP | BPF_JA
     static let jumpEqual: UInt16 = 0x15      // BPF_JMP | BPF_JEQ | BPF_K
     static let jumpGreater: UInt16 = 0x25    // BPF_JMP | BPF_JGT | BPF_K
     static let jumpGreaterEqual: UInt16 = 0x35
@@ -43,26 +92,118 @@ public struct SeccompFilter {
         if let flags = profile.flags, !flags.isEmpty {
             throw IsolationError("linux.seccomp.flags \(flags) are not supported by this runtime", hint: "remove them from config.json")
         }
-        // Program = [arch check] + [load nr] + rules + [default]; jumps are resolved
-        // within each rule, so no offset can exceed the 255 a BPF jump allows.
-        instructions.append(.init(code: Self.loadWord, jt: 0, jf: 0, k: Self.offsetArch))
-        instructions.append(.init(code: Self.jumpEqual, jt: 1, jf: 0, k: iso_audit_arch()))
-        instructions.append(.init(code: Self.returnConstant, jt: 0, jf: 0, k: 0x8000_0000))  // SECCOMP_RET_KILL_PROCESS
-        instructions.append(.init(code: Self.loadWord, jt: 0, jf: 0, k: Self.offsetNumber))
-        for rule in profile.syscalls ?? [] {
+        (architectures, refusedArchitectures) = try Self.architectures(profile.architectures ?? [], native: iso_audit_arch())
+        let rules = try (profile.syscalls ?? []).map { rule in
             // A rule's errno defaults to EPERM, not to defaultErrnoRet (config-linux.md "errnoRet").
-            let action = try Self.action(rule.action, errno: rule.errnoRet, profile: profile)
-            for name in rule.names {
-                let number = iso_syscall_number(name)
-                guard number >= 0 else { unknownNames.append(name); continue }
-                instructions += try Self.rule(number: UInt32(number), arguments: rule.args ?? [], action: action)
-            }
+            (rule, try Self.action(rule.action, errno: rule.errnoRet, profile: profile))
         }
-        instructions.append(.init(code: Self.returnConstant, jt: 0, jf: 0, k: defaultAction))
+        // libseccomp merges a call's rules into one tree, where a rule without argument
+        // tests is a leaf that cuts off any longer branch: it wins over the rules with tests
+        // for the same call, before or after it. Order among the rest is kept.
+        let unconditional = Set(rules.filter { ($0.0.args ?? []).isEmpty }.flatMap(\.0.names))
+        let ret = { (k: UInt32) in Instruction(code: Self.returnConstant, jt: 0, jf: 0, k: k) }
+        let loadNumber = Instruction(code: Self.loadWord, jt: 0, jf: 0, k: Self.offsetNumber)
+        // Program = one block per ABI + [bad arch]. A block is skipped with BPF_JA, whose
+        // offset has 32 bits; inside, jumps are resolved per rule, within the 255 a
+        // conditional jump allows.
+        for architecture in architectures {
+            var body: [Instruction] = [loadNumber]
+            var matches: [Instruction] = []
+            for (rule, action) in rules {
+                let conditional = !(rule.args ?? []).isEmpty
+                for name in rule.names where !(conditional && unconditional.contains(name)) {
+                    guard let number = architecture.number(name) else {
+                        if architecture == architectures[0] { unknownNames.append(name) }
+                        continue
+                    }
+                    matches += try Self.rule(number: number, arguments: rule.args ?? [], action: action, wide: architecture.wide)
+                }
+                if architecture == .x86 {
+                    // i386 also reaches these through socketcall(2) and ipc(2), whose first
+                    // argument is the call and whose others are in memory the filter cannot
+                    // read: the rule holds for every such call, its argument tests dropped
+                    // (as libseccomp does). Without this, socketcall(SYS_SOCKET, …) would
+                    // walk around a rule on socket.
+                    for name in rule.names where !(conditional && unconditional.contains(name)) {
+                        guard let (multiplexer, call) = Self.i386Multiplexed[name], !unconditional.contains(multiplexer),
+                              let number = architecture.number(multiplexer) else { continue }
+                        let first = OCIConfig.SyscallArgument(index: 0, value: UInt64(call), op: .equal)
+                        matches += try Self.rule(number: number, arguments: [first], action: action, wide: false)
+                    }
+                }
+            }
+            matches.append(ret(defaultAction))
+            if architecture == .x86_64 {
+                // x32 shares this arch value: its numbers belong to the x32 block, if any.
+                body.append(.init(code: Self.jumpGreaterEqual, jt: 0, jf: 1, k: Self.x32Bit))
+                body.append(.init(code: Self.jumpAlways, jt: 0, jf: 0, k: UInt32(matches.count)))
+            } else if architecture == .x32 {
+                body.append(.init(code: Self.jumpGreaterEqual, jt: 1, jf: 0, k: Self.x32Bit))
+                body.append(ret(defaultAction))
+            }
+            body += matches
+            instructions.append(.init(code: Self.loadWord, jt: 0, jf: 0, k: Self.offsetArch))
+            instructions.append(.init(code: Self.jumpEqual, jt: 1, jf: 0, k: architecture.auditArch))
+            instructions.append(.init(code: Self.jumpAlways, jt: 0, jf: 0, k: UInt32(body.count)))
+            instructions += body
+        }
+        instructions.append(ret(Self.badArchAction))
         guard instructions.count <= 4096 else {
             throw IsolationError("the seccomp profile compiles to \(instructions.count) BPF instructions; the kernel takes 4096")
         }
     }
+
+    /// The blocks for a profile's `architectures` on a machine whose native arch is `native`:
+    /// the native ABI always (libseccomp's filter starts with it), then each listed one
+    /// this kernel can run. A listed ABI this kernel never runs (SCMP_ARCH_PPC64LE on x86_64)
+    /// needs no block: no call can carry its arch value.
+    static func architectures(_ names: [String], native: UInt32) throws -> ([Architecture], refused: [String]) {
+        let family: [Architecture]
+        var refusable: Set<String> = []
+        switch native {
+        case Architecture.x86_64.auditArch: family = [.x86_64, .x86, .x32]
+        case Architecture.aarch64.auditArch: family = [.aarch64]; refusable = ["SCMP_ARCH_ARM"]
+        default: throw IsolationError("seccomp on this architecture (AUDIT_ARCH \(String(native, radix: 16))) is not supported by this runtime",
+                                      hint: "remove linux.seccomp from config.json")
+        }
+        var chosen = [family[0]], refused: [String] = []
+        for name in names {
+            guard libseccompArchitectures.contains(name) else {
+                throw IsolationError("linux.seccomp.architectures: '\(name)' is not an architecture libseccomp knows",
+                                     hint: "use SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, SCMP_ARCH_ARM, …")
+            }
+            if let architecture = family.first(where: { $0.name == name }) {
+                if !chosen.contains(architecture) { chosen.append(architecture) }
+            } else if refusable.contains(name), !refused.contains(name) {
+                refused.append(name)
+            }
+        }
+        return (chosen, refused)
+    }
+
+    /// Calls i386 also makes through a multiplexer, and their number there
+    /// (linux/net.h SYS_*, linux/ipc.h SEMOP…).
+    static let i386Multiplexed: [String: (String, UInt32)] = {
+        let socket = ["socket", "bind", "connect", "listen", "accept", "getsockname", "getpeername", "socketpair",
+                      "send", "recv", "sendto", "recvfrom", "shutdown", "setsockopt", "getsockopt", "sendmsg",
+                      "recvmsg", "accept4", "recvmmsg", "sendmmsg"]
+        let ipc: [(String, UInt32)] = [("semop", 1), ("semget", 2), ("semctl", 3), ("semtimedop", 4), ("msgsnd", 11),
+                                       ("msgrcv", 12), ("msgget", 13), ("msgctl", 14), ("shmat", 21), ("shmdt", 22),
+                                       ("shmget", 23), ("shmctl", 24)]
+        var table: [String: (String, UInt32)] = [:]
+        for (index, name) in socket.enumerated() { table[name] = ("socketcall", UInt32(index + 1)) }
+        for (name, call) in ipc { table[name] = ("ipc", call) }
+        return table
+    }()
+
+    /// The `SCMP_ARCH_*` names libseccomp 2.5 accepts (config-linux.md "architectures").
+    static let libseccompArchitectures: Set<String> = [
+        "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64",
+        "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390",
+        "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64",
+        "SCMP_ARCH_M68K", "SCMP_ARCH_SH", "SCMP_ARCH_SHEB",
+    ]
 
     /// The SECCOMP_RET_* value of an OCI action.
     static func action(_ action: OCIConfig.SeccompAction, errno: UInt32?, profile: OCIConfig.Seccomp) throws -> UInt32 {
@@ -81,7 +222,7 @@ public struct SeccompFilter {
     }
 
     /// `if nr == number [&& args…] return action`, leaving A = nr for the next rule.
-    static func rule(number: UInt32, arguments: [OCIConfig.SyscallArgument], action: UInt32) throws -> [Instruction] {
+    static func rule(number: UInt32, arguments: [OCIConfig.SyscallArgument], action: UInt32, wide: Bool = true) throws -> [Instruction] {
         if arguments.isEmpty {
             return [.init(code: jumpEqual, jt: 0, jf: 1, k: number), .init(code: returnConstant, jt: 0, jf: 0, k: action)]
         }
@@ -90,7 +231,7 @@ public struct SeccompFilter {
         block.jump(jumpEqual, k: number, onTrue: .next, onFalse: .fail)
         for argument in arguments {
             guard argument.index < 6 else { throw IsolationError("seccomp argument index \(argument.index) is past the sixth") }
-            try block.test(argument)
+            try block.test(argument, wide: wide)
         }
         block.append(.init(code: returnConstant, jt: 0, jf: 0, k: action))
         return try block.resolve(tail: [.init(code: loadWord, jt: 0, jf: 0, k: offsetNumber)])
@@ -128,32 +269,46 @@ struct Assembler {
 
     mutating func load(_ offset: UInt32) { append(.init(code: SeccompFilter.loadWord, jt: 0, jf: 0, k: offset)) }
 
-    /// One argument test; falling off its end means it passed.
-    mutating func test(_ argument: OCIConfig.SyscallArgument) throws {
+    /// One argument test; falling off its end means it passed. A `wide` ABI's arguments
+    /// have 64 bits (high word, then low); a 32-bit one's only the low word, compared with
+    /// the value's low 32 bits.
+    mutating func test(_ argument: OCIConfig.SyscallArgument, wide: Bool = true) throws {
         let start = items.count
         let high = UInt32(truncatingIfNeeded: argument.value >> 32), low = UInt32(truncatingIfNeeded: argument.value)
         let hiOffset = SeccompFilter.offsetArgument(argument.index, high: true)
         let loOffset = SeccompFilter.offsetArgument(argument.index, high: false)
         let eq = SeccompFilter.jumpEqual, gt = SeccompFilter.jumpGreater, ge = SeccompFilter.jumpGreaterEqual
-        switch argument.op {
-        case .equal:
+        switch (argument.op, wide) {
+        case (.equal, false):
+            load(loOffset); jump(eq, k: low, onTrue: .next, onFalse: .fail)
+        case (.notEqual, false):
+            load(loOffset); jump(eq, k: low, onTrue: .fail, onFalse: .pass)
+        case (.maskedEqual, false):
+            load(loOffset); append(.init(code: SeccompFilter.andConstant, jt: 0, jf: 0, k: low))
+            jump(eq, k: UInt32(truncatingIfNeeded: argument.valueTwo ?? 0), onTrue: .next, onFalse: .fail)
+        case (.greaterThan, false), (.greaterOrEqual, false):
+            load(loOffset); jump(argument.op == .greaterThan ? gt : ge, k: low, onTrue: .pass, onFalse: .fail)
+        case (.lessThan, false), (.lessOrEqual, false):
+            load(loOffset); jump(argument.op == .lessThan ? ge : gt, k: low, onTrue: .fail, onFalse: .pass)
+
+        case (.equal, true):
             load(hiOffset); jump(eq, k: high, onTrue: .next, onFalse: .fail)
             load(loOffset); jump(eq, k: low, onTrue: .next, onFalse: .fail)
-        case .notEqual:
+        case (.notEqual, true):
             load(hiOffset); jump(eq, k: high, onTrue: .next, onFalse: .pass)
             load(loOffset); jump(eq, k: low, onTrue: .fail, onFalse: .pass)
-        case .maskedEqual:
+        case (.maskedEqual, true):
             // OCI: value is the mask, valueTwo the datum: (arg & value) == valueTwo.
             let datum = argument.valueTwo ?? 0
             load(hiOffset); append(.init(code: SeccompFilter.andConstant, jt: 0, jf: 0, k: high))
             jump(eq, k: UInt32(truncatingIfNeeded: datum >> 32), onTrue: .next, onFalse: .fail)
             load(loOffset); append(.init(code: SeccompFilter.andConstant, jt: 0, jf: 0, k: low))
             jump(eq, k: UInt32(truncatingIfNeeded: datum), onTrue: .next, onFalse: .fail)
-        case .greaterThan, .greaterOrEqual:
+        case (.greaterThan, true), (.greaterOrEqual, true):
             load(hiOffset); jump(gt, k: high, onTrue: .pass, onFalse: .next)
             jump(eq, k: high, onTrue: .next, onFalse: .fail)
             load(loOffset); jump(argument.op == .greaterThan ? gt : ge, k: low, onTrue: .pass, onFalse: .fail)
-        case .lessThan, .lessOrEqual:
+        case (.lessThan, true), (.lessOrEqual, true):
             load(hiOffset); jump(gt, k: high, onTrue: .fail, onFalse: .next)
             jump(eq, k: high, onTrue: .next, onFalse: .pass)
             // lo < v ⇔ !(lo >= v); lo <= v ⇔ !(lo > v)
