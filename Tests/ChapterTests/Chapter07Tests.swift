@@ -9,6 +9,12 @@ import Isolation
 import SystemPackage
 import Testing
 
+/// Whether /run/netns was there, and a mount point, before the first test made a
+/// namespace: `ip netns add` makes it (a bind mount of itself, so that the namespace
+/// files' mounts can be shared) and `ip netns del` leaves it; the tests remove it again.
+let runNetnsBefore: (existed: Bool, mounted: Bool) = (
+    FileManager.default.fileExists(atPath: "/run/netns"), mounts(under: "/run/netns").contains("/run/netns"))
+
 /// The namespaces of one test, named isolation-test-<tag>-<name>.
 final class TestNetwork: @unchecked Sendable {
     let tag: String
@@ -16,6 +22,7 @@ final class TestNetwork: @unchecked Sendable {
     let state: TemporaryFolder
 
     init(_ purpose: String) throws {
+        _ = runNetnsBefore  // read before any `ip netns add`
         tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         state = try TemporaryFolder("net-\(purpose)")
     }
@@ -92,6 +99,12 @@ final class TestNetwork: @unchecked Sendable {
             _ = try? run("/usr/sbin/ip", ["netns", "del", name])
         }
         state.remove()
+        // What `ip netns add` left, once no namespace file is in it.
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        if left.isEmpty {
+            if !runNetnsBefore.mounted && mounts(under: "/run/netns").contains("/run/netns") { umount2("/run/netns", Int32(MNT_DETACH)) }
+            if !runNetnsBefore.existed { rmdir("/run/netns") }
+        }
     }
 }
 

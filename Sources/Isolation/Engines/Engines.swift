@@ -145,6 +145,7 @@ public enum Engines {
             for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(cgroupName)) {
                 _ = Cleanup.removeCgroupTree(parent.appending(cgroupName), report: { _ in })
             }
+            Cleanup.removeEmptyParents()
         }
     }
 
@@ -174,6 +175,7 @@ public enum Engines {
             for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(cgroupName)) {
                 _ = Cleanup.removeCgroupTree(parent.appending(cgroupName), report: { _ in })
             }
+            Cleanup.removeEmptyParents()
         }
 
         /// Starts `containerd --config …` with its output in `log`, in a cgroup of its own
@@ -333,6 +335,7 @@ public enum Engines {
             for parent in Cleanup.cgroupParents() where FileSystem.isDirectory(parent.appending(cgroupName)) {
                 _ = Cleanup.removeCgroupTree(parent.appending(cgroupName), report: { _ in })
             }
+            Cleanup.removeEmptyParents()
         }
 
         /// dockerd makes /run/docker/plugins (where plugins' sockets are looked for)

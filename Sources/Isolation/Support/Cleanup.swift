@@ -9,6 +9,13 @@ import SystemPackage
 public enum Cleanup {
     /// Where the project's cgroups live: `<hierarchy>/isolation/…` in each v1 hierarchy,
     /// and in the v2 one (at /sys/fs/cgroup or /sys/fs/cgroup/unified).
+    /// Removes the project's parent cgroup (`isolation`) from every hierarchy where it
+    /// is empty: engines make their cgroups below it in every hierarchy, named ones
+    /// (`systemd`) and v2's `unified` too. rmdir(2) of one that is still used fails, harmlessly.
+    public static func removeEmptyParents(root: String = "/sys/fs/cgroup") {
+        for parent in cgroupParents(root: root) { rmdir(parent.string) }
+    }
+
     public static func cgroupParents(root: String = "/sys/fs/cgroup") -> [FilePath] {
         var hierarchies = [root, root + "/unified"]
         hierarchies += ((try? FileSystem.contentsOfDirectory(FilePath(root))) ?? []).map { root + "/" + $0 }
