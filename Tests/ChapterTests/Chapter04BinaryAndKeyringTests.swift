@@ -245,25 +245,8 @@ private struct RuntimeUnderAttack {
 
     /// Runs the copy (`--root` our state) with output to files: a created init inherits them.
     func runtime(_ arguments: [String], timeout: TimeInterval = 30) throws -> RunResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: isorun)
-        process.arguments = ["--root", stateRoot] + arguments
-        let out = folder.path + "/out-\(UUID().uuidString)", err = out + ".err"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"]
-        if copy == "memfd" { process.environment?["ISOLATION_RUNTIME_COPY"] = "memfd" }
-        try process.run()
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        process.waitUntilExit()
-        watchdog.cancel()
-        return RunResult(status: process.terminationStatus, reason: process.terminationReason,
-                         stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+        try runWithOutputInFiles(isorun, ["--root", stateRoot] + arguments, in: folder.path,
+                                 environment: copy == "memfd" ? ["ISOLATION_RUNTIME_COPY": "memfd"] : [:], timeout: timeout)
     }
 
     func sha256() throws -> String {

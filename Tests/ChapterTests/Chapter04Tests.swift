@@ -28,24 +28,7 @@ struct TestBundle {
     /// Runs `chapter-04 --root STATE ARGS`, output to files: a created container's init
     /// inherits them, so reading pipes to their end would wait for the container.
     func runtime(_ arguments: [String], timeout: TimeInterval = 30) throws -> RunResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
-        process.arguments = ["--root", stateRoot] + arguments
-        let out = folder.path + "/out-\(UUID().uuidString)", err = out + ".err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"]
-        try process.run()
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        process.waitUntilExit()
-        watchdog.cancel()
-        return RunResult(status: process.terminationStatus, reason: process.terminationReason,
-                         stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+        try runWithOutputInFiles(product("chapter-04"), ["--root", stateRoot] + arguments, in: folder.path, timeout: timeout)
     }
 
     func state(_ id: String) throws -> [String: Any]? {

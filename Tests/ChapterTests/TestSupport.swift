@@ -95,3 +95,28 @@ func productCopyForNobody(_ name: String, in folder: TemporaryFolder) throws -> 
     chmod(copy, 0o755)
     return copy
 }
+
+/// Runs a runtime (`chapter-04` or `isorun`) to completion with its output in files in
+/// `folder`, killed after `timeout` seconds: a created container's init inherits the
+/// runtime's output, so reading pipes to their end would wait for the container.
+func runWithOutputInFiles(_ executable: String, _ arguments: [String], in folder: String,
+                          environment extra: [String: String] = [:], timeout: TimeInterval) throws -> RunResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = folder + "/out-\(UUID().uuidString)", err = out + ".err"
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+    process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"].merging(extra) { $1 }
+    try process.run()
+    let pid = process.processIdentifier
+    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+    process.waitUntilExit()
+    watchdog.cancel()
+    return RunResult(status: process.terminationStatus, reason: process.terminationReason,
+                     stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                     stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+}
