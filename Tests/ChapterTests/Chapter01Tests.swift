@@ -16,16 +16,11 @@ struct Chapter01Tests {
         defer { folder.remove() }
         let loop = "for i in 1 2 3 4 5; do \"$0\" -- true || exit 1; done"
         let runs = try (0..<3).map { _ in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", loop, product("chapter-01")]
-            process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ISOLATION_CACHE_DIR": folder.path + "/cache"]
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            return process
+            try TestProcess("/bin/sh", ["-c", loop, product("chapter-01")],
+                            environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ISOLATION_CACHE_DIR": folder.path + "/cache"])
         }
-        for process in runs { process.waitUntilExit() }
-        #expect(runs.allSatisfy { $0.terminationStatus == 0 }, "\(runs.map(\.terminationStatus))")
+        let results = runs.map { $0.result(timeout: 600) }
+        #expect(results.allSatisfy { $0.status == 0 }, "\(results)")
         let left = try FileManager.default.contentsOfDirectory(atPath: folder.path + "/cache")
         #expect(left == ["rootfs-\(RootFilesystem.preferredSource.rawValue)"], "no staging or old copies left: \(left)")
     }

@@ -55,33 +55,22 @@ let ch02HasBusybox = RootFilesystem.busyboxPath() != nil
 
 /// `chapter-02 ARGS` running in the background, its output going to files.
 final class Ch02Background {
-    let process = Process()
+    let process: TestProcess
     let folder: TemporaryFolder
 
     init(_ arguments: [String], executable: String? = nil, prefix: [String] = []) throws {
         folder = try TemporaryFolder("ch02-bg")
         let program = executable ?? product("chapter-02")
         if prefix.isEmpty {
-            process.executableURL = URL(fileURLWithPath: program)
-            process.arguments = arguments
+            process = try TestProcess(program, arguments)
         } else {
-            process.executableURL = URL(fileURLWithPath: prefix[0])
-            process.arguments = Array(prefix.dropFirst()) + [program] + arguments
+            process = try TestProcess(prefix[0], Array(prefix.dropFirst()) + [program] + arguments)
         }
-        var environment = ProcessInfo.processInfo.environment
-        environment["NO_COLOR"] = "1"
-        process.environment = environment
-        FileManager.default.createFile(atPath: folder.path + "/out", contents: nil)
-        FileManager.default.createFile(atPath: folder.path + "/err", contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: folder.path + "/out")
-        process.standardError = FileHandle(forWritingAtPath: folder.path + "/err")
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
     }
 
-    var pid: pid_t { process.processIdentifier }
-    var output: String { (try? String(contentsOfFile: folder.path + "/out", encoding: .utf8)) ?? "" }
-    var errors: String { (try? String(contentsOfFile: folder.path + "/err", encoding: .utf8)) ?? "" }
+    var pid: pid_t { process.pid }
+    var output: String { process.stdout }
+    var errors: String { process.stderr }
 
     /// Waits until a descendant named `comm` exists (the command inside) and returns its
     /// host PID, or nil after `timeout` seconds.
@@ -99,11 +88,10 @@ final class Ch02Background {
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM, timeout: Double = 15) -> Int32 {
         if process.isRunning { kill(pid, signal) }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
-        return process.terminationStatus
+        switch process.wait(timeout: timeout) {
+        case .exited(let code): return code
+        case .signaled(let signal): return signal
+        }
     }
 
     func remove() {

@@ -58,24 +58,16 @@ struct Chapter03Tests {
     @Test("a CPU quota changed by hand while the command runs: the meter says so and shows the new limit",
           .enabled(if: FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cpu.cfs_quota_us") || CgroupMode.detect() == .unified, "needs the cpu controller"))
     func liveQuota() throws {
-        let folder = try TemporaryFolder("ch03-live")
-        defer { folder.remove() }
-        let out = folder.path + "/out"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: product("chapter-03"))
-        process.arguments = ["--cpus", "0.5", "--", "sleep", "3"]
-        process.environment = ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        try process.run()
+        let process = try TestProcess(product("chapter-03"), ["--cpus", "0.5", "--", "sleep", "3"],
+                                      environment: ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
         let unified = CgroupMode.detect() == .unified
-        let name = "chapter-03-\(process.processIdentifier)-0"
+        let name = "chapter-03-\(process.pid)-0"
         let file = unified ? "/sys/fs/cgroup/isolation/\(name)/cpu.max" : "/sys/fs/cgroup/cpu/isolation/\(name)/cpu.cfs_quota_us"
-        for _ in 0..<200 where !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("pids=") { usleep(20_000) }
+        for _ in 0..<200 where !process.stdout.contains("pids=") { usleep(20_000) }
         try (unified ? "20000 100000" : "20000").write(toFile: file, atomically: false, encoding: .utf8)
-        process.waitUntilExit()
-        let output = try String(contentsOfFile: out, encoding: .utf8)
-        #expect(process.terminationStatus == 0, "\(output)")
+        let result = process.result(timeout: 60)
+        let output = result.stdout
+        #expect(result.status == 0, "\(result)")
         #expect(output.contains("CPU quota changed: now 20%"), "\(output)")
         #expect(output.contains("cpu=0%/20%") || output.split(separator: "\n").last(where: { $0.contains("cpu=") })?.contains("/20%") == true, "\(output)")
     }
@@ -113,14 +105,8 @@ struct Chapter03Tests {
 
     @Test("Ctrl-C mid-demo stops the act, removes its cgroup and leaves no process")
     func interrupted() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: product("chapter-03"))
-        process.arguments = ["--seconds", "30"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let pid = process.processIdentifier
+        let process = try TestProcess(product("chapter-03"), ["--seconds", "30"])
+        let pid = process.pid
         // Wait until the first act's cgroup exists and the hog runs in it.
         var seen = false
         for _ in 0..<100 where !seen {
@@ -132,9 +118,9 @@ struct Chapter03Tests {
         #expect(seen, "the demo never started its first act")
         let cgroups = chapter03Cgroups(of: pid)
         kill(pid, SIGINT)
-        process.waitUntilExit()
-        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 130, "\(output)")
+        let result = process.result(timeout: 60)
+        let output = result.stdout + result.stderr
+        #expect(result.status == 130, "\(result)")
         #expect(output.contains("interrupted"), "\(output)")
         #expect(chapter03Cgroups(of: pid).isEmpty, "left: \(chapter03Cgroups(of: pid))")
         for dir in cgroups { #expect(!FileManager.default.fileExists(atPath: dir)) }

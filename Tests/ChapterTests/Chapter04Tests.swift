@@ -219,16 +219,9 @@ struct Chapter04Tests {
         // A state folder (--root) that cannot be made: a file stands where its parent should be.
         let blocker = bundle.folder.path + "/blocker"
         try "a file".write(toFile: blocker, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
-        process.arguments = ["--root", blocker + "/state", "create", "--bundle", bundle.path, "p1"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 1)
+        let blocked = try run(product("chapter-04"), ["--root", blocker + "/state", "create", "--bundle", bundle.path, "p1"])
+        let stderr = blocked.stderr
+        #expect(blocked.status == 1, "\(blocked)")
         #expect(stderr.contains("making the state folder \(blocker)/state") && stderr.contains("ENOTDIR") && stderr.contains("--root"), "\(stderr)")
         #expect(containerCgroups("p1").isEmpty)
         #expect(try String(contentsOfFile: blocker, encoding: .utf8) == "a file")
@@ -292,12 +285,9 @@ struct Chapter04Tests {
         // A holder on the host with its own mount, UTS and IPC namespaces (unshare(1)),
         // as a pod's infrastructure container would be. Its mount namespace is a copy of
         // the host's, so the bundle's rootfs is visible there.
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        holder.arguments = ["--mount", "--uts", "--ipc", "--propagation", "private", "sh", "-c", "hostname held-by-holder; exec sleep 600"]
-        try holder.run()
-        defer { holder.terminate(); holder.waitUntilExit() }
-        let held = holder.processIdentifier
+        let holder = try TestProcess("/usr/bin/unshare", ["--mount", "--uts", "--ipc", "--propagation", "private", "sh", "-c", "hostname held-by-holder; exec sleep 600"])
+        defer { holder.stop() }
+        let held = holder.pid
         func inode(_ pid: pid_t, _ kind: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)") }
         for _ in 0..<200 where inode(held, "uts") == inode(getpid(), "uts") || (try? String(contentsOfFile: "/proc/\(held)/comm", encoding: .utf8)) != "sleep\n" { usleep(10_000) }
 
@@ -571,26 +561,22 @@ struct Chapter04Tests {
 /// prints everything the container writes until it closes.
 struct ConsoleServer {
     let socketPath: String
-    let process = Process()
-    let out = Pipe()
+    let process: TestProcess
 
     init(in folder: TemporaryFolder) throws {
         socketPath = folder.path + "/console.sock"
         try consoleServer.write(toFile: folder.path + "/server.py", atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: python3!)
-        process.arguments = [folder.path + "/server.py", socketPath]
-        process.standardOutput = out
-        try process.run()
-        for _ in 0..<3000 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+        process = try TestProcess(python3!, [folder.path + "/server.py", socketPath])
+        for _ in 0..<3000 where !FileManager.default.fileExists(atPath: socketPath) && process.isRunning { usleep(10_000) }
     }
 
-    /// What the server saw, once the container closed its terminal.
+    /// What the server saw, once the container closed its terminal (at most two minutes).
     func output() -> String {
-        process.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.wait(timeout: 120)
+        return process.stdout
     }
 
-    func stop() { if process.isRunning { process.terminate() } }
+    func stop() { process.stop() }
 }
 
 let consoleServer = """
@@ -700,7 +686,7 @@ extension Chapter04Tests {
         _ = try bundle.runtime(["state", "quiet"])
         #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/calls.log"), "the log is never created by the runtime")
         try FileManager.default.createDirectory(atPath: bundle.stateRoot, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: bundle.stateRoot + "/calls.log", contents: nil)
+        _ = FileManager.default.createFile(atPath: bundle.stateRoot + "/calls.log", contents: nil)
         _ = try bundle.runtime(["state", "nope"])
         _ = try bundle.runtime(["delete", "--force", "nope"])
         let lines = try String(contentsOfFile: bundle.stateRoot + "/calls.log", encoding: .utf8).split(separator: "\n")

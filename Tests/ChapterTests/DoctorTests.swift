@@ -68,16 +68,13 @@ struct DoctorTests {
     func cleanRemovesCgroups() throws {
         let parent = "/sys/fs/cgroup/pids/isolation/test-leftover-\(getpid())"
         try FileManager.default.createDirectory(atPath: parent + "/child", withIntermediateDirectories: true)
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        sleeper.arguments = ["300"]
-        try sleeper.run()
-        try "\(sleeper.processIdentifier)".write(toFile: parent + "/child/cgroup.procs", atomically: false, encoding: .utf8)
+        let sleeper = try TestProcess("/bin/sleep", ["300"])
+        try "\(sleeper.pid)".write(toFile: parent + "/child/cgroup.procs", atomically: false, encoding: .utf8)
         var lines: [String] = []
         let removed = Cleanup.removeCgroupTree(FilePath(parent), report: { lines.append($0) })
-        sleeper.waitUntilExit()
+        let ended = sleeper.wait(timeout: 30)
         #expect(removed == 2, "\(lines)")
-        #expect(sleeper.terminationReason == .uncaughtSignal && sleeper.terminationStatus == SIGKILL)
+        #expect(ended == .signaled(SIGKILL), "\(ended)")
         #expect(!FileManager.default.fileExists(atPath: parent))
         #expect(lines.contains { $0.contains("killing 1 process") })
         rmdir("/sys/fs/cgroup/pids/isolation")  // only if empty: other tests may use it

@@ -56,11 +56,7 @@ struct RootfsLayerTests {
         let missing = try run(product("chapter-01"), ["--", "no-such-program"])
         #expect(missing.status == 127, "\(missing)")
         for signal in [SIGINT, SIGTERM] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: product("chapter-02"))
-            process.arguments = ["--", "sleep", "30"]
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
+            let process = try TestProcess(product("chapter-02"), ["--", "sleep", "30"])
             // Wait for the layer to be mounted and the sleep to run.
             var started = false
             for _ in 0..<300 where !started {
@@ -70,8 +66,8 @@ struct RootfsLayerTests {
             }
             #expect(started, "no layer was made")
             usleep(300_000)
-            kill(process.processIdentifier, signal)
-            process.waitUntilExit()
+            kill(process.pid, signal)
+            process.wait(timeout: 60)
             #expect(layers().subtracting(layersBefore).isEmpty, "signal \(signal): layers left behind: \(layers().subtracting(layersBefore))")
         }
     }

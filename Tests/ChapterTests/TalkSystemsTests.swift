@@ -27,22 +27,12 @@ struct TalkDemoTests {
 
     @Test("cgset's quota is in the cgroup's file while cgexec's stress runs in it; it is throttled, then OOM-killed; nothing remains")
     func talkDemo() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: product("chapter-03"))
-        process.arguments = ["talk", "--seconds", "2"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["NO_COLOR": "1"]) { $1 }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        nonisolated(unsafe) var data = Data()
-        let reader = DispatchGroup()
-        try process.run()
-        reader.enter()
-        DispatchQueue.global().async { data = out.fileHandleForReading.readDataToEndOfFile(); reader.leave() }
-        let folder = cpuFolder(process.processIdentifier)
+        let process = try TestProcess(product("chapter-03"), ["talk", "--seconds", "2"])
+        let folder = cpuFolder(process.pid)
         var quota: String?
         var sawStress = false
-        while process.isRunning {
+        let deadline = Date().addingTimeInterval(600)
+        while process.isRunning && Date() < deadline {
             if quota == nil || !sawStress {
                 let file = CgroupMode.detect() == .unified ? "/cpu.max" : "/cpu.cfs_quota_us"
                 if let text = try? String(contentsOfFile: folder + file, encoding: .utf8), text.hasPrefix("20000") {
@@ -52,9 +42,9 @@ struct TalkDemoTests {
             }
             usleep(20_000)
         }
-        reader.wait()
-        let output = String(decoding: data, as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(output)")
+        let result = process.result(timeout: 0)
+        let output = result.stdout + result.stderr
+        #expect(result.status == 0 && result.reason == .exit, "\(output)")
         #expect(quota != nil, "cgset's quota was never seen in \(folder): \(output)")
         #expect(sawStress, "no stress process was seen in \(folder)/cgroup.procs: \(output)")
         // What the chapter read from the cgroup's files.

@@ -30,37 +30,118 @@ struct RunResult: CustomStringConvertible {
     var description: String { "status \(status) (\(reason == .exit ? "exit" : "signal"))\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
 }
 
+/// A program a test started, observed and waited for on the test's own thread.
+///
+/// Why not Foundation's `Process`: its exit is noticed by a SIGCHLD handler on a Dispatch
+/// queue, and its pipes are read to their end by more Dispatch work. Swift Testing runs
+/// suites in parallel on a pool of as many threads as CPUs (2 in the VM lane); tests that
+/// block those threads waiting for Dispatch work can stall the whole run. Here nothing
+/// needs another thread: `ChildProcess.spawn` starts the program (only system calls
+/// between clone and exec), its output goes to files (a container that inherits them
+/// cannot keep us waiting for an end of file), and `waitpid(WNOHANG)` polls it until a
+/// deadline, after which it is killed.
+final class TestProcess {
+    let pid: pid_t
+    private let child: ChildProcess
+    private let folder: String
+    private var ended: Isolation.ExitStatus?
+
+    /// Starts `executable` (a path, or a name looked up in PATH) with `arguments`.
+    /// `environment` nil: this test process's own, with NO_COLOR=1. `stdin` nil: /dev/null.
+    /// `directory`: its working directory (nil: ours).
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+         stdin: String? = nil, directory: String? = nil) throws {
+        let path = try Command.find(executable).map(\.string) ?? { throw TestProcessError(message: "\(executable) is not installed") }()
+        folder = try FileSystem.makeTemporaryDirectory(purpose: "test-run").string
+        var env = environment ?? ProcessInfo.processInfo.environment.merging(["NO_COLOR": "1"]) { $1 }
+        if environment == nil { env["NO_COLOR"] = "1" }
+        let input = folder + "/in"
+        if let stdin { try stdin.write(toFile: input, atomically: false, encoding: .utf8) }
+        let inFD = try FileDescriptor.open(stdin == nil ? "/dev/null" : input, .readOnly, options: .closeOnExec)
+        defer { try? inFD.close() }
+        let outFD = try FileDescriptor.open(FilePath(folder + "/out"), .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: .ownerReadWrite)
+        defer { try? outFD.close() }
+        let errFD = try FileDescriptor.open(FilePath(folder + "/err"), .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: .ownerReadWrite)
+        defer { try? errFD.close() }
+        var options = SpawnOptions()
+        options.standardInput = inFD
+        options.standardOutput = outFD
+        options.standardError = errFD
+        options.workingDirectory = directory.map { FilePath($0) }
+        do {
+            child = try ChildProcess.spawn(FilePath(path), arguments: [path] + arguments,
+                                           environment: env.map { "\($0.key)=\($0.value)" }, options: options)
+        } catch {
+            try? FileSystem.removeTree(FilePath(folder))
+            throw error
+        }
+        pid = child.pid
+    }
+
+    deinit {
+        if ended == nil { kill(pid, SIGKILL); var status: Int32 = 0; _ = waitpid(pid, &status, 0) }
+        try? FileSystem.removeTree(FilePath(folder))
+    }
+
+    /// How it ended, if it has: waitpid(2) with WNOHANG.
+    func poll() -> Isolation.ExitStatus? {
+        if let ended { return ended }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid { ended = Isolation.ExitStatus(waitStatus: status) }
+        return ended
+    }
+
+    var isRunning: Bool { poll() == nil }
+
+    /// Waits until it ends, at most `timeout` seconds; then SIGKILL, and waits for that.
+    @discardableResult
+    func wait(timeout: TimeInterval) -> Isolation.ExitStatus {
+        let deadline = Date().addingTimeInterval(timeout)
+        while poll() == nil {
+            if Date() >= deadline {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                ended = Isolation.ExitStatus(waitStatus: status)
+                break
+            }
+            usleep(5_000)
+        }
+        return ended!
+    }
+
+    /// SIGTERM, `grace` seconds to end, then SIGKILL.
+    func stop(grace: TimeInterval = 5) {
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
+        wait(timeout: grace)
+    }
+
+    /// What it has written so far.
+    var stdout: String { (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? "" }
+
+    /// Waits (at most `timeout` seconds) and returns the status and output.
+    func result(timeout: TimeInterval) -> RunResult {
+        let status = wait(timeout: timeout)
+        switch status {
+        case .exited(let code): return RunResult(status: code, reason: .exit, stdout: stdout, stderr: stderr)
+        case .signaled(let signal): return RunResult(status: signal, reason: .uncaughtSignal, stdout: stdout, stderr: stderr)
+        }
+    }
+}
+
+struct TestProcessError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
 /// Runs a program to completion (killing it after `timeout` seconds) and collects its output.
 func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
          stdin: String? = nil, timeout: TimeInterval = 60) throws -> RunResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    var env = environment ?? ProcessInfo.processInfo.environment
-    env["NO_COLOR"] = "1"
-    process.environment = env
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let input = Pipe()
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try? input.fileHandleForWriting.close()
-    // Read both pipes concurrently so neither can fill up.
-    nonisolated(unsafe) var outData = Data(), errData = Data()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    if group.wait(timeout: .now() + timeout) == .timedOut {
-        kill(process.processIdentifier, SIGKILL)
-        group.wait()
-    }
-    process.waitUntilExit()
-    return RunResult(status: process.terminationStatus, reason: process.terminationReason,
-                     stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    try TestProcess(executable, arguments, environment: environment.map { $0.merging(["NO_COLOR": "1"]) { $1 } }, stdin: stdin)
+        .result(timeout: timeout)
 }
 
 /// A temporary folder named with the project prefix, removed by `remove()`.
@@ -96,27 +177,12 @@ func productCopyForNobody(_ name: String, in folder: TemporaryFolder) throws -> 
     return copy
 }
 
-/// Runs a runtime (`chapter-04` or `isorun`) to completion with its output in files in
-/// `folder`, killed after `timeout` seconds: a created container's init inherits the
-/// runtime's output, so reading pipes to their end would wait for the container.
+/// Runs a runtime (`chapter-04` or `isorun`) to completion with its output in files,
+/// killed after `timeout` seconds: a created container's init inherits the runtime's
+/// output, so reading pipes to their end would wait for the container. (`folder` is kept
+/// for the callers; the output files live in the process's own temporary folder.)
 func runWithOutputInFiles(_ executable: String, _ arguments: [String], in folder: String,
                           environment extra: [String: String] = [:], timeout: TimeInterval) throws -> RunResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = folder + "/out-\(UUID().uuidString)", err = out + ".err"
-    _ = FileManager.default.createFile(atPath: out, contents: nil)
-    _ = FileManager.default.createFile(atPath: err, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-    process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"].merging(extra) { $1 }
-    try process.run()
-    let pid = process.processIdentifier
-    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-    process.waitUntilExit()
-    watchdog.cancel()
-    return RunResult(status: process.terminationStatus, reason: process.terminationReason,
-                     stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                     stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+    let environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1"].merging(extra) { $1 }
+    return try TestProcess(executable, arguments, environment: environment).result(timeout: timeout)
 }

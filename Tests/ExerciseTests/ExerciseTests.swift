@@ -215,29 +215,33 @@ struct RunResult: CustomStringConvertible {
 }
 
 /// Runs a program to completion (killed after `timeout` seconds), collecting its output.
+/// On the test's own thread, with no Dispatch work or Foundation `Process` (whose exit is
+/// noticed on a Dispatch queue): the output goes to files, `waitpid(WNOHANG)` polls until
+/// the deadline. (Tests/ChapterTests/TestSupport.swift's `TestProcess` explains why.)
 func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> RunResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
+    let folder = try FileSystem.makeTemporaryDirectory(purpose: "test-run")
+    defer { try? FileSystem.removeTree(folder) }
     var environment = ProcessInfo.processInfo.environment
     environment["NO_COLOR"] = "1"
-    process.environment = environment
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    nonisolated(unsafe) var outData = Data(), errData = Data()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    if group.wait(timeout: .now() + timeout) == .timedOut {
-        kill(process.processIdentifier, SIGKILL)
-        group.wait()
+    let input = try FileDescriptor.open("/dev/null", .readOnly, options: .closeOnExec)
+    defer { try? input.close() }
+    let out = try FileDescriptor.open(folder.appending("out"), .writeOnly, options: [.create, .closeOnExec], permissions: .ownerReadWrite)
+    defer { try? out.close() }
+    let err = try FileDescriptor.open(folder.appending("err"), .writeOnly, options: [.create, .closeOnExec], permissions: .ownerReadWrite)
+    defer { try? err.close() }
+    var options = SpawnOptions()
+    options.standardInput = input
+    options.standardOutput = out
+    options.standardError = err
+    let child = try ChildProcess.spawn(FilePath(executable), arguments: [executable] + arguments,
+                                       environment: environment.map { "\($0.key)=\($0.value)" }, options: options)
+    let deadline = Date().addingTimeInterval(timeout)
+    var status: Int32 = 0
+    while waitpid(child.pid, &status, WNOHANG) == 0 {
+        if Date() >= deadline { kill(child.pid, SIGKILL); while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}; break }
+        usleep(5_000)
     }
-    process.waitUntilExit()
-    return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
+    let code = Isolation.ExitStatus(waitStatus: status).shellCode
+    func text(_ name: String) -> String { (try? String(contentsOfFile: folder.appending(name).string, encoding: .utf8)) ?? "" }
+    return RunResult(status: code, stdout: text("out"), stderr: text("err"))
 }

@@ -155,10 +155,12 @@ struct CgroupEnforcementTests {
     func limitsBeforeExec() throws {
         let cgroup = try Cgroup.create(name: uniqueName("early"), limits: ResourceLimits(pids: 5))
         defer { cgroup.destroy() }
-        let pipe = Pipe()
-        let child = try spawnInto(cgroup, "cat /proc/self/cgroup", stdout: FileDescriptor(rawValue: pipe.fileHandleForWriting.fileDescriptor))
-        try pipe.fileHandleForWriting.close()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // pipe2(O_CLOEXEC): a program another test starts meanwhile must not inherit the write end.
+        let pipe = try makePipe()
+        let child = try spawnInto(cgroup, "cat /proc/self/cgroup", stdout: FileDescriptor(rawValue: pipe.write))
+        close(pipe.write)
+        let text = readAll(pipe.read)
+        close(pipe.read)
         #expect(try child.wait() == .exited(0))
         // Each hierarchy line names our cgroup: the exec'd sh already ran inside it.
         let lines = text.split(separator: "\n").filter { cgroup.version == .v2 ? $0.hasPrefix("0::") : $0.contains(":pids:") || $0.contains(":memory:") }
@@ -171,11 +173,12 @@ struct CgroupEnforcementTests {
         limits.devices = DeviceAccess([DeviceAccess.Rule(allow: false), DeviceAccess.Rule(allow: true, kind: .character, major: 1, minor: 3)])
         let cgroup = try Cgroup.create(name: uniqueName("devices"), limits: limits)
         defer { cgroup.destroy() }
-        let pipe = Pipe()
+        let pipe = try makePipe()
         let child = try spawnInto(cgroup, "exec 2>&1; (exec 3</dev/null) && echo null-opened; (exec 3</dev/zero) || echo zero-refused",
-                                  stdout: FileDescriptor(rawValue: pipe.fileHandleForWriting.fileDescriptor))
-        try pipe.fileHandleForWriting.close()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                                  stdout: FileDescriptor(rawValue: pipe.write))
+        close(pipe.write)
+        let text = readAll(pipe.read)
+        close(pipe.read)
         _ = try child.wait()
         #expect(text.contains("null-opened"), "\(text)")
         #expect(text.contains("zero-refused") && text.contains("not permitted"), "root, but the device controller says no: \(text)")

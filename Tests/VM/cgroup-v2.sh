@@ -230,6 +230,8 @@ mkdir -p "$WORK/job/job"
 {
     echo "BUNDLE=$(squote "$BUNDLE")"
     echo "FILTER=$(squote "$FILTER")"
+    # The guest's own watchdog fires first, to say what hung (guest-init.sh).
+    echo "GUEST_TIMEOUT=$((VM_TIMEOUT > 240 ? VM_TIMEOUT - 120 : VM_TIMEOUT / 2))"
     [ -t 1 ] || echo "NO_COLOR=1"  # plain text in CI logs
 } > "$WORK/job/job/params"
 (cd "$WORK/job" && find job | /bin/busybox cpio -o -H newc -R 0:0 > "$WORK/job.cpio" 2> /dev/null)

@@ -9,7 +9,7 @@
 # the serial console for the host script to parse, and powers off.
 #
 # What to run comes from /job/params, a second cpio archive the host script appends to
-# the cached initramfs for each run (BUNDLE, FILTER, NO_COLOR).
+# the cached initramfs for each run (BUNDLE, FILTER, GUEST_TIMEOUT, NO_COLOR).
 
 /bin/busybox mkdir -p /proc /sys /dev /host /tmp
 /bin/busybox mount -t proc proc /proc
@@ -110,8 +110,32 @@ mount --move . / || fail "cannot move the host's file system to /"
 chroot . /usr/bin/env -i \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 ${NO_COLOR:+NO_COLOR=1} \
-    "$BUNDLE" --testing-library swift-testing --filter "$FILTER" < /dev/null 2>&1
+    "$BUNDLE" --testing-library swift-testing --filter "$FILTER" < /dev/null 2>&1 &
+tests=$!
+
+# A watchdog: tests that hang would otherwise only end in the host's timeout, with
+# nothing said. Before that, it prints what every process is doing (state, the kernel
+# function it waits in, and the test bundle's threads), then ends the tests.
+show_processes() {
+    echo "[vm] the tests ran for $GUEST_TIMEOUT s without ending: what each process is doing"
+    for dir in ./proc/[0-9]*; do
+        pid=${dir##*/}
+        [ "$pid" -gt 2 ] 2>/dev/null || continue
+        read -r comm < "$dir/comm" 2>/dev/null || continue
+        state=$(sed -n 's/^State:[[:space:]]*//p' "$dir/status" 2>/dev/null)
+        case $comm in kworker* | ksoftirq* | migration* | rcu* | cpuhp* | idle_inject* | kthreadd) continue ;; esac
+        echo "[vm]   $pid $comm ($state) ppid $(sed -n 's/^PPid:[[:space:]]*//p' "$dir/status") waits in $(cat "$dir/wchan" 2>/dev/null): $(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null | cut -c1-120)"
+    done
+    for task in ./proc/$tests/task/*; do
+        echo "[vm]   thread ${task##*/} ($(sed -n 's/^State:[[:space:]]*//p' "$task/status" 2>/dev/null)) in $(cat "$task/wchan" 2>/dev/null)"
+        sed 's/^/[vm]       /' "$task/stack" 2>/dev/null | head -n 8
+    done
+}
+( sleep "$GUEST_TIMEOUT" && show_processes && kill -KILL $tests ) &
+watchdog=$!
+wait $tests
 status=$?
+kill $watchdog 2>/dev/null
 # Nothing may be left in the cgroups the tests made.
 leftover=$(ls -d ./sys/fs/cgroup/isolation/*/ 2>/dev/null)
 if [ -n "$leftover" ]; then

@@ -90,12 +90,8 @@ struct ConformanceDevicesAndSecurity {
         defer { bundle.removeAll() }
         let socketPath = bundle.folder.path + "/console.sock"
         try consoleServer.write(toFile: bundle.folder.path + "/server.py", atomically: true, encoding: .utf8)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: python3!)
-        server.arguments = [bundle.folder.path + "/server.py", socketPath]
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
-        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        let server = try TestProcess(python3!, [bundle.folder.path + "/server.py", socketPath])
+        defer { server.stop() }
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
         let result = try bundle.runtime(["run", "--console-socket", socketPath, "--bundle", bundle.path, "conf-console"])
         #expect(result.status == 0, "\(result)")

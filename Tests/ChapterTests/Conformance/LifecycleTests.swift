@@ -35,7 +35,7 @@ struct ConformanceLifecycle {
         #expect(try bundle.runtime(["start", "conf-st"]).status == 0)
         #expect(try check("running")["pid"] as? Int == pid)
         // Let the process end by itself: the container is stopped, and still there.
-        FileManager.default.createFile(atPath: bundle.rootfs + "/srv/go", contents: nil)
+        _ = FileManager.default.createFile(atPath: bundle.rootfs + "/srv/go", contents: nil)
         #expect(try bundle.waitFor("conf-st", "stopped"))
         let stopped = try check("stopped")
         #expect(stopped["pid"] == nil || stopped["pid"] as? Int == 0, "a stopped container has no process: \(stopped)")
@@ -45,15 +45,9 @@ struct ConformanceLifecycle {
     func relativeBundle() throws {
         let bundle = try TestBundle(conformance: "relative")
         defer { bundle.removeAll() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: product("chapter-04"))
-        process.arguments = ["--root", bundle.stateRoot, "create", "--bundle", "bundle", "conf-rel"]
-        process.currentDirectoryURL = URL(fileURLWithPath: bundle.folder.path)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let create = try TestProcess(product("chapter-04"), ["--root", bundle.stateRoot, "create", "--bundle", "bundle", "conf-rel"],
+                                     directory: bundle.folder.path).result(timeout: 60)
+        #expect(create.status == 0, "\(create)")
         #expect(try bundle.state("conf-rel")?["bundle"] as? String == bundle.path)
     }
 
@@ -253,19 +247,14 @@ struct ConformanceLifecycle {
             folder.remove()
             bundle.removeAll()
         }
-        let create = Process()
-        create.executableURL = URL(fileURLWithPath: product("chapter-04"))
-        create.arguments = ["--root", bundle.stateRoot, "create", "--bundle", bundle.path, "conf-half"]
-        create.standardOutput = FileHandle.nullDevice
-        create.standardError = FileHandle.nullDevice
-        try create.run()
+        let create = try TestProcess(product("chapter-04"), ["--root", bundle.stateRoot, "create", "--bundle", bundle.path, "conf-half"])
         var members: [pid_t] = []
         for _ in 0..<500 where members.isEmpty {
             members = (try? Cgroup.existing(path: path))?.processes() ?? []
             if members.isEmpty { usleep(10_000) }
         }
-        Glibc.kill(create.processIdentifier, SIGKILL)
-        create.waitUntilExit()
+        Glibc.kill(create.pid, SIGKILL)
+        create.wait(timeout: 30)
         try #require(!members.isEmpty, "the init never joined its cgroup")
         #expect(try bundle.runtime(["delete", "--force", "conf-half"]).status == 0)
         #expect(!FileManager.default.fileExists(atPath: bundle.stateRoot + "/conf-half"))

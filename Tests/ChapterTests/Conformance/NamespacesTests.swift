@@ -103,13 +103,10 @@ struct ConformanceNamespaces {
         defer { bundle.removeAll() }
         try FileManager.default.createDirectory(atPath: bundle.rootfs + "/srv/held", withIntermediateDirectories: true)
         // A holder with its own mount namespace and, only there, a tmpfs inside the bundle's root.
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        holder.arguments = ["--mount", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs -o size=1m held-by-holder \(bundle.rootfs)/srv/held && exec sleep 60"]
-        try holder.run()
-        defer { holder.terminate(); holder.waitUntilExit() }
-        let holderPID = holder.processIdentifier
+        let holder = try TestProcess("/usr/bin/unshare", ["--mount", "--propagation", "private", "sh", "-c",
+                                                          "mount -t tmpfs -o size=1m held-by-holder \(bundle.rootfs)/srv/held && exec sleep 60"])
+        defer { holder.stop() }
+        let holderPID = holder.pid
         var ready = false
         for _ in 0..<300 where !ready {
             ready = ((try? MountInfo.table(of: holderPID)) ?? []).contains { $0.source == "held-by-holder" }
