@@ -94,7 +94,12 @@ func measureCPU(_ cgroup: Cgroup, seconds: Double) -> Double {
 
 @Suite("cgroup enforcement", .serialized, .enabled(if: getuid() == 0 && CgroupMode.detect() != .none, "creating cgroups needs root"))
 struct CgroupEnforcementTests {
-    @Test("a CPU hog under 0.5 CPU uses 0.5 ± 0.1 CPU and is throttled; unlimited it uses more than 0.8")
+    // What the kernel did, not how fast this machine is: a hog under a 0.5 CPU quota never
+    // gets more than 0.5 (+ 0.1 for the measurement), and when it gets near its quota it is
+    // throttled (cpu.stat's nr_throttled counts the periods it was stopped in); the same hog
+    // without a quota is never throttled. On a machine so busy that the hog gets less than
+    // its quota anyway, nothing may throttle it: then only the ceiling is checked.
+    @Test("a CPU hog under 0.5 CPU uses at most 0.5 (± 0.1) CPU and is throttled; without a quota it is never throttled")
     func cpuQuota() throws {
         let limited = try Cgroup.create(name: uniqueName("cpu"), limits: ResourceLimits(cpus: 0.5))
         defer { limited.destroy() }
@@ -104,8 +109,9 @@ struct CgroupEnforcementTests {
         try hog.signal(SIGKILL)
         try hog.wait()
         let throttled = limited.stats().throttledPeriods ?? 0
-        #expect(abs(used - 0.5) <= 0.1, "used \(used) CPU under a 0.5 CPU limit")
-        #expect(throttled > 0, "no throttled periods recorded")
+        #expect(used <= 0.6, "used \(used) CPU under a 0.5 CPU limit")
+        #expect(used > 0.05, "the hog hardly ran (\(used) CPU)")
+        #expect(throttled > 0 || used < 0.5, "\(used) CPU, yet no throttled periods recorded")
 
         let free = try Cgroup.create(name: uniqueName("cpu-free"), limits: ResourceLimits())
         defer { free.destroy() }
@@ -114,7 +120,8 @@ struct CgroupEnforcementTests {
         let freeUsed = measureCPU(free, seconds: 2.0)
         try freeHog.signal(SIGKILL)
         try freeHog.wait()
-        #expect(freeUsed > 0.8, "the unlimited hog used only \(freeUsed) CPU")
+        #expect(freeUsed > 0.05, "the unlimited hog hardly ran (\(freeUsed) CPU)")
+        #expect((free.stats().throttledPeriods ?? 0) == 0, "a cgroup without a quota was throttled")
     }
 
     @Test("allocating past the memory limit ends in SIGKILL and an OOM event; below it succeeds")
