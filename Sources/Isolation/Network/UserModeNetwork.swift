@@ -75,13 +75,16 @@ public final class UserModeNetwork {
     /// Why no helper can work for this user here, or nil. Both open /dev/net/tun to
     /// create the TAP device: it must exist, and be open to everyone (0666, as udev
     /// makes it on Debian and Ubuntu; a container or a hardened host may have 0600).
+    /// Asked by root, it is about users: the mode must let others read and write.
     public static func tunProblem() -> String? {
         var info = stat()
         guard stat("/dev/net/tun", &info) == 0 else {
             return "there is no /dev/net/tun (the tun module: sudo modprobe tun)"
         }
-        guard access("/dev/net/tun", R_OK | W_OK) == 0 else {
-            return "/dev/net/tun is not open to you (mode \(String(info.st_mode & 0o777, radix: 8)); Debian and Ubuntu make it 666: sudo chmod 666 /dev/net/tun)"
+        // Root may open anything: for root (doctor) the question is whether users may.
+        let open = Identity.isRoot ? info.st_mode & 0o006 == 0o006 : access("/dev/net/tun", R_OK | W_OK) == 0
+        guard open else {
+            return "/dev/net/tun is not open to \(Identity.isRoot ? "users" : "you") (mode \(String(info.st_mode & 0o777, radix: 8)); Debian and Ubuntu make it 666: sudo chmod 666 /dev/net/tun)"
         }
         return nil
     }
