@@ -30,6 +30,7 @@ let package = Package(
         .executable(name: "exercise-03", targets: ["Exercise03"]),
         .executable(name: "exercise-04", targets: ["Exercise04"]),
         .executable(name: "exercise-05", targets: ["Exercise05"]),
+        .executable(name: "exercise-07", targets: ["Exercise07"]),
         .executable(name: "check", targets: ["Check"]),
     ],
     dependencies: [
@@ -223,6 +224,12 @@ let package = Package(
             name: "Exercise05",
             dependencies: exerciseDependencies,
             path: "Exercises/05-engines",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise07",
+            dependencies: exerciseDependencies,
+            path: "Exercises/07-networks",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

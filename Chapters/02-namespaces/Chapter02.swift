@@ -45,6 +45,44 @@ struct ContainerOptions: ParsableArguments {
         valueName: "SECONDS"))
     var clockOffset: Int64?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Rootless only (user and net namespaces, without sudo): the user-mode network that takes the container's connections out: auto (pasta, else slirp4netns, else none), pasta, slirp4netns, none.",
+        valueName: "HELPER"))
+    var userNet: UserNet = .auto
+
+    /// Rootless only: the helper that gives the container outbound network, or nil, with
+    /// a sentence saying what the container gets. Root has chapter 07's bridge instead.
+    func userNetwork(_ namespaces: Namespaces) throws -> (helper: UserModeNetwork.Helper?, note: String?) {
+        guard namespaces.contains(.network) && namespaces.contains(.user) && !Identity.isRoot else {
+            if userNet != .auto && userNet != .none {
+                throw IsolationError("--user-net \(userNet.rawValue) is for rootless runs: without sudo, with the user and net namespaces",
+                                     hint: "as root, chapter 07 plugs a container into a bridge (veth pair, NAT)")
+            }
+            return (nil, nil)
+        }
+        switch userNet {
+        case .none:
+            return (nil, "no outbound network (--user-net none): the container has only lo")
+        case .auto:
+            guard let helper = UserModeNetwork.installed() else {
+                return (nil, "no outbound network: \(UserModeNetwork.noneInstalledHint); the container has only lo")
+            }
+            if let problem = UserModeNetwork.tunProblem() {
+                return (nil, "no outbound network: \(helper) is installed, but \(problem); the container has only lo")
+            }
+            return (helper, nil)
+        case .pasta, .slirp4netns:
+            let helper: UserModeNetwork.Helper = userNet == .pasta ? .pasta : .slirp4netns
+            guard helper.program() != nil else {
+                throw IsolationError("--user-net \(helper): \(helper) is not installed", hint: "sudo apt install \(helper.package), or --user-net none")
+            }
+            if let problem = UserModeNetwork.tunProblem() {
+                throw IsolationError("--user-net \(helper): \(problem)", hint: "or --user-net none")
+            }
+            return (helper, nil)
+        }
+    }
+
     /// The namespaces asked for, checked: a bad name is an error before anything is made.
     func requestedNamespaces() throws -> Namespaces {
         guard let namespaces else { return Namespaces.supportedByKernel() }
@@ -62,6 +100,7 @@ struct ContainerOptions: ParsableArguments {
     func prepare() throws -> (Namespaces, RootFilesystem, WritableLayer?) {
         let kinds = try requestedNamespaces()
         try Container.preflight(kinds, rootWhy: "creating \(kinds) namespaces needs CAP_SYS_ADMIN; ask for the user namespace too (--namespaces user,\(kinds)) to run without sudo")
+        _ = try userNetwork(kinds)   // an uninstalled helper asked for by name stops us here
         let (root, layer) = try RootFilesystem.forRun(given: rootfs, log: note)
         return (kinds, root, layer)
     }
@@ -70,6 +109,11 @@ struct ContainerOptions: ParsableArguments {
 /// The environment of the container's processes: nothing from the host but the terminal type.
 func containerEnvironment() -> [String] {
     ["PATH=\(Exec.containerPath)", "HOME=/root", "TERM=\(environmentValue("TERM") ?? "xterm")", "PS1=\\u@\\h:\\w # "]
+}
+
+/// `--user-net`: how a rootless container reaches the outside.
+enum UserNet: String, ExpressibleByArgument, CaseIterable {
+    case auto, pasta, slirp4netns, none
 }
 
 /// What the container's first process is asked to do.
@@ -83,20 +127,61 @@ struct Launch {
     var escapeTarget: FilePath? = nil
     var standardInput: FileDescriptor? = nil
     var standardOutput: FileDescriptor? = nil
+    /// Rootless: the user-mode network helper started for the container (nil: only lo).
+    var userNetwork: UserModeNetwork.Helper? = nil
 
     /// Starts `/proc/self/exe init …` in the new namespaces: a fresh copy of this program
     /// that sets the inside up and runs the command. The clone(2)…execve(2) window is in C
-    /// (iso_spawn); the parent's side (uid/gid maps) is narrated when `narrateParent`.
-    func start(narrateParent: Bool = false) throws -> ChildProcess {
+    /// (iso_spawn); the parent's side (uid/gid maps, the user-mode network) is narrated
+    /// when `narrateParent`.
+    func start(narrateParent: Bool = false) throws -> StartedContainer {
         var arguments = ["chapter-02", "init", "--rootfs", root.path.string,
                          "--namespaces", namespaces.description, "--hostname", hostname]
         if narrate { arguments.append("--narrate") }
         if let escapeTarget { arguments += ["--escape-target", escapeTarget.string] }
         arguments += ["--"] + command
-        return try Container.start(
+        var network: UserModeNetwork?
+        // While the child waits before execve, after its maps: the helper joins its user
+        // and network namespaces and plugs a TAP device in, as rootless engines do.
+        let plugIn: ((pid_t) throws -> Void)? = userNetwork.map { helper in
+            { pid in
+                if narrateParent {
+                    lessonStep(helper == .pasta ? "pasta --config-net --ns-ifname tap0 \(pid)" : "slirp4netns --configure \(pid) tap0",
+                               "a process of ours joins the container's user and network namespaces, opens a TAP device there and runs a TCP/IP stack in user space: the container's connections leave as ordinary sockets of ours (no bridge, no veth, no root)")
+                }
+                do { network = try UserModeNetwork.start(helper, for: pid) } catch {
+                    throw IsolationError("the container's network (\(helper)): \(error)", hint: "--user-net none runs it with only lo")
+                }
+            }
+        }
+        let child = try Container.start(
             arguments: arguments, environment: containerEnvironment(), namespaces: namespaces,
             clockOffset: clockOffset, standardInput: standardInput, standardOutput: standardOutput,
-            narrate: narrateParent ? lessonStep : { _, _ in })
+            beforeRelease: plugIn, narrate: narrateParent ? lessonStep : { _, _ in })
+        return StartedContainer(child: child, network: network)
+    }
+}
+
+/// A started container, and the user-mode network helper serving it (stopped when the
+/// container has ended).
+final class StartedContainer {
+    let child: ChildProcess
+    let network: UserModeNetwork?
+    var pid: pid_t { child.pid }
+
+    init(child: ChildProcess, network: UserModeNetwork?) {
+        self.child = child
+        self.network = network
+    }
+
+    func waitForwardingSignals() throws -> ExitStatus {
+        defer { network?.stop() }
+        return try child.waitForwardingSignals()
+    }
+
+    func wait() throws -> ExitStatus {
+        defer { network?.stop() }
+        return try child.wait()
     }
 }
 

@@ -25,8 +25,10 @@ struct Lesson: ParsableCommand {
                 if options.rootfs != nil { try root.requirePrograms(["sh", "hostname", "wc", "tail", "tr", "cut", "id"], for: "the lesson") }
                 status = try lesson(namespaces, root)
             } else {
+                let (helper, note) = try options.userNetwork(namespaces)
+                if let note { printError(style.dim("chapter-02: " + note)) }
                 let launch = Launch(root: root, namespaces: namespaces, hostname: options.hostname,
-                                    clockOffset: options.clockOffset ?? 0, command: command)
+                                    clockOffset: options.clockOffset ?? 0, command: command, userNetwork: helper)
                 status = try launch.start().waitForwardingSignals()
             }
         }
@@ -50,8 +52,9 @@ struct Lesson: ParsableCommand {
         defer { if queue >= 0 { var info = msqid_ds(); msgctl(queue, IPC_RMID, &info) } }
 
         say(style.bold("Step 1 · Start a process in new namespaces") + style.dim("  (this process, PID \(getpid()))"))
+        let (helper, networkNote) = try options.userNetwork(namespaces)
         let launch = Launch(root: root, namespaces: namespaces, hostname: options.hostname,
-                            clockOffset: offset, command: ["sh", "-c", Probe.script], narrate: true)
+                            clockOffset: offset, command: ["sh", "-c", Probe.script], narrate: true, userNetwork: helper)
         let probe = try Probe.run(launch)
         say()
 
@@ -94,7 +97,7 @@ struct Lesson: ParsableCommand {
         sayWrapped("(namespace inodes are read from outside, /proc/\(probe.initPID)/ns/*: the same inode is the same namespace)",
                    indent: "  ", hanging: "   ", style: style.dim)
         say()
-        explain(namespaces)
+        explain(namespaces, network: probe.network.map { "\($0.helper), a user-mode TCP/IP stack, gave it \($0.interface)" + ($0.gateway.map { " with a default route via \($0)" } ?? "") + ": its connections leave as sockets of a process of yours (no bridge, no root; chapter 07)" } ?? networkNote)
         say()
         // LXC (2008) made the same namespaces from the command line: shown when installed.
         if Command.find(LXC.program) != nil && Identity.isRoot {
@@ -111,7 +114,7 @@ struct Lesson: ParsableCommand {
             return .exited(0)
         }
         say(style.bold("You are now inside.") + " Try: hostname  ·  ps  ·  ip link  ·  id  ·  cat /proc/self/cgroup  ·  ls -l /proc/self/ns  ·  exit")
-        let shell = Launch(root: root, namespaces: namespaces, hostname: options.hostname, clockOffset: offset)
+        let shell = Launch(root: root, namespaces: namespaces, hostname: options.hostname, clockOffset: offset, userNetwork: helper)
         return try shell.start().waitForwardingSignals()
     }
 
@@ -121,13 +124,14 @@ struct Lesson: ParsableCommand {
     }
 
     /// One line per namespace: what it hid here, and what the single-namespace demos lack.
-    func explain(_ namespaces: Namespaces) {
+    func explain(_ namespaces: Namespaces, network: String? = nil) {
         let lines: [(Namespaces, String)] = [
             (.uts, "uts: the hostname is ours to set (sethostname); the host keeps its name."),
             (.pid, "pid: the shell is PID 2, under our init (PID 1); host PIDs cannot be seen or signalled."),
             (.mount, "mount: our mounts (/, /proc, /dev) are ours alone; the host's root was detached after pivot_root."),
             (.ipc, "ipc: the host's message queue is not here; a new IPC namespace starts empty."),
-            (.network, "net: one device, lo, which we brought up; no route out (a veth pair: chapter 07, coming)."),
+            (.network, network.map { "net: lo, which we brought up; " + $0 + "." }
+                ?? "net: one device, lo, which we brought up; no route out (as root, chapter 07 plugs in a veth pair and a bridge)."),
             (.user, getuid() == 0
                 ? "user: we map 0 to 0 (as root), so files stay root's; but its capabilities count only in namespaces it owns. Without sudo, 0 inside is your uid."
                 : "user: uid 0 inside is uid \(getuid()) outside; its capabilities count only in the namespaces it owns."),
@@ -167,6 +171,8 @@ struct Probe {
     var namespaces: [String: UInt64] = [:]
     var initPID: pid_t = 0
     var shellHostPID: pid_t?
+    /// The rootless container's user-mode network, as it was while the probe ran.
+    var network: (helper: UserModeNetwork.Helper, interface: String, gateway: IPv4Address?)?
 
     /// Prints `@key=value` lines, then waits on stdin until the parent has looked at it
     /// from outside. Built-ins only where it matters: `read c < comm` forks nothing, so
@@ -194,7 +200,7 @@ struct Probe {
         var launch = launch
         launch.standardInput = FileDescriptor(rawValue: input.read)
         launch.standardOutput = FileDescriptor(rawValue: output.write)
-        let child: ChildProcess
+        let child: StartedContainer
         do {
             child = try launch.start(narrateParent: true)
         } catch {
@@ -207,6 +213,7 @@ struct Probe {
         say(style.bold("Step 2 · Inside: set it up, in the order the kernel needs") + style.dim("  (the child narrates)"))
         var probe = Probe()
         probe.initPID = child.pid
+        probe.network = child.network.map { ($0.helper, $0.interface, $0.gateway) }
         // Read line by line: narration is printed as it comes, `@key=value` collected.
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)

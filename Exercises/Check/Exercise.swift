@@ -1,4 +1,4 @@
-// The five exercises the checker knows, and what every run of one shares.
+// The exercises the checker knows, and what every run of one shares.
 import Glibc
 import Isolation
 import SystemPackage
@@ -15,6 +15,7 @@ struct Exercise {
         Exercise(number: "03", folder: "03-cgroups", title: "cgroup limits, joined before exec", run: checkCgroups),
         Exercise(number: "04", folder: "04-oci-bundle", title: "an OCI bundle's mounts and pivot_root", run: checkBundle),
         Exercise(number: "05", folder: "05-engines", title: "a runtime's answers to an engine", run: checkEngine),
+        Exercise(number: "07", folder: "07-networks", title: "a container plugged into a bridge", run: checkNetwork),
     ] }
 
     static func named(_ name: String) throws -> Exercise {
@@ -52,8 +53,9 @@ extension Substring {
 
 /// Starts the exercise with a probe that prints `key=value` lines, then "ready", then
 /// waits on stdin. Returns nil (and reports why) if "ready" never came: a TODO, an error.
+/// `explain` may turn the exercise's error output into a hint that says what went wrong.
 func startProbe(_ report: Report, _ number: String, _ program: String, _ arguments: [String],
-                environment: [String], timeout: Double = 60) -> Running? {
+                environment: [String], timeout: Double = 60, explain: (String) -> String? = { _ in nil }) -> Running? {
     let running: Running
     do {
         running = try Running(program, arguments, environment: environment)
@@ -77,7 +79,8 @@ func startProbe(_ report: Report, _ number: String, _ program: String, _ argumen
         report.fail("exercise-\(number) runs the checker's probe",
                     observed: "no \"ready\" from the probe; the exercise \(status)",
                     expected: "the probe's output, then \"ready\"",
-                    hint: "run it yourself (sudo \(program) …) and read its error:\n" + indent(running.stderr + running.stdout))
+                    hint: (explain(running.stderr).map { $0 + "; the exercise printed:\n" }
+                           ?? "run it yourself (sudo \(program) …) and read its error:\n") + indent(running.stderr + running.stdout))
     }
     return nil
 }

@@ -203,7 +203,9 @@ struct Chapter02Tests {
         try FileManager.default.copyItem(atPath: product("chapter-02"), toPath: binary)
         chmod(binary, 0o755)
         let environment = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "ISOLATION_CACHE_DIR": "/nonexistent"]
-        let result = try run(ch02AsNobody[0], Array(ch02AsNobody.dropFirst()) + [binary, "--rootfs", rootfs.path, "--",
+        // --user-net none: only lo, whatever this machine has installed (the user-mode
+        // networks are tested in RootlessNetworkTests, inside namespaces of their own).
+        let result = try run(ch02AsNobody[0], Array(ch02AsNobody.dropFirst()) + [binary, "--rootfs", rootfs.path, "--user-net", "none", "--",
                              "sh", "-c", "id -u; touch /tmp/made-by-nobody; hostname; ip -o link | wc -l"], environment: environment)
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.split(separator: "\n").map(String.init) == ["0", "container", "1"], "\(result)")
@@ -212,7 +214,7 @@ struct Chapter02Tests {
         #expect(info.st_uid == 65534 && info.st_gid == 65534, "owned by \(info.st_uid):\(info.st_gid)")
 
         // The lesson runs rootless too (no terminal: no shell at the end).
-        let lesson = try run(ch02AsNobody[0], Array(ch02AsNobody.dropFirst()) + [binary, "--rootfs", rootfs.path], environment: environment)
+        let lesson = try run(ch02AsNobody[0], Array(ch02AsNobody.dropFirst()) + [binary, "--rootfs", rootfs.path, "--user-net", "none"], environment: environment)
         #expect(lesson.status == 0, "\(lesson)")
         #expect(lesson.stdout.contains("(= 65534 on the host)"), "\(lesson.stdout)")
 

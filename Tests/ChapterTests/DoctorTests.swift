@@ -11,7 +11,7 @@ struct DoctorTests {
         let result = try run(product("doctor"), [])
         let lines = result.stdout.split(separator: "\n").filter { $0.hasPrefix("✓") || $0.hasPrefix("✗") || $0.hasPrefix("!") }
         #expect(lines.count >= 14, "\(result)")
-        for name in ["Linux kernel", "root", "uts namespace", "time namespace", "cgroups", "unprivileged userns", "busybox", "stress-ng", "libcap"] {
+        for name in ["Linux kernel", "root", "uts namespace", "time namespace", "cgroups", "unprivileged userns", "rootless network", "busybox", "stress-ng", "libcap"] {
             #expect(lines.contains { $0.contains(name) }, "no line for \(name): \(result)")
         }
         #expect(result.stdout.contains(Preflight.kernelRelease()))

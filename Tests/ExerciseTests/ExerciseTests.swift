@@ -33,6 +33,7 @@ let exercises: [(number: String, folder: String, steps: [String])] = [
     ("03", "03-cgroups", ["limits", "join"]),
     ("04", "04-oci-bundle", ["mounts", "pivot_root"]),
     ("05", "05-engines", ["exec-fifo", "wait-for-start", "start", "state"]),
+    ("07", "07-networks", ["move-veth", "address", "default-route"]),
 ]
 
 @Suite("Exercises · the checker keeps them honest", .serialized,
@@ -69,7 +70,9 @@ struct ExerciseTests {
         #expect(passed >= 50, "every exercise's checks ran (\(passed) passed)\n\(result.stdout)")
         for check in ["its working directory is inside the jail", "/proc inside lists only the container's processes",
                       "it was in the cgroup before it could exec (joined, then released)", "the kernel refused forks past the pids limit",
-                      "the host's mounts are gone from the container", "the engine gets the process's exit status", "`delete` removes it"] {
+                      "the host's mounts are gone from the container", "the engine gets the process's exit status", "`delete` removes it",
+                      "the default route goes via the gateway", "the container fetches a page from the stand-in host",
+                      "the stand-in host and the container are gone"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains("All \(passed) checks passed."))
@@ -101,6 +104,9 @@ struct ExerciseTests {
         #expect(!failed.contains(where: { $0.contains("pivot_root, not chroot") }), "04: pivot_root was right")
         // 05: state says running before start.
         caught("`state` says created", explaining: "created while the init is alive and exec.fifo exists", "05")
+        // 07: eth0 moved and addressed, never brought up: the kernel refuses the default route.
+        caught("exercise-07 runs the checker's probe", explaining: "a moved veth end arrives down", "07")
+        #expect(!failed.contains(where: { $0.contains("every step is written (no exerciseTODO left in Exercises/07") }), "07: every step was written")
     }
 }
 
@@ -159,7 +165,7 @@ final class ExerciseBuilds: Sendable {
         try build(with: { "\(packageRoot)/Tests/ExerciseTests/Wrong/\($0.number)-Steps.swift.wrong" }, into: wrong)
     }
 
-    /// Swaps `source(exercise)` in for each Steps.swift, builds the five products, and
+    /// Swaps `source(exercise)` in for each Steps.swift, builds every exercise's product, and
     /// copies them to `destination`.
     private func build(with source: ((number: String, folder: String, steps: [String])) -> String, into destination: String) throws {
         try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)

@@ -123,6 +123,20 @@ public enum Preflight {
         return Check(name, .ok, "allowed (chapter-02 --namespaces user,... runs without sudo)")
     }
 
+    /// Whether chapter 02's rootless container can get outbound network: pasta or
+    /// slirp4netns installed, and /dev/net/tun open to users (`UserModeNetwork`).
+    public static func rootlessNetwork() -> Check {
+        let name = "rootless network"
+        guard let helper = UserModeNetwork.installed(), let program = helper.program() else {
+            return Check(name, .warning, "no pasta or slirp4netns: chapter-02 without sudo gives its container only lo",
+                         fix: "sudo apt install passt (or slirp4netns)")
+        }
+        if let problem = UserModeNetwork.tunProblem() {
+            return Check(name, .warning, "\(helper) is installed, but \(problem)")
+        }
+        return Check(name, .ok, "\(program) (chapter-02 without sudo: outbound network for its container)")
+    }
+
     /// WSL 2 or a container: both work, with caveats worth knowing before a workshop.
     public static func environment() -> Check {
         let version = (try? FileSystem.readString("/proc/version")) ?? ""
@@ -194,7 +208,7 @@ public enum Preflight {
     public static func all() -> [Check] {
         [kernel(), root(), environment()]
             + Namespaces.allKinds.map(namespace)
-            + [unprivilegedUserNamespaces(), cgroups(), busybox(), stressNG(), libcap()]
+            + [unprivilegedUserNamespaces(), rootlessNetwork(), cgroups(), busybox(), stressNG(), libcap()]
     }
 
     /// Runs `checks`; when any fails, throws an `IsolationError` that is one line per
