@@ -31,6 +31,9 @@ let package = Package(
         .executable(name: "exercise-04", targets: ["Exercise04"]),
         .executable(name: "exercise-05", targets: ["Exercise05"]),
         .executable(name: "check", targets: ["Check"]),
+        // The harder tier of an exercise (Exercises/NN-*/Stretch/), checked by `check NN --stretch`.
+        .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
+        .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -199,7 +202,7 @@ let package = Package(
             name: "Exercise01",
             dependencies: exerciseDependencies,
             path: "Exercises/01-chroot-jail",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise02",
@@ -211,7 +214,7 @@ let package = Package(
             name: "Exercise03",
             dependencies: exerciseDependencies,
             path: "Exercises/03-cgroups",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise04",
@@ -223,6 +226,18 @@ let package = Package(
             name: "Exercise05",
             dependencies: exerciseDependencies,
             path: "Exercises/05-engines",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise01Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/01-chroot-jail/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise03Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/03-cgroups/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(
