@@ -33,13 +33,14 @@ struct Check: ParsableCommand {
     var hintLevel: Int?
 
     /// `--hint` alone means level 1: ArgumentParser's options always take a value, so a
-    /// `--hint` not followed by a level gets one here ("check 02 --hint" stays exercise 02).
+    /// `--hint` not followed by a level (one digit: exercises are two, "02") gets one here.
     static func main() {
         var arguments: [String] = []
         let given = Array(CommandLine.arguments.dropFirst())
         for (index, argument) in given.enumerated() {
             arguments.append(argument)
-            if argument == "--hint" && !(index + 1 < given.count && ["1", "2"].contains(given[index + 1])) { arguments.append("1") }
+            let next = index + 1 < given.count ? given[index + 1] : ""
+            if argument == "--hint" && !(next.count == 1 && next.allSatisfy(\.isNumber)) { arguments.append("1") }
         }
         main(arguments)
     }
