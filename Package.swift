@@ -34,6 +34,7 @@ let package = Package(
         // The harder tier of an exercise (Exercises/NN-*/Stretch/), checked by `check NN --stretch`.
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
+        .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -220,7 +221,7 @@ let package = Package(
             name: "Exercise04",
             dependencies: exerciseDependencies,
             path: "Exercises/04-oci-bundle",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise05",
@@ -238,6 +239,12 @@ let package = Package(
             name: "Exercise03Stretch",
             dependencies: exerciseDependencies,
             path: "Exercises/03-cgroups/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise04Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/04-oci-bundle/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

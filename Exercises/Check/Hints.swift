@@ -24,7 +24,7 @@ extension Exercise {
         "01": chrootJailHints, "01-stretch": chrootJailStretchHints,
         "02": namespacesHints,
         "03": cgroupsHints, "03-stretch": cgroupsStretchHints,
-        "04": bundleHints,
+        "04": bundleHints, "04-stretch": bundleStretchHints,
         "05": engineHints,
     ]
 

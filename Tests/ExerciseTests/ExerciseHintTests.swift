@@ -15,6 +15,7 @@ import Testing
 let stretches: [(number: String, folder: String, steps: [String])] = [
     ("01", "01-chroot-jail/Stretch", ["propagation", "mount-point", "pivot_root"]),
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
+    ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -93,7 +94,9 @@ struct ExerciseHintTests {
         #expect(result.status == 0, "\(result)")
         #expect(failedChecks(result.stdout).isEmpty, "\(result.stdout)")
         for check in ["the host's root and mounts are gone from its mount table", "after the escape, its root is still the jail",
-                      "after the escape, it cannot open the host file", "the workload was not restarted", "the hog finishes once the limit is raised"] {
+                      "after the escape, it cannot open the host file", "the workload was not restarted", "the hog finishes once the limit is raised",
+                      "the hook got the container's state on its stdin", "nothing appeared on the host through the image's symlinks",
+                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
