@@ -105,6 +105,33 @@ struct ExerciseHintTests {
     }
 }
 
+extension ExerciseHintTests {
+    @Test("wrong stretch solutions are caught, with a message that explains what went wrong")
+    func wrongStretchSolutionsAreCaught() throws {
+        let builds = try StretchBuilds.shared.get()
+        let result = try runCheck(["--stretch"], bin: builds.wrong, package: builds.wrong)
+        #expect(result.status == 1, "\(result)")
+        let failed = failedChecks(result.stdout)
+        func caught(_ check: String, explaining: String, _ stretch: String) {
+            #expect(failed.contains(where: { $0.contains(check) }), "stretch \(stretch): \"\(check)\" should fail\n\(result.stdout)")
+            #expect(result.stdout.contains(explaining), "stretch \(stretch): the explanation \"\(explaining)\" is missing\n\(result.stdout)")
+        }
+        // 01: chroot instead of pivot_root: the escape climbs back to the host's /.
+        caught("its mount namespace's root is the jail (pivot_root, not chroot)", explaining: "After a mere chroot(2), /proc/PID/root reads as the rootfs path", "01")
+        caught("after the escape, its root is still the jail", explaining: ": the host's /", "01")
+        caught("after the escape, it cannot open the host file", explaining: "host secret", "01")
+        #expect(!failed.contains(where: { $0.contains("nothing it mounted is left on the host") }), "01: the propagation was right")
+        // 03: the hard limit instead of the throttle: the hog is killed.
+        caught("not killed", explaining: "step \"throttle\": ", "03")
+        #expect(!failed.contains(where: { $0.contains("the cgroup is removed") }), "03: the clean-up was right")
+        // 04: destination joined to the rootfs path; a hook waited for without its timeout.
+        caught("exercise-04-stretch runs the checker's probe", explaining: "a symlink in the image: mkdir(2) and mount(2) would follow it", "04")
+        caught("a hook past its timeout is killed, and the container stopped", explaining: "wait with a deadline (hook.timeout seconds)", "04")
+        #expect(!failed.contains(where: { $0.contains("a failing hook stops the container") }), "04: a failing hook was handled")
+        #expect(!failed.contains(where: { $0.contains("nothing appeared on the host") }), "04: the starter's own guard stopped the mount")
+    }
+}
+
 /// This package's `check` with `arguments`, against the programs in `bin`.
 func runCheck(_ arguments: [String], bin: String, package: String) throws -> RunResult {
     let check = productsDirectory + "/check"
@@ -119,11 +146,13 @@ final class StretchBuilds: Sendable {
 
     let starters: String
     let solutions: String
+    let wrong: String
 
     private init() throws {
         let base = try ExerciseBuilds.shared.get()
         starters = base.folder + "/stretch-starters"
         solutions = base.folder + "/stretch-solutions"
+        wrong = base.folder + "/stretch-wrong"
         let pristine = base.folder + "/stretch-pristine"
         try FileManager.default.createDirectory(atPath: pristine, withIntermediateDirectories: true)
         for stretch in stretches {
@@ -131,6 +160,7 @@ final class StretchBuilds: Sendable {
         }
         try build(in: base.package, with: { "\(pristine)/\($0.number)-Steps.swift" }, into: starters)
         try build(in: base.package, with: { "\(base.package)/Exercises/\($0.folder)/Solution/Steps.swift.solution" }, into: solutions)
+        try build(in: base.package, with: { "\(packageRoot)/Tests/ExerciseTests/Wrong/\($0.number)-stretch-Steps.swift.wrong" }, into: wrong)
     }
 
     private func build(in package: String, with source: ((number: String, folder: String, steps: [String])) -> String, into destination: String) throws {
