@@ -69,7 +69,7 @@ extension Exercise {
         if all { steps = hints.map(\.step) }
         say()
         say(style.bold("Hints · \(label)") + style.dim(" (level \(level) of \(StepHint.levelNames.count)"
-            + (all ? "; the failures name no step, so every step" : "") + ")"))
+            + (all ? "; every step: no failure names one" : "") + ")"))
         for hint in hints where steps.contains(hint.step) {
             say("  " + style.yellow("step \"\(hint.step)\""))
             for index in 0..<level {
@@ -77,9 +77,11 @@ extension Exercise {
             }
         }
         if level < StepHint.levelNames.count {
-            say("  " + style.dim("Still stuck? check \(number)\(stretch ? " --stretch" : "") --hint \(level + 1) gives \(StepHint.levelNames[level])."))
+            sayWrapped("Still stuck? check \(number)\(stretch ? " --stretch" : "") --hint \(level + 1) gives \(StepHint.levelNames[level]).",
+                       indent: "  ", hanging: "  ", style: style.dim)
         } else {
-            say("  " + style.dim("Beyond this is the solution: Exercises/\(sourceFolder)/Solution/ (read it after trying)."))
+            sayWrapped("Beyond this is the solution: Exercises/\(sourceFolder)/Solution/ (read it after trying).",
+                       indent: "  ", hanging: "  ", style: style.dim)
         }
     }
 }
