@@ -32,6 +32,10 @@ let package = Package(
         .executable(name: "exercise-05", targets: ["Exercise05"]),
         .executable(name: "exercise-07", targets: ["Exercise07"]),
         .executable(name: "check", targets: ["Check"]),
+        // The harder tier of an exercise (Exercises/NN-*/Stretch/), checked by `check NN --stretch`.
+        .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
+        .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
+        .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -200,7 +204,7 @@ let package = Package(
             name: "Exercise01",
             dependencies: exerciseDependencies,
             path: "Exercises/01-chroot-jail",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise02",
@@ -212,13 +216,13 @@ let package = Package(
             name: "Exercise03",
             dependencies: exerciseDependencies,
             path: "Exercises/03-cgroups",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise04",
             dependencies: exerciseDependencies,
             path: "Exercises/04-oci-bundle",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise05",
@@ -230,6 +234,24 @@ let package = Package(
             name: "Exercise07",
             dependencies: exerciseDependencies,
             path: "Exercises/07-networks",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise01Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/01-chroot-jail/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise03Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/03-cgroups/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise04Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/04-oci-bundle/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

@@ -1,5 +1,6 @@
 // Exercise 02 · your steps. Replace each `try exerciseTODO(...)` with your code, then
 // run `swift run check 02`: it compares your container's namespaces with the host's.
+// Stuck after a failed check? `swift run check 02 --hint` names the API, `--hint 2` the shape.
 import ExerciseSupport
 import Glibc
 import Isolation
@@ -9,21 +10,21 @@ import SystemPackage
 /// expects a new hostname (UTS), PIDs, mount table, IPC objects and network.
 func namespacesToCreate() throws -> Namespaces {
     try exerciseTODO("02", step: "clone-flags",
-                     hint: "return a Namespaces option set (Sources/Isolation/Namespaces/Namespaces.swift) with one member per CLONE_NEW* flag: the container needs its own hostname, PIDs, mount table, IPC objects and network. Root needs no user namespace",
+                     hint: "what must become true: /proc/PID/ns/{uts,pid,mnt,ipc,net} of the container differ from the host's. Which CLONE_NEW* flag gives a process its own copy of each? (namespaces(7) lists them; clone(2) takes them.) We are root already: which one is not needed?",
                      notes: "Chapters/02-namespaces/README.md#how-this-chapter-makes-one")
 }
 
-/// Step "sethostname": give the container its own name (we are in a new UTS namespace).
+/// Step "sethostname": the container has a name of its own; the host keeps its name.
 func setHostname(_ name: String) throws {
     try exerciseTODO("02", step: "sethostname",
-                     hint: "sethostname(2): Identity.setHostname(name), or Glibc's sethostname(name, name.utf8.count) (and check what it returns)",
+                     hint: "what must become true: `hostname` inside prints the name given, and the host's name is unchanged. Why is that safe only now? Read uts_namespaces(7) and sethostname(2), and handle its failure",
                      notes: "Chapters/02-namespaces/README.md#uts--hostname-and-nis-domain-name-2619")
 }
 
-/// Step "mount-proc": mount a new proc file system at `target` (the root filesystem's
-/// /proc), so that ps and /proc inside show the container's PID namespace only.
+/// Step "mount-proc": /proc inside (at `target`, the root filesystem's /proc) shows the
+/// container's PID namespace only, so that ps sees only the container.
 func mountProc(at target: FilePath) throws {
     try exerciseTODO("02", step: "mount-proc",
-                     hint: "mount(2) a file system of type \"proc\" (its source is just a name) onto target, with Mount.mount(source:target:type:flags:). It must happen in the child, after clone(2): proc shows the PID namespace of whoever mounts it",
+                     hint: "what must become true: /proc inside lists only the container's processes, with its init as 1. /proc is a file system, not a folder: which PID namespace does a new one show? Read proc(5) (\"mount namespaces\" and pid_namespaces(7), \"/proc and PID namespaces\")",
                      notes: "Chapters/02-namespaces/README.md#pid--process-ids-2624")
 }

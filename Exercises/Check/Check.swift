@@ -4,6 +4,9 @@
 //
 //   swift run check          every exercise
 //   swift run check 02       one (or several: check 01 03)
+//   swift run check 02 --hint       after a failed check: the API for each failing step
+//   swift run check 02 --hint 2     … and the shape of the answer
+//   swift run check 01 --stretch    the harder tier (Exercises/01-*/Stretch/)
 //
 // It runs your exercise as a subprocess and never forks itself into namespaces: it reads
 // /proc/PID/ns/*, /proc/PID/status, /proc/PID/mountinfo, the cgroup files, and asks your
@@ -25,11 +28,33 @@ struct Check: ParsableCommand {
     @Option(help: ArgumentHelp("Where the built exercise-NN programs are (default: PACKAGE/.build/debug).", valueName: "DIR"))
     var binPath: String?
     @Flag(help: "Do not run `swift build`: check the programs already built.") var noBuild = false
+    @Flag(help: "Check the harder tier of each exercise given (Exercises/NN-*/Stretch/) instead.") var stretch = false
+    @Option(name: .customLong("hint"), help: ArgumentHelp("After a failed check, hints for the steps it names: 1 the API (also plain --hint), 2 the shape of the answer.", valueName: "LEVEL"))
+    var hintLevel: Int?
+
+    /// `--hint` alone means level 1: ArgumentParser's options always take a value, so a
+    /// `--hint` not followed by a level (one digit: exercises are two, "02") gets one here.
+    static func main() {
+        var arguments: [String] = []
+        let given = Array(CommandLine.arguments.dropFirst())
+        for (index, argument) in given.enumerated() {
+            arguments.append(argument)
+            let next = index + 1 < given.count ? given[index + 1] : ""
+            if argument == "--hint" && !(next.count == 1 && next.allSatisfy(\.isNumber)) { arguments.append("1") }
+        }
+        main(arguments)
+    }
+
+    func validate() throws {
+        if let hintLevel, !(1...StepHint.levelNames.count).contains(hintLevel) {
+            throw ValidationError("--hint takes a level: 1 (the API) or 2 (the shape of the answer)")
+        }
+    }
 
     func run() throws {
         var code: Int32 = 0
         reportingErrors("check") {
-            let chosen = try exercises.isEmpty ? Exercise.all : exercises.map(Exercise.named)
+            let chosen = try exercises.isEmpty ? (stretch ? Exercise.stretches : Exercise.all) : exercises.map { try Exercise.named($0, stretch: stretch) }
             let package = try packagePath.map { try FileSystem.realPath(FilePath($0)) } ?? Check.findPackage()
             let bin = binPath.map { FilePath($0) } ?? package.appending(".build/debug")
             let report = Report()
@@ -40,6 +65,7 @@ struct Check: ParsableCommand {
                 say()
                 say(Style.standardOutput.yellow("The checks need root") + " (your exercises make namespaces, mounts and cgroups). Run:")
                 say("  sudo \(Identity.executablePath()) \(chosen.map(\.number).joined(separator: " ")) --no-build"
+                    + (stretch ? " --stretch" : "") + (hintLevel.map { " --hint \($0)" } ?? "")
                     + (packagePath == nil ? "" : " --package-path \(shellQuote(package.string))"))
                 code = 1
                 return
@@ -54,16 +80,23 @@ struct Check: ParsableCommand {
             defer { context.removeTemporaryFiles() }
             for exercise in chosen {
                 if interrupted() { break }
-                report.exercise = "exercise \(exercise.number)"
-                report.header("Exercise \(exercise.number) · \(exercise.title)")
+                report.exercise = exercise.label
+                report.header("Exercise \(exercise.number) · \(exercise.stretch ? "stretch · " : "")\(exercise.title)")
                 exercise.checkTODOs(package: package, report: report)
-                let program = bin.appending("exercise-\(exercise.number)")
-                guard FileSystem.exists(program) else {
-                    report.fail("the program exercise-\(exercise.number) exists", observed: "no \(program)",
-                                expected: "a built exercise-\(exercise.number)", hint: "build it: swift build --product exercise-\(exercise.number)")
-                    continue
+                let program = bin.appending(exercise.product)
+                if FileSystem.exists(program) {
+                    exercise.run(&context, program.string)
+                } else {
+                    report.fail("the program \(exercise.product) exists", observed: "no \(program)",
+                                expected: "a built \(exercise.product)", hint: "build it: swift build --product \(exercise.product)")
                 }
-                exercise.run(&context, program.string)
+                if let hintLevel, !interrupted() {
+                    if let texts = report.failureTexts[exercise.label], !texts.isEmpty {
+                        exercise.printHints(level: hintLevel, failureTexts: texts)
+                    } else {
+                        report.note("(--hint: every check of \(exercise.label) passed, no hint needed)")
+                    }
+                }
             }
             say()
             let style = Style.standardOutput
@@ -90,8 +123,8 @@ struct Check: ParsableCommand {
 
     /// `swift build --product exercise-NN`, with its output shown (compiler errors are yours to read).
     func build(_ exercise: Exercise, package: FilePath, report: Report) {
-        let product = "exercise-\(exercise.number)"
-        report.exercise = "exercise \(exercise.number)"
+        let product = exercise.product
+        report.exercise = exercise.label
         say(Style.standardOutput.dim("$ swift build --product \(product)"))
         let path = environmentValue("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
         guard let swift = Command.find("swift", path: path) else {
@@ -107,7 +140,7 @@ struct Check: ParsableCommand {
             let status = try child.wait()
             if status != .exited(0) {
                 report.fail("\(product) builds", observed: "swift build \(status)", expected: "a successful build",
-                            hint: "read the compiler's errors above (your code is in Exercises/\(exercise.folder)/Steps.swift)")
+                            hint: "read the compiler's errors above (your code is in Exercises/\(exercise.sourceFolder)/Steps.swift)")
             }
         } catch {
             report.fail("\(product) builds", observed: "\(error)", expected: "a successful build", hint: "run swift build --product \(product) yourself")

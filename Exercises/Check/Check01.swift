@@ -42,3 +42,13 @@ func checkChrootJail(_ context: inout CheckContext, _ program: String) {
         report.fail("set up the check", observed: "\(error)", expected: "a root filesystem copy in /tmp", hint: "run `swift run doctor`")
     }
 }
+
+/// `check 01 --hint`: level 1 the API, level 2 the shape of the answer.
+let chrootJailHints: [StepHint] = [
+    StepHint(step: "chroot",
+             api: "chroot(2). The library has it as FileSystem.changeRoot(_:), which throws; Glibc's chroot(path) returns -1 and sets errno (throw Errno(rawValue: errno) then). It needs CAP_SYS_CHROOT, which root has.",
+             shape: "One line: try FileSystem.changeRoot(rootfs). Nothing else changes: the same PIDs, hostname and network, and the same working directory (that is the next step)."),
+    StepHint(step: "chdir",
+             api: "chdir(2): FileSystem.changeDirectory(_:), or Glibc's chdir(path). After the chroot, every absolute path you give it is resolved inside the jail.",
+             shape: "One line, after the chroot: try FileSystem.changeDirectory(\"/\"), the jail's top. Not chdir(rootfs): after the chroot that path is looked up inside the jail, where it does not exist."),
+]

@@ -70,3 +70,16 @@ func checkNamespaces(_ context: inout CheckContext, _ program: String) {
         report.fail("set up the check", observed: "\(error)", expected: "a root filesystem copy in /tmp", hint: "run `swift run doctor`")
     }
 }
+
+/// `check 02 --hint`: level 1 the API, level 2 the shape of the answer.
+let namespacesHints: [StepHint] = [
+    StepHint(step: "clone-flags",
+             api: "Namespaces (Sources/Isolation/Namespaces/Namespaces.swift) is an OptionSet with one member per CLONE_NEW* flag: .uts, .pid, .mount, .ipc, .network, .user, .cgroup, .time. The starter passes what you return to clone(2).",
+             shape: "Return an option set literal with five members, one per resource the checker looks at: hostname, PIDs, mount table, IPC objects, network. Leave .user out: we are root already."),
+    StepHint(step: "sethostname",
+             api: "sethostname(2): Identity.setHostname(_:), which throws; or Glibc's sethostname(name, name.utf8.count), -1 and errno on failure.",
+             shape: "One line: try Identity.setHostname(name). It runs in the child, after clone(CLONE_NEWUTS): only the container's copy of the name changes."),
+    StepHint(step: "mount-proc",
+             api: "mount(2): Mount.mount(source:target:type:flags:data:). A proc mount's source is only a name (\"proc\"), its type is \"proc\"; the flags are a MountFlags option set (.noSetuid, .noDevices, .noExec).",
+             shape: "One call in the child: Mount.mount(source: \"proc\", target: target, type: \"proc\", flags: [.noSetuid, .noDevices, .noExec]). It shows the PID namespace of the process that mounts it: this one, after clone(2)."),
+]

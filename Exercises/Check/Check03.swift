@@ -126,3 +126,13 @@ extension String {
         return String(self[range.upperBound...])
     }
 }
+
+/// `check 03 --hint`: level 1 the API, level 2 the shape of the answer.
+let cgroupsHints: [StepHint] = [
+    StepHint(step: "limits",
+             api: "FileSystem.writeFile(path, text) writes one file. v2: memory.max and pids.max, both in one folder (cgroup.memory and cgroup.pids are the same path). v1: memory.limit_in_bytes in cgroup.memory, pids.max in cgroup.pids. cgroup.version is .v1 or .v2.",
+             shape: "Two writes: the memory file (its name chosen by cgroup.version) in cgroup.memory gets \"\\(memoryBytes)\", cgroup.pids's pids.max gets \"\\(pids)\"."),
+    StepHint(step: "join",
+             api: "A process joins a cgroup when its PID is written into that folder's cgroup.procs: FileSystem.writeFile(folder.appending(\"cgroup.procs\"), \"\\(container.pid)\"). v1 has one hierarchy per controller: memory and pids each need it. container.release() lets the held process exec.",
+             shape: "For each distinct folder of cgroup.memory and cgroup.pids (one on v2, two on v1): write the PID into its cgroup.procs. Then, and only then, try container.release()."),
+]

@@ -100,3 +100,13 @@ func checkBundle(_ context: inout CheckContext, _ program: String) {
         report.fail("set up the check", observed: "\(error)", expected: "a bundle in /tmp", hint: "run `swift run doctor`")
     }
 }
+
+/// `check 04 --hint`: level 1 the API, level 2 the shape of the answer.
+let bundleHints: [StepHint] = [
+    StepHint(step: "mounts",
+             api: "MountOptions(mount.options ?? []) sorts the options into .flags (MountFlags: nosuid → .noSetuid, ro → .readOnly, rbind → .bind + .recursive), .dataString (mode=755,size=65536k), .propagation and .isBind. Mount.mount(source:target:type:flags:data:) is mount(2).",
+             shape: "A typed mount is one call with the type, the flags and the data. A bind mount is two: Mount.mount with only .bind (and .recursive), then Mount.mount(source: \"none\", target:, flags: the other flags + .bind + .remount). Propagation options (rprivate…) are a call of their own."),
+    StepHint(step: "pivot_root",
+             api: "FileSystem.changeDirectory(_:) is chdir(2), Mount.pivotRoot(newRoot:putOld:) is pivot_root(2), Mount.unmount(_:detach: true) is umount2(2) with MNT_DETACH.",
+             shape: "Four calls: chdir(rootfs); pivot_root(\".\", \".\") stacks the old root on top of the new one; umount2(\".\", MNT_DETACH) takes it, and every host mount below it, away; chdir(\"/\")."),
+]

@@ -182,3 +182,19 @@ struct Engine {
         }
     }
 }
+
+/// `check 05 --hint`: level 1 the API, level 2 the shape of the answer.
+let engineHints: [StepHint] = [
+    StepHint(step: "exec-fifo",
+             api: "mkfifo(3): Glibc's mkfifo(path.string, mode) returns -1 and sets errno on failure (throw StageError(stage:errno:) or Errno(rawValue: errno)). The umask takes bits off the mode: chmod(2) after it.",
+             shape: "mkfifo(path.string, 0o622), its failure thrown, then chmod(path.string, 0o622): the init may have become another user by the time it opens it."),
+    StepHint(step: "wait-for-start",
+             api: "openat(2) with the directory descriptor: openat(stateDirectory, \"exec.fifo\", O_WRONLY | O_CLOEXEC) blocks until a reader opens the FIFO. write(2) one byte, close(2).",
+             shape: "fd = openat(…, O_WRONLY | O_CLOEXEC), a failure thrown; write one byte (any: \"0\"); close(fd). Returning lets the init go on to execve(2)."),
+    StepHint(step: "start",
+             api: "open(2) with O_RDONLY | O_NONBLOCK | O_CLOEXEC does not block on a FIFO; poll(2) with POLLIN and a timeout waits for the byte; read(2) it; unlink(2) the FIFO.",
+             shape: "Open non-blocking; loop: poll 10 ms, read 1 byte; on the byte, unlink the FIFO and return; after ~10 s throw an error that names the FIFO (a dead init never writes). Close the descriptor in a defer."),
+    StepHint(step: "state",
+             api: "ProcessInfoStat(pid: record.pid) reads /proc/PID/stat: nil when there is no such process; .startTime and .state (\"Z\" zombie, \"X\" dead). record.startTime is what create saw; FileSystem.exists(record.fifo, followSymlinks: false); OCIState(id:status:pid:bundle:).",
+             shape: "stopped unless the process exists with record.startTime and a state other than Z or X; else created while record.fifo exists, running when it is gone. pid is nil when stopped."),
+]

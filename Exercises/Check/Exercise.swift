@@ -8,6 +8,16 @@ struct Exercise {
     var folder: String
     var title: String
     var run: (inout CheckContext, String) -> Void
+    /// The harder tier in `Exercises/NN-*/Stretch/` (program exercise-NN-stretch), checked
+    /// by `check NN --stretch`; the list is `Exercise.stretches` (Stretch.swift).
+    var stretch = false
+
+    /// The program: exercise-NN, or exercise-NN-stretch.
+    var product: String { stretch ? "exercise-\(number)-stretch" : "exercise-\(number)" }
+    /// The folder with Steps.swift, under Exercises/.
+    var sourceFolder: String { stretch ? "\(folder)/Stretch" : folder }
+    /// How the report names it: "exercise 01", "exercise 01 stretch".
+    var label: String { stretch ? "exercise \(number) stretch" : "exercise \(number)" }
 
     static var all: [Exercise] { [
         Exercise(number: "01", folder: "01-chroot-jail", title: "the chroot jail", run: checkChrootJail),
@@ -18,10 +28,11 @@ struct Exercise {
         Exercise(number: "07", folder: "07-networks", title: "a container plugged into a bridge", run: checkNetwork),
     ] }
 
-    static func named(_ name: String) throws -> Exercise {
+    static func named(_ name: String, stretch: Bool = false) throws -> Exercise {
         let digits = name.hasPrefix("exercise-") ? String(name.dropFirst("exercise-".count)) : name
-        guard let number = Int(digits), let exercise = all.first(where: { Int($0.number) == number }) else {
-            throw IsolationError("there is no exercise '\(name)'", hint: "give one of: " + all.map(\.number).joined(separator: ", "))
+        let list = stretch ? stretches : all
+        guard let number = Int(digits), let exercise = list.first(where: { Int($0.number) == number }) else {
+            throw IsolationError("there is no \(stretch ? "stretch tier for exercise" : "exercise") '\(name)'", hint: "give one of: " + list.map(\.number).joined(separator: ", "))
         }
         return exercise
     }
@@ -29,7 +40,7 @@ struct Exercise {
     /// The TODOs still in Steps.swift, read from the source: all of them at once, where a
     /// run can only stop at the first.
     func checkTODOs(package: FilePath, report: Report) {
-        let file = package.appending("Exercises/\(folder)/Steps.swift")
+        let file = package.appending("Exercises/\(sourceFolder)/Steps.swift")
         guard let source = try? FileSystem.readString(file) else {
             report.note("(no \(file) to read)")
             return
@@ -40,10 +51,10 @@ struct Exercise {
                 steps.append(String(line[range.upperBound...].prefix(while: { $0 != "\"" })))
             }
         }
-        report.check("every step is written (no exerciseTODO left in Exercises/\(folder)/Steps.swift)", steps.isEmpty,
+        report.check("every step is written (no exerciseTODO left in Exercises/\(sourceFolder)/Steps.swift)", steps.isEmpty,
                      observed: steps.isEmpty ? "no exerciseTODO call" : "still TODO: " + steps.map { "\"\($0)\"" }.joined(separator: ", "),
                      expected: "your code in place of each `try exerciseTODO(...)`",
-                     hint: "open Exercises/\(folder)/Steps.swift; each TODO has a hint, Exercises/\(folder)/README.md has more")
+                     hint: "open Exercises/\(sourceFolder)/Steps.swift; each TODO says what must become true, Exercises/\(sourceFolder)/README.md has more, and `check \(number)\(stretch ? " --stretch" : "") --hint` the API")
     }
 }
 

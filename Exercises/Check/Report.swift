@@ -7,6 +7,9 @@ final class Report {
     private(set) var passed = 0
     private(set) var failed = 0
     private(set) var failures: [String] = []
+    /// What each failure said (observed, hint), by exercise: where `--hint` finds the
+    /// steps a failure names (`step "X"`).
+    private(set) var failureTexts: [String: [String]] = [:]
     var exercise = ""
 
     func header(_ title: String) {
@@ -24,6 +27,7 @@ final class Report {
         } else {
             failed += 1
             failures.append("\(exercise): \(name)")
+            failureTexts[exercise, default: []].append(observed + "\n" + hint)
             say("  " + style.red("✗") + " " + name)
             say("      observed: " + observed)
             say("      expected: " + expected)

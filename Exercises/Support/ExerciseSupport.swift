@@ -12,8 +12,13 @@ public struct ExerciseTODO: Error, CustomStringConvertible {
     public var notes: String
 
     public var description: String {
-        // The first line is what `check` looks for: keep its shape.
-        "exercise \(exercise): step \"\(step)\" is still a TODO\n  hint:  \(hint)\n  notes: \(notes)"
+        // The first line is what `check` looks for: keep its shape. The hint and the notes
+        // wrap at 70 columns, under their labels (80 also inside the checker's "  │ " frame).
+        func labelled(_ label: String, _ text: String) -> String {
+            wrapLines(text, first: 70 - 9, rest: 70 - 9).enumerated()
+                .map { ($0.offset == 0 ? "  \(label)" : String(repeating: " ", count: 9)) + $0.element }.joined(separator: "\n")
+        }
+        return "exercise \(exercise): step \"\(step)\" is still a TODO\n" + labelled("hint:  ", hint) + "\n" + labelled("notes: ", notes)
     }
 }
 

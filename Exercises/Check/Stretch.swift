@@ -1,0 +1,11 @@
+// The harder tier: one more exercise per chapter, in Exercises/NN-*/Stretch/ (its own
+// starter, README and Solution/), built as exercise-NN-stretch and checked by
+// `check NN --stretch`. A new stretch adds its line here and its hints to
+// Exercise.hintTable (Hints.swift).
+extension Exercise {
+    static var stretches: [Exercise] { [
+        Exercise(number: "01", folder: "01-chroot-jail", title: "a jail the chroot escape cannot leave (pivot_root)", run: checkChrootJailStretch, stretch: true),
+        Exercise(number: "03", folder: "03-cgroups", title: "throttled, not killed, and a limit changed while it runs", run: checkCgroupsStretch, stretch: true),
+        Exercise(number: "04", folder: "04-oci-bundle", title: "a bundle's hooks, and mounts a symlink cannot send out", run: checkBundleStretch, stretch: true),
+    ] }
+}
