@@ -185,3 +185,16 @@ private func describe(_ route: Route, links: [NetworkInterface]) -> String {
     let destination = route.destination.prefixLength == 0 ? "default" : route.destination.description
     return destination + (route.gateway.map { " via \($0)" } ?? "") + " dev " + device
 }
+
+/// `check 07 --hint`: level 1 names the API, level 2 the shape of the answer.
+let networkHints: [StepHint] = [
+    StepHint(step: "move-veth",
+             api: "RouteSocket (Sources/Isolation/Network/RouteSocket.swift, its link calls in Interfaces.swift) speaks rtnetlink in this namespace: `host.moveToNamespace(interface, namespace:)` sends RTM_NEWLINK with IFLA_NET_NS_FD, as `ip link set eth0 netns /proc/PID/ns/net` does.",
+             shape: "One call on the host's socket with the container's /proc/PID/ns/net path. Afterwards eth0 is gone from the stand-in host and appears in the container, down and without an address."),
+    StepHint(step: "address",
+             api: "A netlink socket acts on the namespace it was opened in: `RouteSocket.open(in: container)` opens one inside (setns, socket, setns back). Then `addAddress(_:to:)` (RTM_NEWADDR) and `setUp(_:)` (RTM_NEWLINK with IFF_UP).",
+             shape: "let inside = try RouteSocket.open(in: container); the address with its prefix length on eth0; then eth0 up. Up, the kernel adds the subnet's route by itself."),
+    StepHint(step: "default-route",
+             api: "`addRoute(via:)` on a socket opened in the container's namespace sends RTM_NEWROUTE for 0.0.0.0/0, as `ip -n CONTAINER route add default via GATEWAY` does.",
+             shape: "RouteSocket.open(in: container).addRoute(via: gateway). \"Network is unreachable\" means the gateway is not on a subnet of an interface that is up: the address step first."),
+]

@@ -26,6 +26,7 @@ extension Exercise {
         "03": cgroupsHints, "03-stretch": cgroupsStretchHints,
         "04": bundleHints, "04-stretch": bundleStretchHints,
         "05": engineHints,
+        "07": networkHints,
     ]
 
     var hintKey: String { stretch ? "\(number)-stretch" : number }
