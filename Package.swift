@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "chapter-06", targets: ["Chapter06"]),
         .executable(name: "chapter-06-pull", targets: ["Chapter06Pull"]),
         .executable(name: "chapter-07", targets: ["Chapter07"]),
+        .executable(name: "chapter-08", targets: ["Chapter08"]),
         // Chapter 07's network layer as a CNI plugin, for containerd's CRI or podman.
         .executable(name: "isolation-cni", targets: ["IsolationCNI"]),
         // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
@@ -174,6 +175,17 @@ let package = Package(
             ],
             path: "Chapters/07-networks",
             exclude: ["README.md"]
+        ),
+        // The escapes are C (escapes.c), compiled static at run time for the container.
+        .executableTarget(
+            name: "Chapter08",
+            dependencies: [
+                "Isolation", "RuntimeCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/08-breaking-out",
+            exclude: ["README.md", "escapes.c"]
         ),
         .executableTarget(
             name: "IsolationCNI",
