@@ -123,3 +123,60 @@ struct Chapter08Tests {
         #expect(Self.leftovers() == before)
     }
 }
+
+@Suite("chapter-08: the runtime against Leaky Vessels (CVE-2024-21626)", .serialized,
+       .enabled(if: isRoot && RootFilesystem.busyboxPath() != nil, "needs root and busybox-static"))
+struct Chapter08LeakyVesselsTests {
+    /// `process.cwd` `/proc/self/fd/N`, for every N a runtime could hold open: runc 1.1.11
+    /// held the host's /sys/fs/cgroup as 7, and the container started there. Each must be
+    /// refused, or start inside the root; the shell then lists its own descriptors.
+    @Test func cwdThroughADescriptorNeverLandsOutside() throws {
+        let rootfs = try builtInRootfs()
+        let folder = try TemporaryFolder("leaky")
+        defer { folder.remove() }
+        var refused = 0, inside = 0
+        for n in 3...31 {
+            let bundle = folder.path + "/bundle-\(n)"
+            try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
+            var config = OCIConfig.defaultSpec(args: ["sh", "-c", "pwd; ls /proc/$$/fd | tr '\\n' ' '"],
+                                               cgroupNamespace: CgroupMode.detect() == .unified)
+            config.root = OCIConfig.Root(path: rootfs, readonly: true)
+            config.process?.cwd = "/proc/self/fd/\(n)"
+            try Data(config.encodedJSON()).write(to: URL(fileURLWithPath: bundle + "/config.json"))
+            let result = try runWithOutputInFiles(product("isorun"), ["--root", folder.path + "/state", "run", "--bundle", bundle, "isolation-leaky-\(n)"],
+                                                  in: folder.path, timeout: 30)
+            if result.status != 0 {
+                refused += 1
+                #expect(result.stderr.contains("/proc/self/fd/\(n)"), "fd \(n): refused, and the error names the path: \(result)")
+                continue
+            }
+            inside += 1
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("/") == true && !(lines.first ?? "").contains("unreachable"), "fd \(n): cwd \(lines)")
+            #expect(lines.dropFirst().first?.trimmingCharacters(in: .whitespaces) == "0 1 2", "fd \(n): descriptors \(lines)")
+        }
+        #expect(refused + inside == 29)
+    }
+
+    /// With a plain cwd, the container's shell lists its own descriptors: 0, 1 and 2 only
+    /// (nothing of the runtime's, nor of the caller's, which holds more: this test's).
+    @Test func theContainerHoldsOnlyItsStandardDescriptors() throws {
+        let rootfs = try builtInRootfs()
+        let folder = try TemporaryFolder("leaky-fds")
+        defer { folder.remove() }
+        let bundle = folder.path + "/bundle"
+        try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
+        var config = OCIConfig.defaultSpec(args: ["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"], cgroupNamespace: CgroupMode.detect() == .unified)
+        config.root = OCIConfig.Root(path: rootfs, readonly: true)
+        try Data(config.encodedJSON()).write(to: URL(fileURLWithPath: bundle + "/config.json"))
+        // A descriptor of ours without close-on-exec: whatever a launcher passes on, the
+        // container must not hold it.
+        let held = open(folder.path, O_RDONLY)
+        defer { close(held) }
+        let result = try runWithOutputInFiles(product("isorun"), ["--root", folder.path + "/state", "run", "--bundle", bundle, "isolation-leaky-fds"],
+                                              in: folder.path, timeout: 30)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.trimmingCharacters(in: .whitespaces) == "0 1 2", "\(result)")
+        #expect(mounts(under: folder.path).isEmpty)
+    }
+}
