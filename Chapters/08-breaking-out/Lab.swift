@@ -134,8 +134,8 @@ struct Lab {
 
     // MARK: One attempt
 
-    /// Runs `escape` at `rung`, and checks the host afterwards.
-    mutating func attempt(_ escape: Escape, at rung: Rung) throws -> Outcome {
+    /// Runs `escape` in `column`'s configuration, and checks the host afterwards.
+    mutating func attempt(_ escape: Escape, in column: Column) throws -> Outcome {
         // A process of the host to aim at, for the escapes that aim at one.
         var markerProcess: ChildProcess? = nil
         if escape == .signal || escape == .ptrace {
@@ -155,8 +155,8 @@ struct Lab {
         let tmp = rootfs.appending("tmp")
         for name in (try? FileSystem.contentsOfDirectory(tmp)) ?? [] { try? FileSystem.removeTree(tmp.appending(name)) }
         let command = ["/escape", "/tmp/verdict", escape.rawValue] + arguments
-        if let config = rung.config(args: command, rootfs: rootfs, shared: shared) {
-            try runContainer(config, id: "breakout-\(getpid())-\(rung.rawValue)-\(escape.rawValue)")
+        if let config = column.config(args: command, rootfs: rootfs, shared: shared) {
+            try runContainer(config, id: "breakout-\(getpid())-\(column.tag)-\(escape.rawValue)")
         } else {
             // Chapter 01 gives its jail a /proc, as every chroot guide does; we take it
             // away again after the attempt.
@@ -171,10 +171,10 @@ struct Lab {
             try child.waitForwardingSignals()
         }
         var outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
-        outcome = verify(outcome, escape, rung, markerProcess)
+        outcome = verify(outcome, escape, column, markerProcess)
         let after = hostSnapshot()
         for (what, value) in before where after[what] != value {
-            hostChanges.append("\(escape.rawValue) at rung \(rung.rawValue) changed \(what)")
+            hostChanges.append("\(escape.rawValue) in column \(column.heading) changed \(what)")
         }
         return outcome
     }
@@ -192,7 +192,7 @@ struct Lab {
     }
 
     /// The host's own look at what the escape claims.
-    func verify(_ claimed: Outcome, _ escape: Escape, _ rung: Rung, _ markerProcess: ChildProcess?) -> Outcome {
+    func verify(_ claimed: Outcome, _ escape: Escape, _ column: Column, _ markerProcess: ChildProcess?) -> Outcome {
         var outcome = claimed
         switch escape {
         case .chroot, .disk, .shocker:
@@ -220,7 +220,7 @@ struct Lab {
                 outcome.detail += " (the host saw it end)"
             }
         case .setuid:
-            let made = (rung == .chroot ? rootfs.appending("shared") : shared).appending("isolation-suid")
+            let made = (column.isChroot ? rootfs.appending("shared") : shared).appending("isolation-suid")
             var info = stat()
             if lstat(made.string, &info) == 0 {
                 let rootOwned = info.st_uid == 0 && (info.st_mode & S_ISUID) != 0

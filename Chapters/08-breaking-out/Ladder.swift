@@ -53,14 +53,9 @@ enum Rung: Int, CaseIterable, Comparable {
     /// `runc spec`'s config, the layers above this rung taken out of it.
     func config(args: [String], rootfs: FilePath, shared: FilePath) -> OCIConfig? {
         guard self != .chroot else { return nil }
-        var config = OCIConfig.defaultSpec(args: args, cgroupNamespace: CgroupMode.detect() == .unified)
-        config.root = OCIConfig.Root(path: rootfs.string, readonly: false)
+        var config = Rung.adapt(OCIConfig.defaultSpec(args: args, cgroupNamespace: CgroupMode.detect() == .unified),
+                                args: args, rootfs: rootfs, shared: shared)
         config.hostname = "breakout"
-        config.process?.env = ["PATH=/"]
-        // A folder of the host, shared as `-v` shares one (a volume).
-        config.mounts = (config.mounts ?? []) + [
-            OCIConfig.Mount(destination: "/shared", type: "bind", source: shared.string, options: ["rbind", "rw"]),
-        ]
         if self < .capabilities {
             // Every capability this kernel has, and every device (what --privileged gives).
             let all = Rung.allCapabilities
@@ -84,6 +79,25 @@ enum Rung: Int, CaseIterable, Comparable {
         return config
     }
 
+    /// Any config made to run the escapes: the lab's root filesystem (writable), the
+    /// escape as its process, and a folder of the host shared as /shared, as `-v` shares
+    /// one (a volume). Hooks and a cgroup path of its own are dropped: the lab's
+    /// containers are the lab's.
+    static func adapt(_ given: OCIConfig, args: [String], rootfs: FilePath, shared: FilePath) -> OCIConfig {
+        var config = given
+        config.root = OCIConfig.Root(path: rootfs.string, readonly: false)
+        config.process?.args = args
+        config.process?.env = ["PATH=/"]
+        config.process?.cwd = "/"
+        config.process?.terminal = false
+        config.hooks = nil
+        config.linux?.cgroupsPath = nil
+        config.mounts = (config.mounts ?? []).filter { $0.destination != "/shared" } + [
+            OCIConfig.Mount(destination: "/shared", type: "bind", source: shared.string, options: ["rbind", "rw"]),
+        ]
+        return config
+    }
+
     /// CAP_CHOWN … CAP_LAST_CAP (/proc/sys/kernel/cap_last_cap), by libcap's names: all
     /// that our own bounding set holds (a runtime cannot grant more than it has).
     static var allCapabilities: [String] {
@@ -91,5 +105,25 @@ enum Rung: Int, CaseIterable, Comparable {
         let last = Int32(text.split(separator: "\n").first ?? "") ?? 40
         return (0...last).map { Capability(rawValue: $0) }.filter { CapabilityState.inBoundingSet($0) }
             .map { $0.description.uppercased() }
+    }
+}
+
+/// One column of the table: a rung of the ladder, or a config.json of the reader's.
+struct Column {
+    var rung: Rung?
+    var given: OCIConfig?
+
+    /// `1 chroot` … `6 userns`, or `yours`.
+    var heading: String { rung.map { "\($0.rawValue) \($0.heading)" } ?? "yours" }
+    /// In prose: `rung 3`, or `your config`.
+    var name: String { rung.map { "rung \($0.rawValue)" } ?? "your config" }
+    var layer: String { rung.map { "\($0.layer) at rung \($0.rawValue)" } ?? "your config" }
+    var isChroot: Bool { rung == .chroot }
+    /// For container IDs: `3`, or `yours`.
+    var tag: String { rung.map { "\($0.rawValue)" } ?? "yours" }
+
+    func config(args: [String], rootfs: FilePath, shared: FilePath) -> OCIConfig? {
+        if let given { return Rung.adapt(given, args: args, rootfs: rootfs, shared: shared) }
+        return rung?.config(args: args, rootfs: rootfs, shared: shared)
     }
 }

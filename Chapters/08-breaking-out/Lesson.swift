@@ -16,7 +16,11 @@ struct Lesson: ParsableCommand {
     @Option(name: .customLong("escape"), help: ArgumentHelp("Only this escape (repeatable): \(Escape.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "NAME"))
     var escapes: [String] = []
 
+    @Option(name: .customLong("config"), help: ArgumentHelp("Run the catalogue against this config.json instead of the ladder (its process, root, hooks and cgroup path are replaced by the lab's).", valueName: "FILE"))
+    var configPath: String?
+
     func validate() throws {
+        if configPath != nil && !rungs.isEmpty { throw ValidationError("--config replaces the ladder: give it without --rung") }
         for rung in rungs where Rung(rawValue: rung) == nil { throw ValidationError("--rung \(rung): the rungs are 1 to 6") }
         for name in escapes where Escape(rawValue: name) == nil {
             throw ValidationError("--escape \(name): not in the catalogue (\(Escape.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -29,30 +33,39 @@ struct Lesson: ParsableCommand {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "the escapes need a root that may chroot, mknod and mount, as a container's root may")])
             let ladder = rungs.isEmpty ? Rung.allCases : Rung.allCases.filter { rungs.contains($0.rawValue) }
             let catalogue = escapes.isEmpty ? Escape.allCases : Escape.allCases.filter { escapes.contains($0.rawValue) }
+            // The reader's own config, read and checked before anything is made.
+            let given = try configPath.map { path in
+                try inStage("reading \(path)") { try OCIConfig.decode(json: Array(FileSystem.readString(FilePath(path)).utf8), source: path) }
+            }
+            let columns = given.map { [Column(rung: nil, given: $0)] } ?? ladder.map { Column(rung: $0, given: nil) }
             blockSignalsForSupervision()
             var lab = try Lab.make()
             defer { lab.remove() }
 
             say(style.bold("Chapter 08 · Breaking out"))
-            sayWrapped("A container is a process of the host, on the host's kernel. Each escape below is a few system calls (escapes.c), run as root inside every rung of this ladder:", hanging: "")
+            let place = configPath == nil ? "every rung of this ladder" : "your config"
+            sayWrapped("A container is a process of the host, on the host's kernel. Each escape below is a few system calls (escapes.c), run as root inside \(place):", hanging: "")
             say()
-            for rung in ladder { say("  \(rung.rawValue) \(pad(rung.heading, 8)) \(rung.adds)") }
+            if let configPath {
+                sayWrapped("yours  \(configPath), with the lab's root filesystem and /shared", indent: "  ", hanging: "         ")
+            } else {
+                for rung in ladder { say("  \(rung.rawValue) \(pad(rung.heading, 8)) \(rung.adds)") }
+            }
             say()
             sayWrapped("The target is a file of the host holding a token (\(lab.marker)), a process of the host, the host's kernel: an escape is ESCAPED when it reached it (checked by the host where it can be), else the errno it met.", hanging: "", style: style.dim)
             say()
-            say(ladder.dropLast().reduce(pad("escape", 14)) { $0 + pad("\($1.rawValue) \($1.heading)", 10) } + "\(ladder.last!.rawValue) \(ladder.last!.heading)")
-            var table: [(Escape, [Rung: Outcome])] = []
+            say(columns.dropLast().reduce(pad("escape", 14)) { $0 + pad($1.heading, 10) } + columns.last!.heading)
+            var table: [(Escape, [Outcome])] = []
             for escape in catalogue {
-                var row: [Rung: Outcome] = [:]
-                for rung in ladder { row[rung] = try lab.attempt(escape, at: rung) }
+                let row = try columns.map { try lab.attempt(escape, in: $0) }
                 table.append((escape, row))
-                say(ladder.dropLast().reduce(pad(escape.rawValue, 14)) { $0 + pad(cell(row[$1]!), 10) } + cell(row[ladder.last!]!))
+                say(row.dropLast().reduce(pad(escape.rawValue, 14)) { $0 + pad(cell($1), 10) } + cell(row.last!))
             }
             say()
             say(style.bold("What stopped each escape"))
             for (escape, row) in table {
                 sayWrapped("\(escape.rawValue): " + escape.story, indent: "  ", hanging: "    ")
-                sayWrapped(stoppedBy(escape, row, ladder), indent: "    ", hanging: "    ", style: style.dim)
+                sayWrapped(stoppedBy(escape, row, columns), indent: "    ", hanging: "    ", style: style.dim)
             }
             say()
             if lab.hostChanges.isEmpty {
@@ -76,24 +89,24 @@ struct Lesson: ParsableCommand {
         }
     }
 
-    /// "stopped at rung 2 (namespaces): ENOENT — why", from the row itself.
-    func stoppedBy(_ escape: Escape, _ row: [Rung: Outcome], _ ladder: [Rung]) -> String {
-        if let unclear = ladder.first(where: { row[$0]?.kind == .unclear }) {
-            return "rung \(unclear.rawValue): unclear: \(row[unclear]!.detail)"
+    /// "ESCAPED up to rung 1 (evidence); stopped by namespaces at rung 2 (ENOENT): why",
+    /// from the row itself.
+    func stoppedBy(_ escape: Escape, _ row: [Outcome], _ columns: [Column]) -> String {
+        if let unclear = row.indices.first(where: { row[$0].kind == .unclear }) {
+            return "\(columns[unclear].name): unclear: \(row[unclear].detail)"
         }
-        if let notHere = ladder.compactMap({ row[$0] }).first(where: { $0.kind == .notApplicable }) {
+        if let notHere = row.first(where: { $0.kind == .notApplicable }) {
             return "not tried here: \(notHere.detail)"
         }
-        let escapedAt = ladder.filter { row[$0]?.kind == .escaped }
-        guard let last = escapedAt.last else {
-            let first = ladder.first!
-            return "blocked from rung \(first.rawValue) (\(row[first]!.cell)): \(escape.why)"
+        guard let last = row.indices.last(where: { row[$0].kind == .escaped }) else {
+            if columns[0].rung == nil { return "blocked (\(row[0].cell) from \(row[0].detail))" }
+            return "blocked from \(columns[0].name) (\(row[0].cell)): \(escape.why)"
         }
-        let evidence = row[last]!.detail
-        guard let stop = ladder.first(where: { $0 > last }) else {
-            return "ESCAPED at every rung shown; at rung \(last.rawValue): \(evidence)"
+        let evidence = row[last].detail
+        guard last + 1 < row.count else {
+            return "ESCAPED in \(columns[last].name): \(evidence)"
         }
-        return "ESCAPED up to rung \(last.rawValue) (\(evidence)); stopped by \(stop.layer) at rung \(stop.rawValue) (\(row[stop]!.cell)): \(escape.why)"
+        return "ESCAPED up to \(columns[last].name) (\(evidence)); stopped by \(columns[last + 1].layer) (\(row[last + 1].cell)): \(escape.why)"
     }
 }
 

@@ -180,3 +180,43 @@ struct Chapter08LeakyVesselsTests {
         #expect(mounts(under: folder.path).isEmpty)
     }
 }
+
+@Suite("chapter-08 --config: the catalogue against a config.json of the reader's", .serialized,
+       .enabled(if: isRoot && hasCompiler && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc") || FileManager.default.isExecutableFile(atPath: "/usr/bin/runc")),
+                "needs root, a C compiler and runc (apt: runc) for its `runc spec`"))
+struct Chapter08ConfigTests {
+    /// runc's own starter config: capabilities cut to three, masked and read-only paths,
+    /// but no seccomp profile and no user namespace. The nested namespace and the
+    /// set-user-ID program get through; everything else is stopped.
+    @Test func runcSpecLetsTwoThrough() throws {
+        let folder = try TemporaryFolder("runc-spec")
+        defer { folder.remove() }
+        let runc = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }!
+        let spec = try runWithOutputInFiles(runc, ["spec", "--bundle", folder.path], in: folder.path, timeout: 30)
+        try #require(spec.status == 0, "\(spec)")
+        let before = Chapter08Tests.leftovers()
+        let result = try run(product("chapter-08"), ["--config", folder.path + "/config.json"], timeout: 300)
+        #expect(result.status == 0, "\(result)")
+        var cells: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            if words.count == 2, Chapter08Tests.expected[words[0]] != nil { cells[words[0]] = words[1] }
+        }
+        #expect(cells.count == Chapter08Tests.expected.count, "one cell per escape: \(result.stdout)")
+        let escaped = Set(cells.filter { $0.value == "ESCAPED" }.keys)
+        #expect(escaped == ["nested", "setuid"], "\(result.stdout)")
+        #expect(!cells.values.contains("?"), "\(result.stdout)")
+        #expect(Chapter08Tests.leftovers().filter { !before.contains($0) }.isEmpty)
+    }
+
+    @Test func aConfigThatIsNotOneIsRefusedBeforeAnythingIsMade() throws {
+        let folder = try TemporaryFolder("bad-config")
+        defer { folder.remove() }
+        try "{\"ociVersion\": 7}".write(toFile: folder.path + "/config.json", atomically: true, encoding: .utf8)
+        let before = Chapter08Tests.leftovers()
+        let result = try run(product("chapter-08"), ["--config", folder.path + "/config.json"], timeout: 30)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains(folder.path + "/config.json"), "the error names the file: \(result)")
+        #expect(Chapter08Tests.leftovers() == before)
+    }
+}
