@@ -31,6 +31,7 @@ let package = Package(
         .executable(name: "exercise-03", targets: ["Exercise03"]),
         .executable(name: "exercise-04", targets: ["Exercise04"]),
         .executable(name: "exercise-05", targets: ["Exercise05"]),
+        .executable(name: "exercise-08", targets: ["Exercise08"]),
         .executable(name: "check", targets: ["Check"]),
     ],
     dependencies: [
@@ -235,6 +236,12 @@ let package = Package(
             name: "Exercise05",
             dependencies: exerciseDependencies,
             path: "Exercises/05-engines",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise08",
+            dependencies: exerciseDependencies,
+            path: "Exercises/08-breaking-out",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

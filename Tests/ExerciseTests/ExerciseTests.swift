@@ -33,6 +33,7 @@ let exercises: [(number: String, folder: String, steps: [String])] = [
     ("03", "03-cgroups", ["limits", "join"]),
     ("04", "04-oci-bundle", ["mounts", "pivot_root"]),
     ("05", "05-engines", ["exec-fifo", "wait-for-start", "start", "state"]),
+    ("08", "08-breaking-out", ["missing-layer"]),
 ]
 
 @Suite("Exercises · the checker keeps them honest", .serialized,
@@ -101,6 +102,10 @@ struct ExerciseTests {
         #expect(!failed.contains(where: { $0.contains("pivot_root, not chroot") }), "04: pivot_root was right")
         // 05: state says running before start.
         caught("`state` says created", explaining: "created while the init is alive and exec.fifo exists", "05")
+        // 08: the user namespace taken away instead of seccomp added.
+        caught("the nested escape is stopped", explaining: "a layer must refuse those system calls", "08")
+        caught("the setuid escape is stopped", explaining: "root in the container is root on the host", "08")
+        #expect(!failed.contains("the chroot escape is stopped"), "08: the other layers were right")
     }
 }
 
