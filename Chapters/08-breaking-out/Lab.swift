@@ -13,7 +13,9 @@ struct Lab {
     /// The folder rungs 2 to 6 share as /shared; rung 1's /shared is in its root.
     var shared: FilePath { folder.appending("shared") }
     var marker: FilePath { folder.appending("host/marker.txt") }
-    var verdict: FilePath { rootfs.appending("tmp/verdict") }
+    /// The folder the container sees as /shared: the escapes write their verdict there
+    /// (gVisor keeps what its sandbox writes to the root filesystem in memory).
+    func sharedOnHost(_ column: Column) -> FilePath { column.isChroot ? rootfs.appending("shared") : shared }
     /// Set when an attempt left the host different (the lesson says so; the tests fail).
     private(set) var hostChanges: [String] = []
 
@@ -152,11 +154,13 @@ struct Lab {
         }
         let before = hostSnapshot()
         // Each attempt starts from an empty /tmp: what one left must not help (or hinder) the next.
-        let tmp = rootfs.appending("tmp")
-        for name in (try? FileSystem.contentsOfDirectory(tmp)) ?? [] { try? FileSystem.removeTree(tmp.appending(name)) }
-        let command = ["/escape", "/tmp/verdict", escape.rawValue] + arguments
+        for folder in [rootfs.appending("tmp"), sharedOnHost(column)] {
+            for name in (try? FileSystem.contentsOfDirectory(folder)) ?? [] { try? FileSystem.removeTree(folder.appending(name)) }
+        }
+        let command = ["/escape", "/shared/verdict", escape.rawValue] + arguments
+        let id = "breakout-\(getpid())-\(column.tag)-\(escape.rawValue)"
         if let config = column.config(args: command, rootfs: rootfs, shared: shared) {
-            try runContainer(config, id: "breakout-\(getpid())-\(column.tag)-\(escape.rawValue)")
+            if column.rung == .anotherKernel { try runInGVisor(config, id: id) } else { try runContainer(config, id: id) }
         } else {
             // Chapter 01 gives its jail a /proc, as every chroot guide does; we take it
             // away again after the attempt.
@@ -170,6 +174,7 @@ struct Lab {
                                                options: { var o = SpawnOptions(); o.parentDeathSignal = SIGKILL; return o }())
             try child.waitForwardingSignals()
         }
+        let verdict = sharedOnHost(column).appending("verdict")
         var outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
         outcome = verify(outcome, escape, column, markerProcess)
         let after = hostSnapshot()
@@ -188,6 +193,23 @@ struct Lab {
         let child = try runtime.create(id: id, options: Runtime.CreateOptions(bundle: bundle))
         defer { try? runtime.delete(id: id, force: true) }
         try runtime.start(id: id)
+        try child.waitForwardingSignals()
+    }
+
+    /// gVisor's runsc, as chapter 05 runs it: the ptrace platform (no KVM needed), no
+    /// network stack of its own. Its cgroup carries the project's prefix.
+    func runInGVisor(_ config: OCIConfig, id: String) throws {
+        guard let runsc = Rung.runsc else { throw IsolationError("rung 7 needs gVisor's runsc", hint: "sudo apt-get install -y runsc") }
+        var config = config
+        config.linux?.cgroupsPath = "/\(projectPrefix)/\(id)"
+        let bundle = folder.appending("bundle")
+        try FileSystem.makeDirectory(bundle)
+        try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+        let state = ["--root", folder.appending("runsc").string]
+        let child = try ChildProcess.spawn(runsc, arguments: ["runsc"] + state + ["--platform=ptrace", "--network=none", "run", "--bundle", bundle.string, id],
+                                           environment: Command.defaultEnvironment,
+                                           options: { var o = SpawnOptions(); o.parentDeathSignal = SIGKILL; return o }())
+        defer { _ = try? Command.run(runsc, state + ["delete", "--force", id]) }
         try child.waitForwardingSignals()
     }
 
@@ -220,7 +242,7 @@ struct Lab {
                 outcome.detail += " (the host saw it end)"
             }
         case .setuid:
-            let made = (column.isChroot ? rootfs.appending("shared") : shared).appending("isolation-suid")
+            let made = sharedOnHost(column).appending("isolation-suid")
             var info = stat()
             if lstat(made.string, &info) == 0 {
                 let rootOwned = info.st_uid == 0 && (info.st_mode & S_ISUID) != 0

@@ -6,11 +6,11 @@ import Isolation
 import SystemPackage
 
 enum Rung: Int, CaseIterable, Comparable {
-    case chroot = 1, namespaces, capabilities, seccomp, procPaths, userNamespace
+    case chroot = 1, namespaces, capabilities, seccomp, procPaths, userNamespace, anotherKernel
 
     static func < (a: Rung, b: Rung) -> Bool { a.rawValue < b.rawValue }
 
-    /// The table's column heading (at most 9 characters).
+    /// The table's column heading (at most 8 characters).
     var heading: String {
         switch self {
         case .chroot: "chroot"
@@ -19,6 +19,7 @@ enum Rung: Int, CaseIterable, Comparable {
         case .seccomp: "seccomp"
         case .procPaths: "paths"
         case .userNamespace: "userns"
+        case .anotherKernel: "gvisor"
         }
     }
 
@@ -31,6 +32,7 @@ enum Rung: Int, CaseIterable, Comparable {
         case .seccomp: "seccomp"
         case .procPaths: "masked and read-only paths"
         case .userNamespace: "the user namespace"
+        case .anotherKernel: "gVisor's kernel"
         }
     }
 
@@ -43,8 +45,15 @@ enum Rung: Int, CaseIterable, Comparable {
         case .seccomp: "+ no_new_privs and the default seccomp profile"
         case .procPaths: "+ /proc/kcore, /proc/sys, /proc/sysrq-trigger… masked or read-only"
         case .userNamespace: "+ a user namespace: root inside is uid 100000 outside"
+        case .anotherKernel: "+ another kernel: rung 6's config, run by gVisor's runsc"
         }
     }
+
+    /// gVisor's runtime, when installed (apt: runsc): rung 7 needs it.
+    static var runsc: FilePath? { Command.find("runsc") }
+
+    /// The rungs this machine can climb: all but gVisor's where runsc is missing.
+    static var available: [Rung] { allCases.filter { $0 != .anotherKernel || runsc != nil } }
 
     /// The first uid and gid of the host that the user namespace maps root to.
     static let mappedRoot: UInt32 = 100_000
@@ -71,7 +80,7 @@ enum Rung: Int, CaseIterable, Comparable {
             config.linux?.maskedPaths = []
             config.linux?.readonlyPaths = []
         }
-        if self == .userNamespace {
+        if self >= .userNamespace {
             config.linux?.namespaces?.append(OCIConfig.Namespace(type: .user))
             config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: Rung.mappedRoot, size: 65536)]
             config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: Rung.mappedRoot, size: 65536)]
@@ -113,8 +122,8 @@ struct Column {
     var rung: Rung?
     var given: OCIConfig?
 
-    /// `1 chroot` … `6 userns`, or `yours`.
-    var heading: String { rung.map { "\($0.rawValue) \($0.heading)" } ?? "yours" }
+    /// `chroot` … `gvisor` (the ladder above the table numbers them), or `yours`.
+    var heading: String { rung?.heading ?? "yours" }
     /// In prose: `rung 3`, or `your config`.
     var name: String { rung.map { "rung \($0.rawValue)" } ?? "your config" }
     var layer: String { rung.map { "\($0.layer) at rung \($0.rawValue)" } ?? "your config" }

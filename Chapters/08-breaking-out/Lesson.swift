@@ -10,7 +10,7 @@ struct Lesson: ParsableCommand {
         abstract: "Run the catalogue of escapes against every rung of the ladder, and print the table.",
         discussion: "Exit status 0 when the host was left as it was, 1 otherwise or on an error.")
 
-    @Option(name: .customLong("rung"), help: ArgumentHelp("Only this rung, 1 to 6 (repeatable).", valueName: "N"))
+    @Option(name: .customLong("rung"), help: ArgumentHelp("Only this rung, 1 to 7 (repeatable; 7 needs gVisor's runsc).", valueName: "N"))
     var rungs: [Int] = []
 
     @Option(name: .customLong("escape"), help: ArgumentHelp("Only this escape (repeatable): \(Escape.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "NAME"))
@@ -21,7 +21,10 @@ struct Lesson: ParsableCommand {
 
     func validate() throws {
         if configPath != nil && !rungs.isEmpty { throw ValidationError("--config replaces the ladder: give it without --rung") }
-        for rung in rungs where Rung(rawValue: rung) == nil { throw ValidationError("--rung \(rung): the rungs are 1 to 6") }
+        for rung in rungs where Rung(rawValue: rung) == nil { throw ValidationError("--rung \(rung): the rungs are 1 to 7") }
+        if rungs.contains(Rung.anotherKernel.rawValue) && Rung.runsc == nil {
+            throw ValidationError("--rung 7 runs gVisor's runsc, which is not installed (sudo apt-get install -y runsc)")
+        }
         for name in escapes where Escape(rawValue: name) == nil {
             throw ValidationError("--escape \(name): not in the catalogue (\(Escape.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -31,7 +34,7 @@ struct Lesson: ParsableCommand {
         var failed = false
         reportingErrors("chapter-08") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "the escapes need a root that may chroot, mknod and mount, as a container's root may")])
-            let ladder = rungs.isEmpty ? Rung.allCases : Rung.allCases.filter { rungs.contains($0.rawValue) }
+            let ladder = rungs.isEmpty ? Rung.available : Rung.allCases.filter { rungs.contains($0.rawValue) }
             let catalogue = escapes.isEmpty ? Escape.allCases : Escape.allCases.filter { escapes.contains($0.rawValue) }
             // The reader's own config, read and checked before anything is made.
             let given = try configPath.map { path in
@@ -50,16 +53,19 @@ struct Lesson: ParsableCommand {
                 sayWrapped("yours  \(configPath), with the lab's root filesystem and /shared", indent: "  ", hanging: "         ")
             } else {
                 for rung in ladder { say("  \(rung.rawValue) \(pad(rung.heading, 8)) \(rung.adds)") }
+                if rungs.isEmpty && Rung.runsc == nil {
+                    say(style.dim("  (rung 7, gVisor's kernel, needs runsc: sudo apt-get install -y runsc)"))
+                }
             }
             say()
             sayWrapped("The target is a file of the host holding a token (\(lab.marker)), a process of the host, the host's kernel: an escape is ESCAPED when it reached it (checked by the host where it can be), else the errno it met.", hanging: "", style: style.dim)
             say()
-            say(columns.dropLast().reduce(pad("escape", 14)) { $0 + pad($1.heading, 10) } + columns.last!.heading)
+            say(columns.dropLast().reduce(pad("escape", 13)) { $0 + pad($1.heading, 9) } + columns.last!.heading)
             var table: [(Escape, [Outcome])] = []
             for escape in catalogue {
                 let row = try columns.map { try lab.attempt(escape, in: $0) }
                 table.append((escape, row))
-                say(row.dropLast().reduce(pad(escape.rawValue, 14)) { $0 + pad(cell($1), 10) } + cell(row.last!))
+                say(row.dropLast().reduce(pad(escape.rawValue, 13)) { $0 + pad(cell($1), 9) } + cell(row.last!))
             }
             say()
             say(style.bold("What stopped each escape"))

@@ -108,8 +108,8 @@ struct Chapter08Tests {
         let prose = result.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(prose.contains("(the host saw it end)"), "\(result.stdout)")
         #expect(Self.table(result.stdout).isEmpty, "two rungs make no six-column row")
-        #expect(result.stdout.contains("chroot        ESCAPED   ENOENT"), "\(result.stdout)")
-        #expect(result.stdout.contains("signal        ESCAPED   ESRCH"), "\(result.stdout)")
+        #expect(result.stdout.contains("chroot       ESCAPED  ENOENT"), "\(result.stdout)")
+        #expect(result.stdout.contains("signal       ESCAPED  ESRCH"), "\(result.stdout)")
     }
 
     @Test("bad input: a rung or an escape that does not exist is refused, and nothing is made")
