@@ -81,7 +81,7 @@ struct Lesson: ParsableCommand {
                 for change in lab.hostChanges { say(style.red("host changed: ") + change) }
             }
             say()
-            sayWrapped("What no rung stops: a bug in the kernel they all share. One system call the filter lets through, with a bug behind it (Dirty COW, 2016; Dirty Pipe, 2022), and every layer above is gone. gVisor answers the container's system calls with a kernel of its own in user space (chapter 05 runs it), Kata Containers with a virtual machine.", hanging: "")
+            sayWrapped("What no rung stops: a bug in the kernel they all share. One system call the filter lets through, with a bug behind it (Dirty COW, 2016; Dirty Pipe, 2022), and every layer above is gone. gVisor answers the container's system calls with a kernel of its own in user space (rung 7; chapter 05), Kata Containers with a virtual machine.", hanging: "")
         }
         if failed { throw ExitCode(1) }
     }
