@@ -58,7 +58,9 @@ struct Lesson: ParsableCommand {
                 }
             }
             say()
-            sayWrapped("The target is a file of the host holding a token (\(lab.marker)), a process of the host, the host's kernel: an escape is ESCAPED when it reached it (checked by the host where it can be), else the errno it met.", hanging: "", style: style.dim)
+            sayWrapped("The targets: a process of the host, the host's kernel, and a file of the host that holds a token:", hanging: "", style: style.dim)
+            say(style.dim("  \(lab.marker)"))
+            sayWrapped("An escape is ESCAPED when it reached its target (checked by the host where it can be), else the errno it met.", hanging: "", style: style.dim)
             say()
             say(columns.dropLast().reduce(pad("escape", 13)) { $0 + pad($1.heading, 9) } + columns.last!.heading)
             var table: [(Escape, [Outcome])] = []
