@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "chapter-06", targets: ["Chapter06"]),
         .executable(name: "chapter-06-pull", targets: ["Chapter06Pull"]),
         .executable(name: "chapter-07", targets: ["Chapter07"]),
+        .executable(name: "chapter-08", targets: ["Chapter08"]),
         // Chapter 07's network layer as a CNI plugin, for containerd's CRI or podman.
         .executable(name: "isolation-cni", targets: ["IsolationCNI"]),
         // Exercises/ (issue #7): the chapters' steps with holes, and their checker.
@@ -31,6 +32,7 @@ let package = Package(
         .executable(name: "exercise-04", targets: ["Exercise04"]),
         .executable(name: "exercise-05", targets: ["Exercise05"]),
         .executable(name: "exercise-07", targets: ["Exercise07"]),
+        .executable(name: "exercise-08", targets: ["Exercise08"]),
         .executable(name: "check", targets: ["Check"]),
         // The harder tier of an exercise (Exercises/NN-*/Stretch/), checked by `check NN --stretch`.
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
@@ -180,6 +182,17 @@ let package = Package(
             path: "Chapters/07-networks",
             exclude: ["README.md"]
         ),
+        // The escapes are C (escapes.c), compiled static at run time for the container.
+        .executableTarget(
+            name: "Chapter08",
+            dependencies: [
+                "Isolation", "RuntimeCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Chapters/08-breaking-out",
+            exclude: ["README.md", "escapes.c"]
+        ),
         .executableTarget(
             name: "IsolationCNI",
             dependencies: ["Isolation", .product(name: "SystemPackage", package: "swift-system")]
@@ -252,6 +265,12 @@ let package = Package(
             name: "Exercise04Stretch",
             dependencies: exerciseDependencies,
             path: "Exercises/04-oci-bundle/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise08",
+            dependencies: exerciseDependencies,
+            path: "Exercises/08-breaking-out",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

@@ -20,7 +20,7 @@ import SystemPackage
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Build and check the exercises in Exercises/ (all, or the ones given: 01 … 05, 07).")
+        abstract: "Build and check the exercises in Exercises/ (all, or the ones given: 01 … 05, 07, 08).")
 
     @Argument(help: "The exercises to check: 01, 02, 03, 04, 05, 07 (default: all).") var exercises: [String] = []
     @Option(help: ArgumentHelp("The package with Exercises/ (default: the one around the current folder).", valueName: "DIR"))

@@ -26,6 +26,7 @@ struct Exercise {
         Exercise(number: "04", folder: "04-oci-bundle", title: "an OCI bundle's mounts and pivot_root", run: checkBundle),
         Exercise(number: "05", folder: "05-engines", title: "a runtime's answers to an engine", run: checkEngine),
         Exercise(number: "07", folder: "07-networks", title: "a container plugged into a bridge", run: checkNetwork),
+        Exercise(number: "08", folder: "08-breaking-out", title: "the layer a config lacks", run: checkBreakingOut),
     ] }
 
     static func named(_ name: String, stretch: Bool = false) throws -> Exercise {

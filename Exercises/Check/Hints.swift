@@ -27,6 +27,7 @@ extension Exercise {
         "04": bundleHints, "04-stretch": bundleStretchHints,
         "05": engineHints,
         "07": networkHints,
+        "08": breakingOutHints,
     ]
 
     var hintKey: String { stretch ? "\(number)-stretch" : number }

@@ -188,6 +188,8 @@ struct Chapter04SeccompDifferentialTests {
             .init(names: ["ptrace"], action: .errno, errnoRet: 13, args: [.init(index: 0, value: 0, op: .greaterThan)]),
             .init(names: ["ptrace"], action: .allow),
         ]),
+        // Chapter 08's ladder: the project's own default (a deny list, clone's namespace flags).
+        "isolation-default": .containerDefault,
     ]
     /// What a static C program and both runtimes' last steps before execve need.
     static let allowed = [
@@ -198,19 +200,23 @@ struct Chapter04SeccompDifferentialTests {
         "getuid", "geteuid", "getgid", "getegid", "setresuid", "setresgid", "setgroups", "statx",
     ]
 
-    @Test(arguments: ["deny-list", "native-only", "x86-without-x32", "allow-list"])
+    @Test(arguments: ["deny-list", "native-only", "x86-without-x32", "allow-list", "isolation-default"])
     func sameAnswersAsCrun(profile name: String) throws {
         var lab = try SeccompLab()
         defer { lab.removeAll() }
         let (ours, theirs) = try lab.outputs(Self.profiles[name]!, name)
         let lines = Set(theirs.split(separator: "\n").map(String.init))
         #expect(lines.count == 84, "crun's prober output: \(theirs)")
-        #expect(lines.contains("x86_64 mkdir \(name == "allow-list" ? "ENOSYS" : "EPERM")"), "\(theirs)")
+        if name != "isolation-default" { #expect(lines.contains("x86_64 mkdir \(name == "allow-list" ? "ENOSYS" : "EPERM")"), "\(theirs)") }
         if name == "deny-list" {
             #expect(lines.isSuperset(of: ["x32 mkdir EPERM", "i386 mkdir EPERM", "i386 mount ENOENT", "x86_64 socket ok", "i386 semget EINVAL",
                                           "i386 socketcall-socket-unix EACCES", "i386 ipc-semget EACCES"]), "\(theirs)")
         }
         if name == "allow-list" { #expect(lines.isSuperset(of: ["x86_64 ptrace ESRCH", "i386 keyctl EACCES", "x86_64 semget ENOSYS"]), "\(theirs)") }
+        if name == "isolation-default" {
+            #expect(lines.isSuperset(of: ["x86_64 unshare EPERM", "x32 unshare EPERM", "i386 unshare EPERM", "i386 mount EPERM",
+                                          "x86_64 getpid ok", "i386 getpid ok"]), "\(theirs)")
+        }
         if name == "native-only" { #expect(lines.isSuperset(of: ["x32 getpid killed by SIGSYS", "i386 getpid killed by SIGSYS"]), "\(theirs)") }
         #expect(ours == theirs, "\(name): isorun and crun differ:\n\(difference(ours, theirs))")
     }

@@ -34,6 +34,7 @@ let exercises: [(number: String, folder: String, steps: [String])] = [
     ("04", "04-oci-bundle", ["mounts", "pivot_root"]),
     ("05", "05-engines", ["exec-fifo", "wait-for-start", "start", "state"]),
     ("07", "07-networks", ["move-veth", "address", "default-route"]),
+    ("08", "08-breaking-out", ["missing-layer"]),
 ]
 
 @Suite("Exercises · the checker keeps them honest", .serialized,
@@ -107,6 +108,10 @@ struct ExerciseTests {
         // 07: eth0 moved and addressed, never brought up: the kernel refuses the default route.
         caught("exercise-07 runs the checker's probe", explaining: "a moved veth end arrives down", "07")
         #expect(!failed.contains(where: { $0.contains("every step is written (no exerciseTODO left in Exercises/07") }), "07: every step was written")
+        // 08: the user namespace taken away instead of seccomp added.
+        caught("the nested escape is stopped", explaining: "a layer must refuse those system calls", "08")
+        caught("the setuid escape is stopped", explaining: "root in the container is root on the host", "08")
+        #expect(!failed.contains("the chroot escape is stopped"), "08: the other layers were right")
     }
 }
 

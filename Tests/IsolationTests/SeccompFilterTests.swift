@@ -57,6 +57,27 @@ struct SeccompFilterTests {
         #expect(run(83, 0xC000_00B7) == Self.kill)                  // an arch not listed
     }
 
+    /// The project's default profile (chapter 08): clone with a namespace flag is refused
+    /// through both ABIs that have clone, a thread's clone is not, clone3 is ENOSYS.
+    @Test func containerDefaultProfile() throws {
+        let filter = try SeccompFilter(.containerDefault)
+        #expect(filter.architectures.map(\.name) == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        let run = { (nr: UInt32, arch: UInt32, flags: UInt64) in evaluate(filter.instructions, nr: nr, arch: arch, args: [flags]) }
+        let thread: UInt64 = 0x003d_0f00, fork: UInt64 = 0x0120_0011  // what glibc's pthread_create and fork pass
+        for (clone, arch) in [(UInt32(56), Self.x86_64), (0x4000_0000 | 56, Self.x86_64), (120, Self.i386)] {
+            #expect(run(clone, arch, thread) == Self.allow)
+            #expect(run(clone, arch, fork) == Self.allow)
+            for flag: UInt64 in [0x0002_0000, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000] {
+                #expect(run(clone, arch, fork | flag) == Self.eperm, "clone nr \(clone) with \(String(flag, radix: 16))")
+            }
+        }
+        #expect(run(435, Self.x86_64, 0) == 0x0005_0026)           // clone3: ENOSYS
+        #expect(run(272, Self.x86_64, 0) == Self.eperm)            // unshare
+        #expect(run(310, Self.i386, 0) == Self.eperm)              // unshare through int 0x80
+        #expect(run(165, Self.x86_64, 0) == Self.eperm)            // mount
+        #expect(run(0, Self.x86_64, 0) == Self.allow)              // read
+    }
+
     @Test func onlyTheNativeABI() throws {
         for architectures in [nil, ["SCMP_ARCH_X86_64"], ["SCMP_ARCH_X86_64", "SCMP_ARCH_PPC64LE"]] {
             let filter = try SeccompFilter(.init(defaultAction: .allow, architectures: architectures, syscalls: [Self.denyMkdir]))

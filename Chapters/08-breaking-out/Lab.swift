@@ -1,0 +1,287 @@
+// The lab: a folder of the host with the container's root filesystem, a shared folder,
+// and the marker the escapes try to reach (a file holding a token only the host knows).
+// Nothing of the host's own is a target: the escapes aim at what we made.
+import Glibc
+import Isolation
+import SystemPackage
+
+struct Lab {
+    let folder: FilePath
+    /// Written into the marker file: an escape that prints it has read the host's file.
+    let token: String
+    var rootfs: FilePath { folder.appending("rootfs") }
+    /// The folder rungs 2 to 6 share as /shared; rung 1's /shared is in its root.
+    var shared: FilePath { folder.appending("shared") }
+    var marker: FilePath { folder.appending("host/marker.txt") }
+    /// The folder the container sees as /shared: the escapes write their verdict there
+    /// (gVisor keeps what its sandbox writes to the root filesystem in memory).
+    func sharedOnHost(_ column: Column) -> FilePath { column.isChroot ? rootfs.appending("shared") : shared }
+    /// Set when an attempt left the host different (the lesson says so; the tests fail).
+    private(set) var hostChanges: [String] = []
+
+    /// Makes the folder, the marker, and the root filesystem: empty folders and the
+    /// escapes, compiled static (the container needs no library at all).
+    static func make() throws -> Lab {
+        let compiler = try inStage("finding a C compiler") {
+            guard let found = ["cc", "gcc", "clang"].lazy.compactMap({ Command.find($0) }).first else {
+                throw IsolationError("no C compiler (cc, gcc or clang) on PATH: the escapes are C programs",
+                                     hint: "sudo apt-get install -y gcc libc6-dev")
+            }
+            return found
+        }
+        let source = FilePath(#filePath).removingLastComponent().appending("escapes.c")
+        guard FileSystem.exists(source) else {
+            throw IsolationError("the escapes' source \(source) is missing", hint: "run chapter-08 from the project's own build")
+        }
+        let folder = try FileSystem.makeTemporaryDirectory(purpose: "breakout")
+        var token = ""
+        do {
+            chmod(folder.string, 0o755)
+            let random = try FileDescriptor.open("/dev/urandom", .readOnly)
+            var bytes = [UInt8](repeating: 0, count: 8)
+            _ = try random.closeAfter { try bytes.withUnsafeMutableBytes { try random.read(into: $0) } }
+            token = "isolation-token-" + bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
+            let lab = Lab(folder: folder, token: token)
+            try inStage("making the lab in \(folder)") {
+                for name in ["host", "rootfs"] { try FileSystem.makeDirectory(folder.appending(name)) }
+                try FileSystem.writeFile(lab.marker, token + "\n", mode: 0o644)
+                for name in ["proc", "dev", "sys", "tmp", "shared"] { try FileSystem.makeDirectory(lab.rootfs.appending(name)) }
+            }
+            for open in [lab.rootfs.appending("tmp"), lab.rootfs.appending("shared")] { chmod(open.string, 0o1777) }
+            try FileSystem.makeDirectory(lab.shared)
+            chmod(lab.shared.string, 0o1777)
+            let built = try Command.run(compiler, ["-static", "-O1", "-o", lab.rootfs.appending("escape").string, source.string])
+            guard built.status == .exited(0) else {
+                throw IsolationError("\(compiler) -static \(source) failed: \(built.standardError)",
+                                     hint: "static linking needs libc.a: sudo apt-get install -y libc6-dev")
+            }
+            return lab
+        } catch {
+            try? FileSystem.removeTree(folder)
+            throw error
+        }
+    }
+
+    func remove() {
+        for mount in mountsUnderFolder() { umount2(mount, Int32(MNT_DETACH)) }
+        try? FileSystem.removeTree(folder)
+    }
+
+    // MARK: What each escape is given
+
+    /// The arguments of `escape` (after its name), or why it cannot be tried here.
+    func arguments(_ escape: Escape, markerPID: pid_t?) -> Result<[String], NotHere> {
+        switch escape {
+        case .chroot: return .success([marker.string])
+        case .disk: return diskArguments()
+        case .shocker:
+            let handle = try? Command.run(rootfs.appending("escape"), ["--handle", marker.string])
+            let words = handle?.standardOutput.split(separator: " ").map { String($0).trimmed } ?? []
+            guard handle?.status == .exited(0), words.count == 2 else { return .failure(NotHere("no file handle for \(marker)")) }
+            return .success(words)
+        case .sysrq:
+            return FileSystem.exists("/proc/sysrq-trigger") ? .success([]) : .failure(NotHere("this kernel has no /proc/sysrq-trigger"))
+        case .kcore: return FileSystem.exists("/proc/kcore") ? .success([]) : .failure(NotHere("this kernel has no /proc/kcore"))
+        case .module: return FileSystem.exists("/proc/modules") ? .success([]) : .failure(NotHere("this kernel loads no modules"))
+        case .firmware:
+            return FileSystem.exists(Lab.firmwareFile) ? .success([Lab.firmwareFile.string]) : .failure(NotHere("this machine has no \(Lab.firmwareFile)"))
+        case .signal, .ptrace: return .success(["\(markerPID ?? 0)"])
+        case .rawSocket:
+            let interfaces = ((try? FileSystem.contentsOfDirectory("/sys/class/net")) ?? []).filter { $0 != "lo" }.sorted()
+            guard let first = interfaces.first else { return .failure(NotHere("the host has no interface but lo")) }
+            return .success([first])
+        case .setuid: return .success(["/shared"])
+        case .corePattern, .clock, .nested: return .success([])
+        }
+    }
+
+    /// Where the firmware's memory map starts: the host reads it too, and compares.
+    static let firmwareFile: FilePath = "/sys/firmware/memmap/0/end"
+
+    struct NotHere: Error { var reason: String; init(_ reason: String) { self.reason = reason } }
+
+    /// The disk that holds the marker: its device numbers (stat(2) st_dev), its
+    /// filesystem type and the marker's path inside it (/proc/self/mountinfo).
+    func diskArguments() -> Result<[String], NotHere> {
+        var info = stat()
+        guard stat(marker.string, &info) == 0 else { return .failure(NotHere("cannot stat \(marker)")) }
+        let device = UInt64(info.st_dev)
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        guard FileSystem.exists(FilePath("/sys/dev/block/\(major):\(minor)")) else {
+            return .failure(NotHere("\(folder) is on no disk (device \(major):\(minor))"))
+        }
+        // The mount of that device whose mount point holds the marker, the longest one.
+        let lines = ((try? FileSystem.readString("/proc/self/mountinfo")) ?? "").split(separator: "\n")
+        var best: (point: String, root: String, type: String)? = nil
+        for line in lines {
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            let fields = halves[0].split(separator: " ").map(String.init)
+            guard halves.count == 2, fields.count >= 5, fields[2] == "\(major):\(minor)" else { continue }
+            let point = fields[4], root = fields[3]
+            let inside = point == "/" || marker.string.hasPrefix(point + "/")
+            if inside, point.count >= (best?.point.count ?? -1) {
+                best = (point, root, String(halves[1].split(separator: " ").first ?? ""))
+            }
+        }
+        guard let best else { return .failure(NotHere("no mount of \(major):\(minor) holds \(marker)")) }
+        let below = point(marker.string, under: best.point)
+        let path = best.root == "/" ? below : String(best.root.dropFirst()) + "/" + below
+        return .success(["\(major)", "\(minor)", best.type, path])
+    }
+
+    private func point(_ path: String, under mountPoint: String) -> String {
+        mountPoint == "/" ? String(path.dropFirst()) : String(path.dropFirst(mountPoint.count + 1))
+    }
+
+    // MARK: One attempt
+
+    /// Runs `escape` in `column`'s configuration, and checks the host afterwards.
+    mutating func attempt(_ escape: Escape, in column: Column) throws -> Outcome {
+        // A process of the host to aim at, for the escapes that aim at one.
+        var markerProcess: ChildProcess? = nil
+        if escape == .signal || escape == .ptrace {
+            markerProcess = try ChildProcess.spawn("/proc/self/exe", arguments: ["chapter-08", "marker"], environment: [],
+                                                   options: { var o = SpawnOptions(); o.parentDeathSignal = SIGKILL; return o }())
+        }
+        defer {
+            if let markerProcess { _ = try? markerProcess.signal(SIGKILL); _ = try? markerProcess.wait() }
+        }
+        let arguments: [String]
+        switch self.arguments(escape, markerPID: markerProcess?.pid) {
+        case .failure(let notHere): return Outcome(kind: .notApplicable, cell: "n/a", detail: notHere.reason)
+        case .success(let found): arguments = found
+        }
+        let before = hostSnapshot()
+        // Each attempt starts from an empty /tmp: what one left must not help (or hinder) the next.
+        for folder in [rootfs.appending("tmp"), sharedOnHost(column)] {
+            for name in (try? FileSystem.contentsOfDirectory(folder)) ?? [] { try? FileSystem.removeTree(folder.appending(name)) }
+        }
+        let command = ["/escape", "/shared/verdict", escape.rawValue] + arguments
+        let id = "breakout-\(getpid())-\(column.tag)-\(escape.rawValue)"
+        if let config = column.config(args: command, rootfs: rootfs, shared: shared) {
+            if column.rung == .anotherKernel { try runInGVisor(config, id: id) } else { try runContainer(config, id: id) }
+        } else {
+            // Chapter 01 gives its jail a /proc, as every chroot guide does; we take it
+            // away again after the attempt.
+            let proc = rootfs.appending("proc")
+            try inStage("mounting proc on \(proc)") {
+                try Mount.mount(source: "proc", target: proc, type: "proc", flags: [.noSetuid, .noDevices, .noExec])
+            }
+            defer { umount2(proc.string, Int32(MNT_DETACH)) }
+            let child = try ChildProcess.spawn("/proc/self/exe", arguments: ["chapter-08", "chroot-run", "--rootfs", rootfs.string] + command,
+                                               environment: ["PATH=/"],
+                                               options: { var o = SpawnOptions(); o.parentDeathSignal = SIGKILL; return o }())
+            try child.waitForwardingSignals()
+        }
+        let verdict = sharedOnHost(column).appending("verdict")
+        var outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
+        outcome = verify(outcome, escape, column, markerProcess)
+        let after = hostSnapshot()
+        for (what, value) in before where after[what] != value {
+            hostChanges.append("\(escape.rawValue) in column \(column.heading) changed \(what)")
+        }
+        return outcome
+    }
+
+    /// Chapter 04's runtime: create, start, wait, delete (as `runc run` does).
+    func runContainer(_ config: OCIConfig, id: String) throws {
+        let bundle = folder.appending("bundle")
+        try FileSystem.makeDirectory(bundle)
+        try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+        var runtime = Runtime(store: ContainerStore(root: folder.appending("state")))
+        let child = try runtime.create(id: id, options: Runtime.CreateOptions(bundle: bundle))
+        defer { try? runtime.delete(id: id, force: true) }
+        try runtime.start(id: id)
+        try child.waitForwardingSignals()
+    }
+
+    /// gVisor's runsc, as chapter 05 runs it: the ptrace platform (no KVM needed), no
+    /// network stack of its own. Its cgroup carries the project's prefix.
+    func runInGVisor(_ config: OCIConfig, id: String) throws {
+        guard let runsc = Rung.runsc else { throw IsolationError("rung 7 needs gVisor's runsc", hint: "sudo apt-get install -y runsc") }
+        var config = config
+        config.linux?.cgroupsPath = "/\(projectPrefix)/\(id)"
+        let bundle = folder.appending("bundle")
+        try FileSystem.makeDirectory(bundle)
+        try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+        let state = ["--root", folder.appending("runsc").string]
+        let child = try ChildProcess.spawn(runsc, arguments: ["runsc"] + state + ["--platform=ptrace", "--network=none", "run", "--bundle", bundle.string, id],
+                                           environment: Command.defaultEnvironment,
+                                           options: { var o = SpawnOptions(); o.parentDeathSignal = SIGKILL; return o }())
+        defer { _ = try? Command.run(runsc, state + ["delete", "--force", id]) }
+        try child.waitForwardingSignals()
+    }
+
+    /// The host's own look at what the escape claims.
+    func verify(_ claimed: Outcome, _ escape: Escape, _ column: Column, _ markerProcess: ChildProcess?) -> Outcome {
+        var outcome = claimed
+        switch escape {
+        case .chroot, .disk, .shocker:
+            if outcome.kind == .escaped && !outcome.detail.contains(token) {
+                outcome = Outcome(kind: .unclear, cell: "?", detail: "read something, but not the host's token: \(outcome.detail)")
+            }
+        case .firmware:
+            let hosts = ((try? FileSystem.readString(Lab.firmwareFile)) ?? "").trimmed
+            if outcome.kind == .escaped && (hosts.isEmpty || !outcome.detail.hasSuffix(": " + hosts)) {
+                outcome = Outcome(kind: .unclear, cell: "?", detail: "read something, but not the host's \(hosts): \(outcome.detail)")
+            }
+        case .signal:
+            // Did the host's process end? Given a moment, SIGTERM ends it.
+            var ended = false
+            if let markerProcess {
+                for _ in 0..<100 {
+                    var status: Int32 = 0
+                    if waitpid(markerProcess.pid, &status, WNOHANG) == markerProcess.pid { ended = true; break }
+                    usleep(10_000)
+                }
+            }
+            if ended != (outcome.kind == .escaped) {
+                outcome = Outcome(kind: .unclear, cell: "?", detail: "the escape says \(claimed.cell), the host process \(ended ? "ended" : "lives")")
+            } else if ended {
+                outcome.detail += " (the host saw it end)"
+            }
+        case .setuid:
+            let made = sharedOnHost(column).appending("isolation-suid")
+            var info = stat()
+            if lstat(made.string, &info) == 0 {
+                let rootOwned = info.st_uid == 0 && (info.st_mode & S_ISUID) != 0
+                if rootOwned {
+                    outcome = Outcome(kind: .escaped, cell: "ESCAPED", detail: "the host holds a set-user-ID root program it never made")
+                } else if outcome.kind == .escaped {
+                    outcome = Outcome(kind: .blocked, cell: "mapped", detail: "on the host the program is uid \(info.st_uid)'s, not root's")
+                }
+                unlink(made.string)
+            } else if outcome.kind == .escaped {
+                outcome = Outcome(kind: .unclear, cell: "?", detail: "the escape says it made \(made), the host sees nothing")
+            }
+        default:
+            break
+        }
+        return outcome
+    }
+
+    /// What no escape may leave changed: the marker, the machine's core_pattern, mounts.
+    func hostSnapshot() -> [String: String] {
+        [
+            "the marker file": (try? FileSystem.readString(marker)) ?? "(gone)",
+            "kernel.core_pattern": (try? FileSystem.readString("/proc/sys/kernel/core_pattern")) ?? "",
+            "the host's mounts": mountsUnderFolder().joined(separator: " "),
+        ]
+    }
+
+    /// Mount points of the host's mount namespace inside our folder (rung 1 shares it).
+    func mountsUnderFolder() -> [String] {
+        let lines = ((try? FileSystem.readString("/proc/self/mountinfo")) ?? "").split(separator: "\n")
+        return lines.compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4].hasPrefix(folder.string + "/") else { return nil }
+            return String(fields[4])
+        }.reversed()
+    }
+}
+
+extension String {
+    var trimmed: String { String(self.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()) }
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+}

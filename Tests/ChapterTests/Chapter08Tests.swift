@@ -1,0 +1,231 @@
+// Chapter 08: the catalogue of escapes against the ladder, observed from outside: the
+// table the chapter prints must be the one its notes give (each layer stops exactly the
+// escapes it is said to stop, and no fewer get through below it), and the host must be
+// as it was: its core_pattern, its mounts, its cgroups, its processes, /tmp.
+import Foundation
+import Isolation
+import SystemPackage
+import Testing
+
+private let hasCompiler = ["/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/clang"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+
+@Suite("chapter-08: breaking out", .serialized,
+       .enabled(if: isRoot && hasCompiler, "needs root (chroot, mknod, mount, containers) and a C compiler for the escapes (apt: gcc libc6-dev)"))
+struct Chapter08Tests {
+    /// The notes' table (README.md, "The table"): E for ESCAPED, else the errno the escape
+    /// meets, rung 1 to 6. An escape whose target this machine lacks is n/a throughout.
+    static let expected: [String: [String]] = [
+        "chroot":       ["E", "ENOENT", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "disk":         ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "shocker":      ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "core-pattern": ["E", "E", "E", "E", "EROFS", "EACCES"],
+        "sysrq":        ["E", "E", "E", "E", "EROFS", "EROFS"],
+        "kcore":        ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "firmware":     ["E", "E", "E", "E", "ENOENT", "ENOENT"],
+        "signal":       ["E", "ESRCH", "ESRCH", "ESRCH", "ESRCH", "ESRCH"],
+        "ptrace":       ["E", "ESRCH", "ESRCH", "EPERM", "EPERM", "EPERM"],
+        "module":       ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "clock":        ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "nested":       ["EPERM", "E", "E", "EPERM", "EPERM", "EPERM"],
+        "raw-socket":   ["E", "ENODEV", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "setuid":       ["E", "E", "E", "E", "E", "mapped"],
+    ]
+
+    /// Which escapes this machine cannot offer a target for (the chapter must say n/a).
+    static var absent: Set<String> {
+        var names: Set<String> = []
+        if !FileManager.default.fileExists(atPath: "/proc/sysrq-trigger") { names.insert("sysrq") }
+        if !FileManager.default.fileExists(atPath: "/proc/kcore") { names.insert("kcore") }
+        if !FileManager.default.fileExists(atPath: "/proc/modules") { names.insert("module") }
+        if !FileManager.default.fileExists(atPath: "/sys/firmware/memmap/0/end") { names.insert("firmware") }
+        return names
+    }
+
+    /// Whether the table has rung 7 (gVisor's runsc is installed).
+    static let hasRunsc = ["/usr/bin/runsc", "/usr/sbin/runsc", "/usr/local/bin/runsc"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// The table's rows: escape name → a cell per rung (six, seven with gVisor).
+    static func table(_ output: String) -> [String: [String]] {
+        var rows: [String: [String]] = [:]
+        for line in output.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count == (hasRunsc ? 8 : 7), expected[words[0]] != nil else { continue }
+            rows[words[0]] = words.dropFirst().map { $0 == "ESCAPED" ? "E" : $0 }
+        }
+        return rows
+    }
+
+    /// What the machine holds of ours: folders, mounts, cgroups, processes.
+    static func leftovers() -> [String] {
+        var found: [String] = []
+        let tmp = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        found += tmp.filter { $0.hasPrefix("isolation-breakout-") }.map { "/tmp/" + $0 }
+        found += mounts(under: "/tmp").filter { $0.contains("isolation-breakout-") }
+        for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
+            let ours = "/sys/fs/cgroup/\(hierarchy)/isolation"
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: ours)) ?? []
+            found += names.filter { $0.hasPrefix("breakout-") }.map { ours + "/" + $0 }
+        }
+        let unified = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/isolation")) ?? []
+        found += unified.filter { $0.hasPrefix("breakout-") }.map { "/sys/fs/cgroup/isolation/" + $0 }
+        for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            if command.contains("chapter-08\0marker") || command.contains("/escape\0/tmp/verdict") { found.append("process \(pid)") }
+        }
+        return found
+    }
+
+    @Test("the whole table: each layer stops what the notes say, the lower rungs let through what they say, the host is untouched")
+    func wholeTable() throws {
+        let corePattern = try String(contentsOfFile: "/proc/sys/kernel/core_pattern", encoding: .utf8)
+        let before = Self.leftovers()
+        let result = try run(product("chapter-08"), [], timeout: 600)
+        #expect(result.status == 0, "\(result)")
+        let rows = Self.table(result.stdout)
+        let absent = Self.absent
+        for (name, cells) in Self.expected {
+            let want = absent.contains(name) ? Array(repeating: "n/a", count: 6) : cells
+            #expect(rows[name].map { Array($0.prefix(6)) } == want, "\(name): the chapter printed \(rows[name] ?? []), the notes say \(want)\n\(result.stdout)")
+            // Rung 7 (gVisor's kernel under rung 6's config) lets nothing through either;
+            // its errnos are gVisor's own (EOPNOTSUPP for file handles, …).
+            if Self.hasRunsc, let seventh = rows[name]?.dropFirst(6).first {
+                #expect(seventh != "E" && seventh != "?", "\(name) in gVisor: \(seventh)\n\(result.stdout)")
+                if name == "setuid" { #expect(seventh == "mapped", "\(result.stdout)") }
+            }
+        }
+        // Every rung from 2 to 6 stops at least one escape the rung below it lets through.
+        for rung in 1..<6 {
+            let stopped = Self.expected.filter { !absent.contains($0.key) && $0.value[rung - 1] == "E" && $0.value[rung] != "E" }
+            #expect(!stopped.isEmpty, "rung \(rung + 1) stops nothing the rung below lets through")
+        }
+        #expect(!result.stdout.contains("host changed"), "\(result.stdout)")
+        #expect(try String(contentsOfFile: "/proc/sys/kernel/core_pattern", encoding: .utf8) == corePattern)
+        let after = Self.leftovers()
+        #expect(after.filter { !before.contains($0) }.isEmpty, "left behind: \(after)")
+        // 80 columns, for the projector.
+        let wide = result.stdout.split(separator: "\n").filter { $0.count > 80 }
+        #expect(wide.isEmpty, "lines over 80 columns: \(wide)")
+    }
+
+    @Test("the chroot escape reads the host's token at rung 1 only; the signalled process is the host's own")
+    func evidenceIsTheHosts() throws {
+        let result = try run(product("chapter-08"), ["--escape", "chroot", "--escape", "signal", "--rung", "1", "--rung", "2"], timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        // The token is in the marker file the chapter made; the escape could only print it by reading it.
+        let token = result.stdout.range(of: #"isolation-token-[0-9a-f]{16}"#, options: .regularExpression).map { String(result.stdout[$0]) }
+        #expect(token != nil, "no token in the evidence: \(result.stdout)")
+        let prose = result.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(prose.contains("(the host saw it end)"), "\(result.stdout)")
+        #expect(Self.table(result.stdout).isEmpty, "two rungs make no full row")
+        #expect(result.stdout.contains("chroot       ESCAPED  ENOENT"), "\(result.stdout)")
+        #expect(result.stdout.contains("signal       ESCAPED  ESRCH"), "\(result.stdout)")
+    }
+
+    @Test("bad input: a rung or an escape that does not exist is refused, and nothing is made")
+    func badInput() throws {
+        let before = Self.leftovers()
+        for arguments in [["--rung", "8"], ["--escape", "dirty-cow"]] {
+            let result = try run(product("chapter-08"), arguments, timeout: 30)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains(arguments[1]), "the error names the bad value: \(result)")
+        }
+        #expect(Self.leftovers() == before)
+    }
+}
+
+@Suite("chapter-08: the runtime against Leaky Vessels (CVE-2024-21626)", .serialized,
+       .enabled(if: isRoot && RootFilesystem.busyboxPath() != nil, "needs root and busybox-static"))
+struct Chapter08LeakyVesselsTests {
+    /// `process.cwd` `/proc/self/fd/N`, for every N a runtime could hold open: runc 1.1.11
+    /// held the host's /sys/fs/cgroup as 7, and the container started there. Each must be
+    /// refused, or start inside the root; the shell then lists its own descriptors.
+    @Test func cwdThroughADescriptorNeverLandsOutside() throws {
+        let rootfs = try builtInRootfs()
+        let folder = try TemporaryFolder("leaky")
+        defer { folder.remove() }
+        var refused = 0, inside = 0
+        for n in 3...31 {
+            let bundle = folder.path + "/bundle-\(n)"
+            try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
+            var config = OCIConfig.defaultSpec(args: ["sh", "-c", "pwd; ls /proc/$$/fd | tr '\\n' ' '"],
+                                               cgroupNamespace: CgroupMode.detect() == .unified)
+            config.root = OCIConfig.Root(path: rootfs, readonly: true)
+            config.process?.cwd = "/proc/self/fd/\(n)"
+            try Data(config.encodedJSON()).write(to: URL(fileURLWithPath: bundle + "/config.json"))
+            let result = try runWithOutputInFiles(product("isorun"), ["--root", folder.path + "/state", "run", "--bundle", bundle, "isolation-leaky-\(n)"],
+                                                  in: folder.path, timeout: 30)
+            if result.status != 0 {
+                refused += 1
+                #expect(result.stderr.contains("/proc/self/fd/\(n)"), "fd \(n): refused, and the error names the path: \(result)")
+                continue
+            }
+            inside += 1
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("/") == true && !(lines.first ?? "").contains("unreachable"), "fd \(n): cwd \(lines)")
+            #expect(lines.dropFirst().first?.trimmingCharacters(in: .whitespaces) == "0 1 2", "fd \(n): descriptors \(lines)")
+        }
+        #expect(refused + inside == 29)
+    }
+
+    /// With a plain cwd, the container's shell lists its own descriptors: 0, 1 and 2 only
+    /// (nothing of the runtime's, nor of the caller's, which holds more: this test's).
+    @Test func theContainerHoldsOnlyItsStandardDescriptors() throws {
+        let rootfs = try builtInRootfs()
+        let folder = try TemporaryFolder("leaky-fds")
+        defer { folder.remove() }
+        let bundle = folder.path + "/bundle"
+        try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
+        var config = OCIConfig.defaultSpec(args: ["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"], cgroupNamespace: CgroupMode.detect() == .unified)
+        config.root = OCIConfig.Root(path: rootfs, readonly: true)
+        try Data(config.encodedJSON()).write(to: URL(fileURLWithPath: bundle + "/config.json"))
+        // A descriptor of ours without close-on-exec: whatever a launcher passes on, the
+        // container must not hold it.
+        let held = open(folder.path, O_RDONLY)
+        defer { close(held) }
+        let result = try runWithOutputInFiles(product("isorun"), ["--root", folder.path + "/state", "run", "--bundle", bundle, "isolation-leaky-fds"],
+                                              in: folder.path, timeout: 30)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.trimmingCharacters(in: .whitespaces) == "0 1 2", "\(result)")
+        #expect(mounts(under: folder.path).isEmpty)
+    }
+}
+
+@Suite("chapter-08 --config: the catalogue against a config.json of the reader's", .serialized,
+       .enabled(if: isRoot && hasCompiler && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc") || FileManager.default.isExecutableFile(atPath: "/usr/bin/runc")),
+                "needs root, a C compiler and runc (apt: runc) for its `runc spec`"))
+struct Chapter08ConfigTests {
+    /// runc's own starter config: capabilities cut to three, masked and read-only paths,
+    /// but no seccomp profile and no user namespace. The nested namespace and the
+    /// set-user-ID program get through; everything else is stopped.
+    @Test func runcSpecLetsTwoThrough() throws {
+        let folder = try TemporaryFolder("runc-spec")
+        defer { folder.remove() }
+        let runc = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }!
+        let spec = try runWithOutputInFiles(runc, ["spec", "--bundle", folder.path], in: folder.path, timeout: 30)
+        try #require(spec.status == 0, "\(spec)")
+        let before = Chapter08Tests.leftovers()
+        let result = try run(product("chapter-08"), ["--config", folder.path + "/config.json"], timeout: 300)
+        #expect(result.status == 0, "\(result)")
+        var cells: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            if words.count == 2, Chapter08Tests.expected[words[0]] != nil { cells[words[0]] = words[1] }
+        }
+        #expect(cells.count == Chapter08Tests.expected.count, "one cell per escape: \(result.stdout)")
+        let escaped = Set(cells.filter { $0.value == "ESCAPED" }.keys)
+        #expect(escaped == ["nested", "setuid"], "\(result.stdout)")
+        #expect(!cells.values.contains("?"), "\(result.stdout)")
+        #expect(Chapter08Tests.leftovers().filter { !before.contains($0) }.isEmpty)
+    }
+
+    @Test func aConfigThatIsNotOneIsRefusedBeforeAnythingIsMade() throws {
+        let folder = try TemporaryFolder("bad-config")
+        defer { folder.remove() }
+        try "{\"ociVersion\": 7}".write(toFile: folder.path + "/config.json", atomically: true, encoding: .utf8)
+        let before = Chapter08Tests.leftovers()
+        let result = try run(product("chapter-08"), ["--config", folder.path + "/config.json"], timeout: 30)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains(folder.path + "/config.json"), "the error names the file: \(result)")
+        #expect(Chapter08Tests.leftovers() == before)
+    }
+}
