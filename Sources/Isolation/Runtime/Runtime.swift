@@ -527,6 +527,17 @@ public struct Runtime {
         try Cgroup.existing(path: record.cgroupPath).setFrozen(frozen)
     }
 
+    /// Changes the limits of a created, running or paused container (runc's `update`):
+    /// its cgroup's files, each read back by the kernel's rules (see `Cgroup.update`).
+    public func update(id: String, _ update: Cgroup.Update) throws {
+        let record = try store.load(id)
+        let status = store.status(of: record)
+        guard status != .stopped else {
+            throw IsolationError("cannot update container '\(id)': it is stopped", hint: "a stopped container's cgroup has no process to limit")
+        }
+        try Cgroup.existing(path: record.cgroupPath).update(update)
+    }
+
     /// The PIDs (host view) of every process in the container's cgroup.
     public func processes(id: String) throws -> [pid_t] {
         let record = try store.load(id)
