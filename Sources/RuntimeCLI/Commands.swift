@@ -131,12 +131,12 @@ public struct State: ParsableCommand {
 public struct Kill: ParsableCommand {
     public static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGTERM) to the container's process.")
     @OptionGroup public var globals: GlobalOptions
-    @Flag(name: .shortAndLong, help: .hidden) public var all = false
+    @Flag(name: .shortAndLong, help: "Every process in the container's cgroup.") public var all = false
     @Argument public var id: String
     @Argument(help: "A number (9) or a name (KILL, SIGKILL).") public var signal: String = "SIGTERM"
     public init() {}
     public func run() throws {
-        try globals.reporting("kill") { try globals.runtime.kill(id: id, signal: try parseSignal(signal)) }
+        try globals.reporting("kill") { try globals.runtime.kill(id: id, signal: try parseSignal(signal), all: all) }
     }
 }
 

@@ -460,11 +460,23 @@ public struct Runtime {
     }
 
     /// kill(2) to the container's init, when it is created, running or paused.
-    public func kill(id: String, signal: Int32) throws {
+    ///
+    /// `all` (runc's `kill --all`): every process in the container's cgroup, also after
+    /// its init has ended, when what the init started may still run; a stopped container
+    /// with an empty cgroup is no error then. containerd's CRI stops containers this way.
+    public func kill(id: String, signal: Int32, all: Bool = false) throws {
         let record = try store.load(id)
         let status = store.status(of: record)
+        if all {
+            let pids = (try? Cgroup.existing(path: record.cgroupPath).processes()) ?? []
+            if status == .stopped && pids.isEmpty { return }
+            for pid in pids { Glibc.kill(pid, signal) }  // one that ended meanwhile (ESRCH) is no error
+            return
+        }
         guard status != .stopped else {
-            throw IsolationError("container '\(id)' is not running (it is stopped)")
+            // runc's words: containerd's shim reads "container not running" as "the
+            // process had already ended", any other text as a failed kill.
+            throw IsolationError("cannot signal container '\(id)': container not running (it is stopped)")
         }
         try valueOrErrno { Glibc.kill(record.pid, signal) }
     }
