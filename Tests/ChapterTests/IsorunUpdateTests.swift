@@ -1,5 +1,6 @@
 // isorun update: runc's command for changing a running container's limits, read back from
-// the cgroup files on either version, and compared with runc's own update.
+// the cgroup files on either version, and compared with runc's own update; and kill --all,
+// which containerd's CRI uses to stop containers.
 import Foundation
 import Isolation
 import SystemPackage
@@ -184,5 +185,27 @@ struct IsorunUpdateTests {
         let missing = try runWithOutputInFiles(product("isorun"), ["--root", container.stateRoot, "update", "--memory", "8M", "no-such"],
                                                in: container.folder.path, timeout: 30)
         #expect(missing.status != 0 && missing.stderr.contains("no-such"), "\(missing)")
+    }
+}
+
+@Suite("isorun kill --all: every process in the container's cgroup, as runc's, for containerd's CRI", .serialized,
+       .enabled(if: isRoot, "a runtime needs root"))
+struct IsorunKillAllTests {
+    @Test("--all reaches the exec'd processes too; on a stopped container it is no error, without --all runc's words")
+    func killAll() throws {
+        let container = try UpdatedContainer(runtime: product("isorun"), id: "kall\(getpid())")
+        defer { container.remove() }
+        let pidFile = container.folder.path + "/exec.pid"
+        #expect(try container.call(["exec", "--detach", "--pid-file", pidFile, container.id, "sleep", "300"]).status == 0)
+        let execPID = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let initPID = try #require(try JSONSerialization.jsonObject(with: Data(container.call(["state", container.id]).stdout.utf8)) as? [String: Any])["pid"] as? Int
+        #expect(try container.call(["kill", "--all", container.id, "KILL"]).status == 0)
+        for _ in 0..<200 where !(processEnded(execPID) && processEnded(pid_t(initPID ?? 0))) { usleep(10_000) }
+        #expect(processEnded(execPID) && processEnded(pid_t(initPID ?? 0)), "both the init and the exec'd process got SIGKILL")
+        for _ in 0..<200 where try container.call(["state", container.id]).stdout.contains("running") { usleep(10_000) }
+        let again = try container.call(["kill", "--all", container.id, "KILL"])
+        #expect(again.status == 0, "a stopped container with an empty cgroup: nothing to signal, no error: \(again)")
+        let plain = try container.call(["kill", container.id, "KILL"])
+        #expect(plain.status != 0 && plain.stderr.contains("container not running"), "containerd's shim reads runc's words: \(plain)")
     }
 }
