@@ -17,7 +17,7 @@ private struct UpdatedContainer {
 
     /// A container with cpuset and blkio limits, so that runc and isorun both have those
     /// hierarchies on cgroup v1 (isorun joins only the controllers a limit needs).
-    init(runtime: String, id: String) throws {
+    init(runtime: String, id: String, cpusetAndBlockIO: Bool = true) throws {
         self.runtime = runtime
         self.id = id
         folder = try TemporaryFolder("update-\(id)")
@@ -26,8 +26,8 @@ private struct UpdatedContainer {
         config.root = OCIConfig.Root(path: try builtInRootfs(), readonly: true)
         config.linux?.cgroupsPath = "/\(projectPrefix)/test-update-\(id)"
         var resources = config.linux?.resources ?? OCIConfig.Resources()
-        resources.cpu = OCIConfig.CPU(cpus: "0")
-        if FileManager.default.fileExists(atPath: "/sys/fs/cgroup/blkio") || FileManager.default.fileExists(atPath: "/sys/fs/cgroup/io.stat") {
+        if cpusetAndBlockIO { resources.cpu = OCIConfig.CPU(cpus: "0") }
+        if cpusetAndBlockIO, FileManager.default.fileExists(atPath: "/sys/fs/cgroup/blkio") || FileManager.default.fileExists(atPath: "/sys/fs/cgroup/io.stat") {
             resources.blockIO = OCIConfig.BlockIO(weight: 500)
         }
         config.linux?.resources = resources
@@ -152,6 +152,33 @@ struct IsorunUpdateTests {
         #expect(container.file(v2 ? "memory.max" : "memory.limit_in_bytes") == "83886080", "refused updates changed nothing")
     }
 
+    @Test("--cpuset-cpus and --blkio-weight on a container created without them: the controller joins the cgroup, delete removes it")
+    func joinLater() throws {
+        let container = try UpdatedContainer(runtime: product("isorun"), id: "join\(getpid())", cpusetAndBlockIO: false)
+        defer { container.remove() }
+        let v2 = CgroupMode.detect() == .unified
+        let cpuset = v2 ? "/sys/fs/cgroup\(container.cgroupPath)/cpuset.cpus" : "/sys/fs/cgroup/cpuset\(container.cgroupPath)/cpuset.cpus"
+        #expect(!FileManager.default.fileExists(atPath: cpuset), "created without a cpuset limit")
+        let initPID = try #require(try JSONSerialization.jsonObject(with: Data(container.call(["state", container.id]).stdout.utf8)) as? [String: Any])["pid"] as? Int
+        let result = try container.update(["--cpuset-cpus", "0"])
+        #expect(result.status == 0, "\(result)")
+        #expect(container.file("cpuset.cpus") == "0")
+        let membership = (try? String(contentsOfFile: "/proc/\(initPID ?? 0)/cgroup", encoding: .utf8)) ?? ""
+        if !v2 {
+            #expect(membership.split(separator: "\n").contains { $0.hasSuffix(":cpuset:\(container.cgroupPath)") }, "the init moved into the new cpuset: \(membership)")
+            let allowed = (try? String(contentsOfFile: "/proc/\(initPID ?? 0)/status", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+            #expect(allowed?.hasSuffix("\t0") == true, "the kernel applies it: \(allowed ?? "")")
+        }
+        if FileManager.default.fileExists(atPath: "/sys/fs/cgroup/blkio") {
+            let weight = try container.update(["--blkio-weight", "300"])
+            #expect(weight.status == 0 && container.file("blkio.bfq.weight") == "300", "\(weight)")
+        }
+        #expect(try container.call(["delete", "--force", container.id]).status == 0)
+        for hierarchy in ["cpuset", "blkio"] {
+            #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\(hierarchy)\(container.cgroupPath)"), "delete removed the \(hierarchy) folder")
+        }
+    }
+
     @Test("a value the kernel refuses leaves every file as it was and names the file; bad input changes nothing")
     func refusedValues() throws {
         let container = try UpdatedContainer(runtime: product("isorun"), id: "ref\(getpid())")
@@ -207,5 +234,16 @@ struct IsorunKillAllTests {
         #expect(again.status == 0, "a stopped container with an empty cgroup: nothing to signal, no error: \(again)")
         let plain = try container.call(["kill", container.id, "KILL"])
         #expect(plain.status != 0 && plain.stderr.contains("container not running"), "containerd's shim reads runc's words: \(plain)")
+    }
+
+    @Test("--all on a paused container: the processes are thawed and end, as with runc")
+    func killAllPaused() throws {
+        let container = try UpdatedContainer(runtime: product("isorun"), id: "kpau\(getpid())")
+        defer { container.remove() }
+        let initPID = try #require(try JSONSerialization.jsonObject(with: Data(container.call(["state", container.id]).stdout.utf8)) as? [String: Any])["pid"] as? Int
+        #expect(try container.call(["pause", container.id]).status == 0)
+        #expect(try container.call(["kill", "--all", container.id, "KILL"]).status == 0)
+        for _ in 0..<200 where !processEnded(pid_t(initPID ?? 0)) { usleep(10_000) }
+        #expect(processEnded(pid_t(initPID ?? 0)), "a frozen process acts on SIGKILL once thawed")
     }
 }

@@ -275,7 +275,7 @@ public final class Cgroup {
         }
     }
 
-    private func enable(_ controllers: [String], in directory: FilePath) throws {
+    func enable(_ controllers: [String], in directory: FilePath) throws {
         let file = directory.appending("cgroup.subtree_control")
         let enabled = Set(((try? FileSystem.readString(file)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
         let missing = controllers.filter { !enabled.contains($0) }

@@ -1,3 +1,4 @@
+import CIsolation
 import Glibc
 import SystemPackage
 
@@ -103,6 +104,82 @@ extension Cgroup {
                 throw IsolationError("--blkio-weight \(blkioWeight) is out of range", hint: "a block I/O weight is 10 to 1000")
             }
         }
+    }
+
+    /// The controllers `update` writes to that a container may have been created
+    /// without: this runtime joins cpuset and blkio (v2: io) only when a limit asks.
+    public static func controllersToJoin(for update: Update) -> [String] {
+        var controllers: [String] = []
+        if update.cpusetCPUs != nil || update.cpusetMems != nil { controllers.append("cpuset") }
+        if update.blkioWeight != nil { controllers.append("blkio") }
+        return controllers
+    }
+
+    /// Whether `controller` manages this cgroup now (v1: a folder in its hierarchy; v2:
+    /// its files in the cgroup's folder).
+    public func manages(_ controller: String) -> Bool {
+        if version == .v1 { return v1Directory(controller) != nil }
+        guard let directory = directories[""] else { return false }
+        switch controller {
+        case "cpuset": return FileSystem.exists(directory.appending("cpuset.cpus"))
+        case "blkio", "io": return FileSystem.exists(directory.appending("io.weight")) || FileSystem.exists(directory.appending("io.bfq.weight"))
+        default: return FileSystem.exists(directory.appending("\(controller).max"))
+        }
+    }
+
+    /// Puts the cgroup under `controller` after the fact, as runc's containers are from
+    /// the start (runc joins every controller). v1: the cgroup's folder in that hierarchy
+    /// (missing parents too; a cpuset's cpus and mems copied from its parent, as a new v1
+    /// cpuset starts empty and takes no task), and every process of the container moved
+    /// into it (cgroup.procs). v2: the controller enabled for the children of every level
+    /// above (`+cpuset` in cgroup.subtree_control). Returns the parent folders it made, for
+    /// the container's delete to remove. A process forked while this runs may stay in the
+    /// hierarchy's root cgroup for that controller.
+    public func join(_ controller: String, root: String = "/sys/fs/cgroup") throws -> [FilePath] {
+        if version == .v2 {
+            let name = controller == "blkio" ? "io" : controller
+            guard CgroupMode.usableControllers(mode: .unified, root: root).contains(name) else {
+                throw IsolationError("the cgroup v2 '\(name)' controller is not available in \(root)", hint: "check \(root)/cgroup.controllers")
+            }
+            var level = FilePath(root)
+            try enable([name], in: level)
+            for part in relativePath.split(separator: "/").dropLast() {
+                level.append(String(part))
+                try enable([name], in: level)
+            }
+            return []
+        }
+        let hierarchy = root + "/" + controller
+        guard iso_statfs_type_v1(hierarchy) else {
+            throw IsolationError("the cgroup v1 '\(controller)' controller is not mounted at \(hierarchy)",
+                                 hint: "mount it: mount -t cgroup -o \(controller) cgroup \(hierarchy)")
+        }
+        let real = (try? FileSystem.realPath(FilePath(hierarchy)).string) ?? hierarchy
+        var level = FilePath(real)
+        var made: [FilePath] = []
+        let pids = processes()
+        do {
+            for part in relativePath.split(separator: "/") {
+                let above = level
+                level.append(String(part))
+                guard !FileSystem.exists(level) else { continue }
+                try inStage("making the cgroup \(level)") { try FileSystem.makeDirectory(level, mode: 0o755) }
+                made.append(level)
+                if controller == "cpuset" {
+                    for file in ["cpuset.cpus", "cpuset.mems"] {
+                        let value = try FileSystem.readString(above.appending(file)).trimmingCharacters(in: "\n ")
+                        try write(level.appending(file), value)
+                    }
+                }
+            }
+            for pid in pids { try write(level.appending("cgroup.procs"), "\(pid)") }
+        } catch {
+            // Back where they were (the hierarchy's root), and the folders removed again.
+            for pid in pids { try? FileSystem.writeFile(FilePath(real).appending("cgroup.procs"), "\(pid)") }
+            for folder in made.reversed() { rmdir(folder.string) }
+            throw error
+        }
+        return made.filter { $0 != level }
     }
 
     /// One file `update` writes: the path, the value, and the flag it comes from.

@@ -468,7 +468,17 @@ public struct Runtime {
         let record = try store.load(id)
         let status = store.status(of: record)
         if all {
-            let pids = (try? Cgroup.existing(path: record.cgroupPath).processes()) ?? []
+            guard let cgroup = try? Cgroup.existing(path: record.cgroupPath) else {
+                if status == .stopped { return }
+                throw IsolationError("cannot signal container '\(id)': its cgroup \(record.cgroupPath) is gone")
+            }
+            // As runc: frozen while the list is read and signalled, so that no process forks
+            // a child the signal misses; thawed after, so that the signal is acted on (a
+            // frozen process does not die of SIGKILL until it thaws: a paused container is
+            // thawed too).
+            try? cgroup.setFrozen(true)
+            defer { try? cgroup.setFrozen(false) }
+            let pids = cgroup.processes()
             if status == .stopped && pids.isEmpty { return }
             for pid in pids { Glibc.kill(pid, signal) }  // one that ended meanwhile (ESRCH) is no error
             return
@@ -547,7 +557,19 @@ public struct Runtime {
         guard status != .stopped else {
             throw IsolationError("cannot update container '\(id)': it is stopped", hint: "a stopped container's cgroup has no process to limit")
         }
-        try Cgroup.existing(path: record.cgroupPath).update(update)
+        // cpuset and blkio join the cgroup now if create did not need them; the parent
+        // folders that makes are added to those delete removes.
+        var cgroup = try Cgroup.existing(path: record.cgroupPath)
+        for controller in Cgroup.controllersToJoin(for: update) where !cgroup.manages(controller) {
+            let made = try cgroup.join(controller)
+            if !made.isEmpty {
+                let file = store.directory(id).appending(Runtime.cgroupParentsFile)
+                let before = (try? FileSystem.readString(file)) ?? ""
+                try FileSystem.writeFile(file, before + made.map { $0.string + "\n" }.joined())
+            }
+            cgroup = try Cgroup.existing(path: record.cgroupPath)
+        }
+        try cgroup.update(update)
     }
 
     /// The PIDs (host view) of every process in the container's cgroup.
