@@ -158,7 +158,8 @@ struct IsorunUpdateTests {
         defer { container.remove() }
         let v2 = CgroupMode.detect() == .unified
         let cpuset = v2 ? "/sys/fs/cgroup\(container.cgroupPath)/cpuset.cpus" : "/sys/fs/cgroup/cpuset\(container.cgroupPath)/cpuset.cpus"
-        #expect(!FileManager.default.fileExists(atPath: cpuset), "created without a cpuset limit")
+        // (On v2 a parent may hand cpuset on already, for another cgroup of the project.)
+        if !v2 { #expect(!FileManager.default.fileExists(atPath: cpuset), "created without a cpuset limit") }
         let initPID = try #require(try JSONSerialization.jsonObject(with: Data(container.call(["state", container.id]).stdout.utf8)) as? [String: Any])["pid"] as? Int
         let result = try container.update(["--cpuset-cpus", "0"])
         #expect(result.status == 0, "\(result)")
