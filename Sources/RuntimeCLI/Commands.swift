@@ -59,11 +59,11 @@ public enum RuntimeCommands {
 
     /// The names of `all`, spelled out: asking each type for its name (`_commandName`)
     /// costs a reflective cast per command at every start (a test keeps the two equal).
-    public static let commandNames = ["spec", "create", "start", "state", "kill", "delete", "run", "list", "ps", "pause", "resume", "exec"]
+    public static let commandNames = ["spec", "create", "start", "state", "kill", "delete", "run", "list", "ps", "pause", "resume", "exec", "update"]
 
     public static let all: [ParsableCommand.Type] = [
         Spec.self, Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self,
-        List.self, Ps.self, Pause.self, Resume.self, Exec.self,
+        List.self, Ps.self, Pause.self, Resume.self, Exec.self, Update.self,
     ]
 }
 
@@ -131,12 +131,12 @@ public struct State: ParsableCommand {
 public struct Kill: ParsableCommand {
     public static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGTERM) to the container's process.")
     @OptionGroup public var globals: GlobalOptions
-    @Flag(name: .shortAndLong, help: .hidden) public var all = false
+    @Flag(name: .shortAndLong, help: "Every process in the container's cgroup.") public var all = false
     @Argument public var id: String
     @Argument(help: "A number (9) or a name (KILL, SIGKILL).") public var signal: String = "SIGTERM"
     public init() {}
     public func run() throws {
-        try globals.reporting("kill") { try globals.runtime.kill(id: id, signal: try parseSignal(signal)) }
+        try globals.reporting("kill") { try globals.runtime.kill(id: id, signal: try parseSignal(signal), all: all) }
     }
 }
 
@@ -386,3 +386,89 @@ public struct Exec: ParsableCommand {
     }
 }
 
+
+public struct Update: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Change a container's cgroup limits (runc's update).",
+        discussion: "Either flags or -r FILE (an OCI linux.resources object; - reads standard input). -1 lifts a limit.")
+    // -1 looks like an option to ArgumentParser: the limits take their next word as it is.
+    @OptionGroup public var globals: GlobalOptions
+    @Option(name: [.customShort("r"), .long], help: "A linux.resources JSON file, or - for standard input.") public var resources: String?
+    @Option(name: .customLong("blkio-weight"), help: "Block I/O weight, 10 to 1000.") public var blkioWeight: UInt16?
+    @Option(name: .customLong("cpu-period"), help: "CFS period in µs.") public var cpuPeriod: UInt64?
+    @Option(name: .customLong("cpu-quota"), parsing: .unconditional, help: "CPU time per period in µs (-1: none).") public var cpuQuota: Int64?
+    @Option(name: [.customLong("cpu-share"), .customLong("cpu-shares")], help: "Relative CPU weight (v1 shares).") public var cpuShare: UInt64?
+    @Option(name: .customLong("cpu-burst"), help: "Quota that may be saved for bursts, in µs.") public var cpuBurst: UInt64?
+    @Option(name: .customLong("cpu-idle"), parsing: .unconditional, help: "1: run at the lowest weight.") public var cpuIdle: Int64?
+    @Option(name: .customLong("cpu-rt-period"), help: "Real-time period in µs (v1).") public var cpuRealtimePeriod: UInt64?
+    @Option(name: .customLong("cpu-rt-runtime"), parsing: .unconditional, help: "Real-time runtime in µs (v1).") public var cpuRealtimeRuntime: Int64?
+    @Option(name: .customLong("cpuset-cpus"), help: "CPUs, as 0-1 or 0,2.") public var cpusetCPUs: String?
+    @Option(name: .customLong("cpuset-mems"), help: "Memory nodes, as 0.") public var cpusetMems: String?
+    @Option(name: .customLong("kernel-memory"), parsing: .unconditional, help: .hidden) public var kernelMemory: String?
+    @Option(name: .customLong("kernel-memory-tcp"), parsing: .unconditional, help: .hidden) public var kernelMemoryTCP: String?
+    @Option(parsing: .unconditional, help: "Memory limit, as 64M (-1: none).") public var memory: String?
+    @Option(name: .customLong("memory-reservation"), parsing: .unconditional, help: "Soft memory limit.") public var memoryReservation: String?
+    @Option(name: .customLong("memory-swap"), parsing: .unconditional, help: "Memory plus swap (-1: no swap limit).") public var memorySwap: String?
+    @Option(name: .customLong("pids-limit"), parsing: .unconditional, help: "The most tasks (-1: none).") public var pidsLimit: Int64?
+    @Argument(help: "The container ID.") public var id: String
+    public init() {}
+
+    /// A size as runc reads it: -1, or a number with an optional unit (64M, 1g).
+    static func size(_ text: String?, _ flag: String) throws -> Int64? {
+        guard let text else { return nil }
+        if text == "-1" { return -1 }
+        do { return Int64(try ResourceLimits.parseSize(text)) } catch let error as IsolationError {
+            throw IsolationError("--\(flag): " + error.message, hint: (error.hint ?? "") + ", or -1 for no limit")
+        }
+    }
+
+    public func run() throws {
+        try globals.reporting("update") {
+            var update = Cgroup.Update()
+            update.blkioWeight = blkioWeight
+            update.cpuPeriod = cpuPeriod
+            update.cpuQuota = cpuQuota
+            update.cpuShares = cpuShare
+            update.cpuBurst = cpuBurst
+            update.cpuIdle = cpuIdle
+            update.cpuRealtimePeriod = cpuRealtimePeriod
+            update.cpuRealtimeRuntime = cpuRealtimeRuntime
+            update.cpusetCPUs = cpusetCPUs
+            update.cpusetMems = cpusetMems
+            update.kernelMemory = try Self.size(kernelMemory, "kernel-memory")
+            update.kernelTCPMemory = try Self.size(kernelMemoryTCP, "kernel-memory-tcp")
+            update.memory = try Self.size(memory, "memory")
+            update.memoryReservation = try Self.size(memoryReservation, "memory-reservation")
+            update.memorySwap = try Self.size(memorySwap, "memory-swap")
+            update.pidsLimit = pidsLimit
+            if let resources {
+                guard update.isEmpty else {
+                    throw IsolationError("give either -r \(resources) or flags, not both", hint: "runc reads only the file when -r is given")
+                }
+                update = try Self.decode(resources)
+            }
+            try globals.runtime.update(id: id, update)
+        }
+    }
+
+    /// `-r FILE`: an OCI `linux.resources` object, decoded inside a minimal config so that
+    /// its errors name their path (linux.resources.memory.limit …).
+    static func decode(_ source: String) throws -> Cgroup.Update {
+        let bytes: [UInt8]
+        if source == "-" {
+            guard let read = try FileSystem.readAll(.standardInput, limit: OCIConfig.maximumSize) else {
+                throw IsolationError("standard input holds more than \(OCIConfig.maximumSize >> 20) MiB, the most this runtime reads")
+            }
+            bytes = read
+        } else {
+            guard let read = try FileSystem.readFile(FilePath(source), limit: OCIConfig.maximumSize) else {
+                throw IsolationError("\(source) is larger than \(OCIConfig.maximumSize >> 20) MiB, the most this runtime reads")
+            }
+            bytes = read
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let wrapped = "{\"ociVersion\": \"1.0.0\", \"root\": {\"path\": \"/\"}, \"linux\": {\"resources\": " + text + "}}"
+        let config = try OCIConfig.decode(json: Array(wrapped.utf8), source: source == "-" ? "standard input" : source)
+        return try Cgroup.Update(resources: config.linux?.resources ?? OCIConfig.Resources())
+    }
+}

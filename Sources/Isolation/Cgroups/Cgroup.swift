@@ -275,7 +275,7 @@ public final class Cgroup {
         }
     }
 
-    private func enable(_ controllers: [String], in directory: FilePath) throws {
+    func enable(_ controllers: [String], in directory: FilePath) throws {
         let file = directory.appending("cgroup.subtree_control")
         let enabled = Set(((try? FileSystem.readString(file)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
         let missing = controllers.filter { !enabled.contains($0) }
@@ -294,7 +294,7 @@ public final class Cgroup {
     }
 
     /// Writes one cgroup file, records it, and tells `log`.
-    private func write(_ path: FilePath, _ value: String) throws {
+    func write(_ path: FilePath, _ value: String) throws {
         log(path, value)
         writes.append((path, value))
         do {
@@ -395,7 +395,7 @@ public final class Cgroup {
 
     /// A v1 controller's directory, also when its hierarchy is mounted with another one
     /// (net_cls,net_prio): `locate` made one directory for both, under the first name.
-    private func v1Directory(_ controller: String) -> FilePath? {
+    func v1Directory(_ controller: String) -> FilePath? {
         if let directory = directories[controller] { return directory }
         return directories.values.first { directory in
             let hierarchy = FilePath(String(directory.string.dropLast(relativePath.count + 1)))

@@ -179,12 +179,106 @@ public enum Engines {
         }
 
         /// Starts `containerd --config …` with its output in `log`, in a cgroup of its own
-        /// below ours (`<cgroupParent>/daemon`): its shims inherit it.
-        public func startDaemon() throws -> ChildProcess {
+        /// below ours (`<cgroupParent>/daemon`): its shims inherit it. With
+        /// `networkNamespace` (a /run/netns file), it runs there (nsenter(1) --net): what
+        /// its CRI plugin's CNI plugins make on "the host", bridges and veths, is made there.
+        public func startDaemon(networkNamespace: FilePath? = nil) throws -> ChildProcess {
             guard let program = Engines.find("containerd") else {
                 throw IsolationError("containerd is not installed", hint: "apt-get install containerd")
             }
+            if let networkNamespace {
+                guard let nsenter = Engines.find("nsenter") else { throw IsolationError("nsenter is missing", hint: "apt-get install util-linux") }
+                return try Engines.startDaemon(nsenter, ["nsenter", "--net=\(networkNamespace)", "--", program.string, "--config", config.string],
+                                               log: log, cgroupPath: cgroupParent + "/daemon")
+            }
             return try Engines.startDaemon(program, ["containerd", "--config", config.string], log: log, cgroupPath: cgroupParent + "/daemon")
+        }
+
+        /// The cgroup parent a kubelet would give its pods (`cgroup_parent` of a
+        /// RunPodSandbox), below this containerd's.
+        public var podCgroupParent: String { cgroupParent + "/pods" }
+        /// Where the CRI plugin looks for CNI plugins and network configurations.
+        public var cniBinDirectory: FilePath { folder.appending("cni/bin") }
+        public var cniConfigDirectory: FilePath { folder.appending("cni/net.d") }
+        /// A runtime handler's state (the shim's `--root`, with the namespace `k8s.io` below).
+        public func handlerRoot(_ name: String) -> FilePath { folder.appending("handlers/\(name)") }
+
+        /// Writes config.toml with the CRI plugin on, the service a kubelet talks to:
+        /// - one runtime handler per entry (`[…runtimes.NAME]`, the runc v2 shim calling
+        ///   `binary`, its state in `handlerRoot(NAME)`): a RuntimeClass's `handler` names one;
+        /// - cgroupfs paths (`SystemdCgroup = false`), as this runtime needs;
+        /// - `sandboxImage`, the pause image every pod starts with;
+        /// - the CNI plugins (`loopback` is required: the CRI plugin sets up `lo` with it)
+        ///   linked into `cniBinDirectory`, and `network` (a CNI configuration) as the one
+        ///   network in `cniConfigDirectory`;
+        /// - no AppArmor profile loaded into the kernel (`disable_apparmor`), pod network
+        ///   namespaces under the state folder rather than /run/netns, the native
+        ///   snapshotter (plain copies, any file system), and `restrict_oom_score_adj`: the
+        ///   pause container asks for oom_score_adj -998, which needs CAP_SYS_RESOURCE;
+        ///   restricted, nothing goes below containerd's own score.
+        public func writeCRIConfiguration(handlers: [(name: String, binary: FilePath)], sandboxImage: String,
+                                          cniPlugins: [FilePath], network: String) throws {
+            for name in ["root", "state"] { try FileSystem.makeDirectories(folder.appending(name)) }
+            try FileSystem.makeDirectories(cniBinDirectory)
+            try FileSystem.makeDirectories(cniConfigDirectory)
+            for plugin in cniPlugins {
+                guard let name = plugin.lastComponent else { continue }
+                let link = cniBinDirectory.appending(name)
+                if !FileSystem.exists(link, followSymlinks: false) {
+                    try valueOrErrno { symlink(plugin.string, link.string) }
+                }
+            }
+            try FileSystem.writeFile(cniConfigDirectory.appending("10-isolation.conf"), network)
+            var runtimes = ""
+            for handler in handlers {
+                try FileSystem.makeDirectories(handlerRoot(handler.name))
+                runtimes += """
+                        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.\(handler.name)]
+                          runtime_type = "io.containerd.runc.v2"
+                          [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.\(handler.name).options]
+                            BinaryName = "\(handler.binary)"
+                            Root = "\(handlerRoot(handler.name))"
+                            SystemdCgroup = false
+
+                    """
+            }
+            let text = """
+                # containerd with its CRI plugin for the Isolation workshop: everything in \(folder).
+                version = 2
+                root = "\(folder.appending("root"))"
+                state = "\(folder.appending("state"))"
+
+                [grpc]
+                  address = "\(address)"
+
+                [ttrpc]
+                  address = "\(address).ttrpc"
+
+                [debug]
+                  address = ""
+
+                [metrics]
+                  address = ""
+
+                [plugins."io.containerd.grpc.v1.cri"]
+                  sandbox_image = "\(sandboxImage)"
+                  disable_apparmor = true
+                  restrict_oom_score_adj = true
+                  netns_mounts_under_state_dir = true
+                  tolerate_missing_hugetlb_controller = true
+                  stream_server_address = "127.0.0.1"
+                  stream_server_port = "0"
+                  [plugins."io.containerd.grpc.v1.cri".containerd]
+                    snapshotter = "native"
+                    default_runtime_name = "\(handlers.first?.name ?? "runc")"
+                \(runtimes)
+                  [plugins."io.containerd.grpc.v1.cri".cni]
+                    bin_dir = "\(cniBinDirectory)"
+                    conf_dir = "\(cniConfigDirectory)"
+                    max_conf_num = 1
+
+                """
+            try FileSystem.writeFile(config, text)
         }
 
         /// ctr and the shims make /run/containerd/fifo and /run/containerd/s whatever the
@@ -358,7 +452,7 @@ public enum Engines {
         /// - `config.json`: the image's configuration, naming the layer by its "diff ID",
         ///   the SHA-256 of the layer's bytes (Docker computes it again and compares);
         /// - `manifest.json`: which config, which layers, which name.
-        public static func writeImageArchive(of rootfs: FilePath, name: String, in folder: FilePath) throws -> FilePath {
+        public static func writeImageArchive(of rootfs: FilePath, name: String, in folder: FilePath, command: [String] = ["sh"]) throws -> FilePath {
             guard let tar = Command.find("tar"), let sha256sum = Command.find("sha256sum") else {
                 throw IsolationError("tar or sha256sum is missing", hint: "apt-get install tar coreutils")
             }
@@ -374,9 +468,15 @@ public enum Engines {
             uname(&machine)
             let hardware = withUnsafeBytes(of: machine.machine) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
             let architecture = ["x86_64": "amd64", "aarch64": "arm64"][hardware] ?? hardware
+            // The command as a JSON array: its words are the caller's, escaped character by character.
+            let cmd = "[" + command.map { word in
+                "\"" + word.map { character in
+                    character == "\"" || character == "\\" ? "\\" + String(character) : String(character)
+                }.joined() + "\""
+            }.joined(separator: ",") + "]"
             let config = """
                 {"architecture":"\(architecture)","os":"linux",\
-                "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},\
+                "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":\(cmd),"WorkingDir":"/"},\
                 "rootfs":{"type":"layers","diff_ids":["sha256:\(digest)"]},\
                 "history":[{"created_by":"\(projectPrefix): tar of the built-in root filesystem"}]}
 

@@ -460,11 +460,33 @@ public struct Runtime {
     }
 
     /// kill(2) to the container's init, when it is created, running or paused.
-    public func kill(id: String, signal: Int32) throws {
+    ///
+    /// `all` (runc's `kill --all`): every process in the container's cgroup, also after
+    /// its init has ended, when what the init started may still run; a stopped container
+    /// with an empty cgroup is no error then. containerd's CRI stops containers this way.
+    public func kill(id: String, signal: Int32, all: Bool = false) throws {
         let record = try store.load(id)
         let status = store.status(of: record)
+        if all {
+            guard let cgroup = try? Cgroup.existing(path: record.cgroupPath) else {
+                if status == .stopped { return }
+                throw IsolationError("cannot signal container '\(id)': its cgroup \(record.cgroupPath) is gone")
+            }
+            // As runc: frozen while the list is read and signalled, so that no process forks
+            // a child the signal misses; thawed after, so that the signal is acted on (a
+            // frozen process does not die of SIGKILL until it thaws: a paused container is
+            // thawed too).
+            try? cgroup.setFrozen(true)
+            defer { try? cgroup.setFrozen(false) }
+            let pids = cgroup.processes()
+            if status == .stopped && pids.isEmpty { return }
+            for pid in pids { Glibc.kill(pid, signal) }  // one that ended meanwhile (ESRCH) is no error
+            return
+        }
         guard status != .stopped else {
-            throw IsolationError("container '\(id)' is not running (it is stopped)")
+            // runc's words: containerd's shim reads "container not running" as "the
+            // process had already ended", any other text as a failed kill.
+            throw IsolationError("cannot signal container '\(id)': container not running (it is stopped)")
         }
         try valueOrErrno { Glibc.kill(record.pid, signal) }
     }
@@ -525,6 +547,29 @@ public struct Runtime {
             throw IsolationError("cannot \(frozen ? "pause" : "resume") container '\(id)': it is \(status.rawValue)")
         }
         try Cgroup.existing(path: record.cgroupPath).setFrozen(frozen)
+    }
+
+    /// Changes the limits of a created, running or paused container (runc's `update`):
+    /// its cgroup's files, each read back by the kernel's rules (see `Cgroup.update`).
+    public func update(id: String, _ update: Cgroup.Update) throws {
+        let record = try store.load(id)
+        let status = store.status(of: record)
+        guard status != .stopped else {
+            throw IsolationError("cannot update container '\(id)': it is stopped", hint: "a stopped container's cgroup has no process to limit")
+        }
+        // cpuset and blkio join the cgroup now if create did not need them; the parent
+        // folders that makes are added to those delete removes.
+        var cgroup = try Cgroup.existing(path: record.cgroupPath)
+        for controller in Cgroup.controllersToJoin(for: update) where !cgroup.manages(controller) {
+            let made = try cgroup.join(controller)
+            if !made.isEmpty {
+                let file = store.directory(id).appending(Runtime.cgroupParentsFile)
+                let before = (try? FileSystem.readString(file)) ?? ""
+                try FileSystem.writeFile(file, before + made.map { $0.string + "\n" }.joined())
+            }
+            cgroup = try Cgroup.existing(path: record.cgroupPath)
+        }
+        try cgroup.update(update)
     }
 
     /// The PIDs (host view) of every process in the container's cgroup.
