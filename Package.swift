@@ -30,6 +30,7 @@ let package = Package(
         .executable(name: "exercise-03", targets: ["Exercise03"]),
         .executable(name: "exercise-04", targets: ["Exercise04"]),
         .executable(name: "exercise-05", targets: ["Exercise05"]),
+        .executable(name: "exercise-06", targets: ["Exercise06"]),
         .executable(name: "check", targets: ["Check"]),
     ],
     dependencies: [
@@ -226,9 +227,15 @@ let package = Package(
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(
+            name: "Exercise06",
+            dependencies: exerciseDependencies + ["IsolationImage"],
+            path: "Exercises/06-images",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
             name: "Check",
             dependencies: [
-                "Isolation", "CIsolation",
+                "Isolation", "IsolationImage", "CIsolation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -1,4 +1,4 @@
-// The five exercises the checker knows, and what every run of one shares.
+// The six exercises the checker knows, and what every run of one shares.
 import Glibc
 import Isolation
 import SystemPackage
@@ -15,6 +15,7 @@ struct Exercise {
         Exercise(number: "03", folder: "03-cgroups", title: "cgroup limits, joined before exec", run: checkCgroups),
         Exercise(number: "04", folder: "04-oci-bundle", title: "an OCI bundle's mounts and pivot_root", run: checkBundle),
         Exercise(number: "05", folder: "05-engines", title: "a runtime's answers to an engine", run: checkEngine),
+        Exercise(number: "06", folder: "06-images", title: "an image's whiteouts, and its layers on overlayfs", run: checkImages),
     ] }
 
     static func named(_ name: String) throws -> Exercise {

@@ -33,6 +33,7 @@ let exercises: [(number: String, folder: String, steps: [String])] = [
     ("03", "03-cgroups", ["limits", "join"]),
     ("04", "04-oci-bundle", ["mounts", "pivot_root"]),
     ("05", "05-engines", ["exec-fifo", "wait-for-start", "start", "state"]),
+    ("06", "06-images", ["whiteout", "opaque", "overlay"]),
 ]
 
 @Suite("Exercises · the checker keeps them honest", .serialized,
@@ -56,6 +57,7 @@ struct ExerciseTests {
         }
         #expect(failed.contains("every step is written (no exerciseTODO left in Exercises/01-chroot-jail/Steps.swift)"))
         #expect(result.stdout.contains("at a TODO: step \"exec-fifo\""), "create of exercise 05 stops at its first step\n\(result.stdout)")
+        #expect(result.stdout.contains("at a TODO: step \"overlay\""), "run of exercise 06 stops at its overlay step\n\(result.stdout)")
         #expect(!result.stdout.contains("All "), "nothing may claim success\n\(result.stdout)")
     }
 
@@ -69,7 +71,9 @@ struct ExerciseTests {
         #expect(passed >= 50, "every exercise's checks ran (\(passed) passed)\n\(result.stdout)")
         for check in ["its working directory is inside the jail", "/proc inside lists only the container's processes",
                       "it was in the cgroup before it could exec (joined, then released)", "the kernel refused forks past the pids limit",
-                      "the host's mounts are gone from the container", "the engine gets the process's exit status", "`delete` removes it"] {
+                      "the host's mounts are gone from the container", "the engine gets the process's exit status", "`delete` removes it",
+                      "a whiteout deletes a directory of a lower layer, with all it holds", "lowerdir is the image's layers, the top one first",
+                      "a write in the container lands in its upper folder", "the whole tree is the image's (type, mode, owner, content of every entry)"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains("All \(passed) checks passed."))
@@ -101,6 +105,12 @@ struct ExerciseTests {
         #expect(!failed.contains(where: { $0.contains("pivot_root, not chroot") }), "04: pivot_root was right")
         // 05: state says running before start.
         caught("`state` says created", explaining: "created while the init is alive and exec.fifo exists", "05")
+        // 06: the opaque directory emptied of its own layer's entries; lowerdir base first.
+        caught("… and keeps what its own layer wrote before the marker", explaining: "keep the names in addedByThisLayer", "06")
+        caught("lowerdir is the image's layers, the top one first", explaining: "lowerdir lists the top layer first", "06")
+        caught("the container reads a file from its top layer", explaining: "give them in reverse", "06")
+        #expect(!failed.contains(where: { $0.contains("a whiteout deletes") }), "06: the whiteouts were right")
+        #expect(!failed.contains("a write in the container lands in its upper folder"), "06: the upper folder was right")
     }
 }
 

@@ -36,6 +36,27 @@ public struct LayerApplier {
     public static let whiteoutPrefix = ".wh."
     public static let opaqueMarker = ".wh..wh..opq"
 
+    /// What `.flatten` does with the two kinds of whiteout, once the entry's path has been
+    /// checked: `removeWhiteout(marker, directory)` for `.wh.NAME` in `directory` (NAME is
+    /// known not to be empty, `.` or `..`), `emptyOpaque(directory, kept)` for
+    /// `.wh..wh..opq`, where `kept` are the names in `directory` that this layer itself
+    /// wrote. The project's own are `standardRemoveWhiteout` and `standardEmptyOpaque`;
+    /// exercise 06 puts the learner's steps here.
+    public var removeWhiteout: (_ marker: String, _ directory: FilePath) throws -> Void = LayerApplier.standardRemoveWhiteout
+    public var emptyOpaque: (_ directory: FilePath, _ kept: Set<String>) throws -> Void = LayerApplier.standardEmptyOpaque
+
+    /// `.wh.NAME` deletes NAME, whatever it is (a directory with everything in it).
+    public static func standardRemoveWhiteout(_ marker: String, in directory: FilePath) throws {
+        try FileSystem.removeTree(directory.appending(String(marker.dropFirst(whiteoutPrefix.count))))
+    }
+
+    /// `.wh..wh..opq` removes what lower layers put in the directory, not what this layer adds.
+    public static func standardEmptyOpaque(_ directory: FilePath, keeping kept: Set<String>) throws {
+        for child in try FileSystem.contentsOfDirectory(directory) where !kept.contains(child) {
+            try FileSystem.removeTree(directory.appending(child))
+        }
+    }
+
     let root: FilePath
     let mode: Mode
     let isRoot = geteuid() == 0
@@ -114,10 +135,11 @@ public struct LayerApplier {
             switch mode {
             case .flatten:
                 let relative = parts.joined(separator: "/")
+                var kept = Set<String>()
                 for child in try FileSystem.contentsOfDirectory(FilePath(directory)) {
-                    let childRelative = relative.isEmpty ? child : relative + "/" + child
-                    if !created.contains(childRelative) { try FileSystem.removeTree(FilePath(directory + "/" + child)) }
+                    if created.contains(relative.isEmpty ? child : relative + "/" + child) { kept.insert(child) }
                 }
+                try emptyOpaque(FilePath(directory), kept)
             case .overlay:
                 guard setxattr(directory, "trusted.overlay.opaque", "y", 1, 0) == 0 else {
                     throw IsolationError("cannot mark \(directory) opaque for overlayfs: \(currentErrno())",
@@ -138,7 +160,7 @@ public struct LayerApplier {
             let path = directory + "/" + hidden
             switch mode {
             case .flatten:
-                try FileSystem.removeTree(FilePath(path))
+                try removeWhiteout(base, FilePath(directory))
             case .overlay:
                 try FileSystem.removeTree(FilePath(path))
                 guard mknod(path, S_IFCHR | 0o000, 0) == 0 else {
