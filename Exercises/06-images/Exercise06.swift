@@ -100,7 +100,8 @@ struct RunImage: ParsableCommand {
             let upper = folder.appending("upper"), work = folder.appending("work"), merged = folder.appending("merged")
             defer { try? FileSystem.removeTree(folder) }
             for directory in [upper, work, merged] { try FileSystem.makeDirectories(directory) }
-            printError(Style.standardError.dim("  (layers, base first: \(layers.map(\.string).joined(separator: " ")); upper \(upper))"))
+            printError(Style.standardError.dim("  (\(layers.count) layers, each unpacked once in \(images.root)/layers;"))
+            printError(Style.standardError.dim("   this container's writes go to \(upper))"))
 
             blockSignalsForSupervision()
             let child = try Container.start(
