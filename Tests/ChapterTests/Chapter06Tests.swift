@@ -386,6 +386,43 @@ struct Chapter06Tests {
         #expect(!blobs.contains { $0.contains(".partial") }, "\(blobs)")
     }
 
+    @Test("a gzip layer whose uncompressed tar is not the config's diff ID is refused, and the store keeps nothing of the image")
+    func diffIDMismatchRefused() throws {
+        let world = try ImageTestFolder("images-diffid")
+        defer { world.remove() }
+        let path = world.path + "/layout"
+        #expect(try world.chapter(["build", "--layout", path]).status == 0)
+        // The same two valid layers, but the config names their diff IDs swapped: every
+        // blob still matches its descriptor, only the uncompressed contents do not match.
+        let layout = try ImageLayout(opening: FilePath(path))
+        let (_, manifest) = try layout.resolve(tag: "latest")
+        var config = try layout.config(of: manifest)
+        let right = config.rootfs.diffIDs
+        #expect(try DiffID.ofLayer(layout.blobPath(manifest.layers[0].digest), mediaType: manifest.layers[0].mediaType) == right[0],
+                "the gzip layer's uncompressed digest is its diff ID")
+        config.rootfs.diffIDs = [right[1], right[0]]
+        let configDescriptor = try layout.writeBlob(ImageLayout.encode(config), mediaType: MediaType.config)
+        var descriptor = try layout.writeBlob(ImageLayout.encode(Manifest(config: configDescriptor, layers: manifest.layers)), mediaType: MediaType.manifest)
+        descriptor.annotations = [Descriptor.refNameAnnotation: "latest"]
+        try layout.writeIndex(ImageIndex(manifests: [descriptor]))
+
+        let fresh = try ImageTestFolder("images-diffid-store")
+        defer { fresh.remove() }
+        for arguments in [["run", "oci:\(path):latest", "--", "true"], ["unpack", "oci:\(path):latest", fresh.path + "/bundle"]] {
+            let result = try fresh.chapter(arguments)
+            #expect(result.status != 0, "\(arguments[0]): \(result)")
+            #expect(result.stderr.contains("diff ID mismatch") && result.stderr.contains("rootfs.diff_ids[0]")
+                    && result.stderr.contains(right[0].description) && result.stderr.contains(right[1].description), "\(arguments[0]): \(result)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: fresh.path + "/bundle"), "no bundle")
+        #expect(try ImageStore(root: FilePath(fresh.store)).list().isEmpty, "no image was named")
+        for folder in ["blobs/sha256", "layers", "containers"] {
+            let left = try FileSystem.contentsOfDirectory(FilePath(fresh.store + "/" + folder))
+            #expect(left.isEmpty, "the store's \(folder) keeps nothing: \(left)")
+        }
+        #expect(mounts(under: fresh.store).isEmpty)
+    }
+
     @Test("references are read as skopeo writes them; bad ones get a clear error")
     func references() throws {
         #expect(try ImageReference.parse("oci:/tmp/x:v1") == .ociLayout("/tmp/x", tag: "v1"))
