@@ -276,7 +276,8 @@ public struct LayerApplier {
         return current
     }
 
-    /// Owner, then mode (chown(2) clears setuid bits, so chmod comes after), then times.
+    /// Owner, then mode (chown(2) clears setuid bits, so chmod comes after), then extended
+    /// attributes (chown also clears file capabilities), then times.
     mutating func setMetadata(_ path: String, _ entry: OpaquePointer, isDirectory: Bool, isSymlink: Bool = false) throws {
         if isRoot {
             guard lchown(path, uid_t(archive_entry_uid(entry)), gid_t(archive_entry_gid(entry))) == 0 else {
@@ -288,12 +289,38 @@ public struct LayerApplier {
                 throw IsolationError("cannot change the mode of \(path): \(currentErrno())")
             }
         }
+        try setExtendedAttributes(path, entry, isSymlink: isSymlink)
         let time = timespec(tv_sec: archive_entry_mtime(entry), tv_nsec: archive_entry_mtime_nsec(entry))
         if isDirectory {
             directoryTimes.append((path, time))
         } else {
             var times = [time, time]
             utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+        }
+    }
+
+    /// The entry's extended attributes (pax `SCHILY.xattr.NAME` records, as GNU tar
+    /// --xattrs, buildah and Docker write them), with lsetxattr(2): file capabilities
+    /// (`security.capability`, what setcap(8) writes: ping's cap_net_raw) and any
+    /// `user.*` ones. `trusted.overlay.*` is never taken from a layer: those are
+    /// overlayfs' own markers (an opaque directory, a redirect), which only this code may
+    /// set. A symlink cannot carry user.* attributes (xattr(7)): those are left out.
+    func setExtendedAttributes(_ path: String, _ entry: OpaquePointer, isSymlink: Bool) throws {
+        guard archive_entry_xattr_reset(entry) > 0 else { return }
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while archive_entry_xattr_next(entry, &name, &value, &size) == ARCHIVE_OK {
+            guard let name else { continue }
+            let key = String(cString: name)
+            if key.hasPrefix("trusted.overlay.") { continue }
+            if isSymlink && key.hasPrefix("user.") { continue }
+            guard lsetxattr(path, name, value, size, 0) == 0 else {
+                let error = currentErrno()
+                throw IsolationError("cannot set the extended attribute \(key) on \(path): \(error)",
+                                     hint: key.hasPrefix("security.") || key.hasPrefix("trusted.") ? "security.* and trusted.* attributes need root (CAP_SYS_ADMIN or CAP_SETFCAP)"
+                                        : "the store's file system must keep extended attributes (ext4, xfs, btrfs and tmpfs do)")
+            }
         }
     }
 }
