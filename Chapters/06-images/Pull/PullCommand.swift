@@ -260,7 +260,7 @@ final class Transfers: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     }
 }
 
-/// `  sha256:3f9a1c2b7e40 [##########··········]  12.3/45.6 MB`, redrawn in place on a
+/// `  sha256:3f9a1c2b7e40 [##########··········] 12.3 MB/45.6 MB`, redrawn in place on a
 /// terminal (at most ten times a second, 80 columns wide); nothing on anything else,
 /// where the pull's plain "verified" lines say the same.
 final class ProgressBar: @unchecked Sendable {
@@ -283,17 +283,20 @@ final class ProgressBar: @unchecked Sendable {
         draw(received)
     }
 
-    /// The line for `received` bytes: 2 + 19 + 2 + 30 + 2 + up to 19 characters, under 80.
+    /// The line for `received` bytes: 2 + 19 + 1 + 32 + 1 + up to 19 characters, under 80.
     func line(_ received: Int64) -> String {
         let width = 30
         let filled = Int(min(received, total) * Int64(width) / total)
         let bar = String(repeating: "#", count: filled) + String(repeating: "·", count: width - filled)
-        return "  \(label) [\(bar)] \(Self.megabytes(received))/\(Self.megabytes(total)) MB"
+        return "  \(label) [\(bar)] \(Self.size(received, as: total))/\(Self.size(total, as: total))"
     }
 
-    static func megabytes(_ bytes: Int64) -> String {
-        let tenths = (bytes + 50_000) / 100_000
-        return "\(tenths / 10).\(tenths % 10)"
+    /// `bytes` in the unit that suits `scale`: "777 B", "42.1 kB", "11.3 MB".
+    static func size(_ bytes: Int64, as scale: Int64) -> String {
+        let (unit, name): (Int64, String) = scale >= 1_000_000 ? (1_000_000, "MB") : scale >= 1_000 ? (1_000, "kB") : (1, "B")
+        if unit == 1 { return "\(bytes) B" }
+        let tenths = (bytes * 10 + unit / 2) / unit
+        return "\(tenths / 10).\(tenths % 10) \(name)"
     }
 
     func draw(_ received: Int64) {
