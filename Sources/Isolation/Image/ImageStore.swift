@@ -106,10 +106,18 @@ public struct ImageStore: Sendable {
         guard manifest.layers.count == config.rootfs.diffIDs.count else {
             throw IsolationError("the manifest has \(manifest.layers.count) layers but the config lists \(config.rootfs.diffIDs.count) diff IDs")
         }
+        // An image imported before: its manifest is stored only after every check passed,
+        // so with it and all its blobs present there is nothing to copy or check again
+        // (`run oci:DIR` of a cached image must not hash its layers on every start).
+        let blobs = manifest.layers + [manifest.config, descriptor]
+        if blobs.allSatisfy({ FileSystem.exists(layout.blobPath($0.digest)) }) {
+            if try image(named: name)?.descriptor.digest != descriptor.digest { try self.tag(descriptor, as: name) }
+            return Image(name: name, descriptor: descriptor, manifest: manifest, config: config)
+        }
         // What this import adds, removed again if any part of it is refused.
         var added: [FilePath] = []
         do {
-            for blob in manifest.layers + [manifest.config, descriptor] where !FileSystem.exists(layout.blobPath(blob.digest)) {
+            for blob in blobs where !FileSystem.exists(layout.blobPath(blob.digest)) {
                 try layout.copyBlob(blob, from: source)
                 added.append(layout.blobPath(blob.digest))
             }
