@@ -14,6 +14,7 @@
 #
 #   sudo bash Benchmarks/images.sh            # needs root; installs umoci hyperfine if missing
 #   RUNS=5 ROUNDS=3 STARTS=40 sudo bash Benchmarks/images.sh
+#   ROUNDS=0 sudo bash Benchmarks/images.sh   # only the start
 #
 # Fairness:
 # - both unpack the same OCI layout (the same blobs) into a folder on the same file system;
@@ -191,12 +192,13 @@ def samples(name):
     for path in glob.glob(os.path.join(work, f"unpack-*-{name}.json")):
         values += json.load(open(path))["results"][0]["times"]
     return values
-print(f"unpack of a 3-layer image (~300 MB unpacked), {len(samples('ours'))} runs each, {rounds} interleaved rounds")
-print(f"{'program':12} {'median':>9} {'mean':>9} {'stddev':>9}  vs chapter-06")
-ours = statistics.median(samples("ours"))
-for name, label in [("ours", "chapter-06"), ("umoci", "umoci")]:
-    s = samples(name)
-    print(f"{label:12} {statistics.median(s):7.2f} s {statistics.mean(s):7.2f} s {statistics.stdev(s):7.2f} s  {statistics.median(s) / ours:.2f}×")
+if rounds > 0:
+    print(f"unpack of a 3-layer image (~300 MB unpacked), {len(samples('ours'))} runs each, {rounds} interleaved rounds")
+    print(f"{'program':12} {'median':>9} {'mean':>9} {'stddev':>9}  vs chapter-06")
+    ours = statistics.median(samples("ours"))
+    for name, label in [("ours", "chapter-06"), ("umoci", "umoci")]:
+        s = samples(name)
+        print(f"{label:12} {statistics.median(s):7.2f} s {statistics.mean(s):7.2f} s {statistics.stdev(s):7.2f} s  {statistics.median(s) / ours:.2f}×")
 
 first, whole = [], []
 for _ in range(starts):
