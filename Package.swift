@@ -31,6 +31,7 @@ let package = Package(
         .executable(name: "exercise-03", targets: ["Exercise03"]),
         .executable(name: "exercise-04", targets: ["Exercise04"]),
         .executable(name: "exercise-05", targets: ["Exercise05"]),
+        .executable(name: "exercise-06", targets: ["Exercise06"]),
         .executable(name: "exercise-07", targets: ["Exercise07"]),
         .executable(name: "exercise-08", targets: ["Exercise08"]),
         .executable(name: "check", targets: ["Check"]),
@@ -244,6 +245,12 @@ let package = Package(
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(
+            name: "Exercise06",
+            dependencies: exerciseDependencies + ["IsolationImage"],
+            path: "Exercises/06-images",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
             name: "Exercise07",
             dependencies: exerciseDependencies,
             path: "Exercises/07-networks",
@@ -276,7 +283,7 @@ let package = Package(
         .executableTarget(
             name: "Check",
             dependencies: [
-                "Isolation", "CIsolation",
+                "Isolation", "IsolationImage", "CIsolation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -20,9 +20,9 @@ import SystemPackage
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Build and check the exercises in Exercises/ (all, or the ones given: 01 … 05, 07, 08).")
+        abstract: "Build and check the exercises in Exercises/ (all, or the ones given: 01 … 08).")
 
-    @Argument(help: "The exercises to check: 01, 02, 03, 04, 05, 07 (default: all).") var exercises: [String] = []
+    @Argument(help: "The exercises to check: 01, 02, 03, 04, 05, 06, 07, 08 (default: all).") var exercises: [String] = []
     @Option(help: ArgumentHelp("The package with Exercises/ (default: the one around the current folder).", valueName: "DIR"))
     var packagePath: String?
     @Option(help: ArgumentHelp("Where the built exercise-NN programs are (default: PACKAGE/.build/debug).", valueName: "DIR"))

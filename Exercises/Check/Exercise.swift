@@ -25,6 +25,7 @@ struct Exercise {
         Exercise(number: "03", folder: "03-cgroups", title: "cgroup limits, joined before exec", run: checkCgroups),
         Exercise(number: "04", folder: "04-oci-bundle", title: "an OCI bundle's mounts and pivot_root", run: checkBundle),
         Exercise(number: "05", folder: "05-engines", title: "a runtime's answers to an engine", run: checkEngine),
+        Exercise(number: "06", folder: "06-images", title: "an image's whiteouts, and its layers on overlayfs", run: checkImages),
         Exercise(number: "07", folder: "07-networks", title: "a container plugged into a bridge", run: checkNetwork),
         Exercise(number: "08", folder: "08-breaking-out", title: "the layer a config lacks", run: checkBreakingOut),
     ] }

@@ -3,6 +3,8 @@
 // the Docker v2s2 forms. Every store lives in a temporary folder (ISOLATION_CACHE_DIR),
 // removed with its mounts after each test.
 import Foundation
+import CIsolation
+import Glibc
 import Isolation
 import IsolationImage
 import SystemPackage
@@ -384,6 +386,103 @@ struct Chapter06Tests {
         let blobs = try FileSystem.contentsOfDirectory(FilePath(otherWorld.store + "/blobs/sha256"))
         #expect(!blobs.contains { $0.hasPrefix(image.manifest.layers[1].digest.encoded) }, "the tampered blob was not kept: \(blobs)")
         #expect(!blobs.contains { $0.contains(".partial") }, "\(blobs)")
+    }
+
+    @Test("extended attributes in a layer (a file capability, user.* on a file and a directory) are kept as umoci keeps them; trusted.overlay.* from a layer is not",
+          .enabled(if: Command.find("setcap") != nil, "setcap (apt-get install libcap2-bin)"))
+    func extendedAttributes() throws {
+        let world = try ImageTestFolder("images-xattr")
+        defer { world.remove() }
+        let source = world.path + "/l1"
+        let made = try run("/bin/sh", ["-c", """
+            set -e
+            mkdir -p \(source)/data/dir \(source)/bin; chmod 755 \(source) \(source)/data \(source)/data/dir \(source)/bin
+            cp /bin/busybox \(source)/bin/pinger 2>/dev/null || echo binary > \(source)/bin/pinger
+            chmod 755 \(source)/bin/pinger; setcap cap_net_raw,cap_net_bind_service+ep \(source)/bin/pinger
+            echo tagged > \(source)/data/tagged; mkdir \(source)/data/opaque-looking
+            """])
+        #expect(made.status == 0, "\(made)")
+        for (path, name, value) in [("data/tagged", "user.isolation.note", "hello"), ("data/dir", "user.isolation.dir", "a directory's"),
+                                    ("data/opaque-looking", "trusted.overlay.opaque", "y")] {
+            #expect(setxattr(source + "/" + path, name, value, value.utf8.count, 0) == 0, "setxattr \(name) on \(path): \(errno)")
+        }
+        let tar = try run("/usr/bin/env", ["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", source, "-cf", world.path + "/l1.tar", "."])
+        #expect(tar.status == 0, "\(tar)")
+        let layout = world.path + "/layout"
+        try writeLayout(layout, tars: [world.path + "/l1.tar"], execution: ImageConfig.Execution(cmd: ["/bin/pinger"]))
+        try umociUnpack(layout, into: world.path + "/umoci")
+        let ours = try world.chapter(["unpack", "oci:\(layout):latest", world.path + "/ours"])
+        #expect(ours.status == 0, "\(ours)")
+
+        func attributes(_ path: String) -> [String: [UInt8]] {
+            var names = [CChar](repeating: 0, count: 4096)
+            let length = llistxattr(path, &names, names.count)
+            guard length > 0 else { return [:] }
+            var result: [String: [UInt8]] = [:]
+            for name in names[0..<length].split(separator: 0).map({ String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }) {
+                var value = [UInt8](repeating: 0, count: 4096)
+                let size = lgetxattr(path, name, &value, value.count)
+                if size >= 0 { result[name] = Array(value[0..<size]) }
+            }
+            return result
+        }
+        let capability = attributes(world.path + "/ours/rootfs/bin/pinger")["security.capability"]
+        #expect(capability != nil, "the file capability is kept: \(attributes(world.path + "/ours/rootfs/bin/pinger").keys)")
+        #expect(capability == attributes(source + "/bin/pinger")["security.capability"], "the same capability as the source file")
+        let getcap = try run("/usr/bin/env", ["getcap", world.path + "/ours/rootfs/bin/pinger"])
+        #expect(getcap.stdout.contains("cap_net_bind_service,cap_net_raw=ep"), "getcap reads it: \(getcap)")
+        for path in ["bin/pinger", "data/tagged", "data/dir"] {
+            let a = attributes(world.path + "/ours/rootfs/" + path).filter { !$0.key.hasPrefix("trusted.") }
+            let b = attributes(world.path + "/umoci/rootfs/" + path).filter { !$0.key.hasPrefix("trusted.") }
+            #expect(!a.isEmpty && a == b, "\(path): ours \(a.keys.sorted()) · umoci \(b.keys.sorted())")
+        }
+        #expect(attributes(world.path + "/ours/rootfs/data/opaque-looking")["trusted.overlay.opaque"] == nil,
+                "overlayfs' own markers are never taken from a layer")
+
+        // The store's layer folder, what overlayfs stacks, has them too.
+        let store = try ImageStore(root: FilePath(world.store))
+        let image = try store.obtain(.ociLayout(FilePath(layout), tag: "latest"))
+        try store.unpackLayer(image.manifest.layers[0])
+        let folder = store.layerDirectory(image.manifest.layers[0]).string
+        #expect(attributes(folder + "/bin/pinger")["security.capability"] == capability)
+        #expect(attributes(folder + "/data/opaque-looking")["trusted.overlay.opaque"] == nil)
+    }
+
+    @Test("a gzip layer whose uncompressed tar is not the config's diff ID is refused, and the store keeps nothing of the image")
+    func diffIDMismatchRefused() throws {
+        let world = try ImageTestFolder("images-diffid")
+        defer { world.remove() }
+        let path = world.path + "/layout"
+        #expect(try world.chapter(["build", "--layout", path]).status == 0)
+        // The same two valid layers, but the config names their diff IDs swapped: every
+        // blob still matches its descriptor, only the uncompressed contents do not match.
+        let layout = try ImageLayout(opening: FilePath(path))
+        let (_, manifest) = try layout.resolve(tag: "latest")
+        var config = try layout.config(of: manifest)
+        let right = config.rootfs.diffIDs
+        #expect(try DiffID.ofLayer(layout.blobPath(manifest.layers[0].digest), mediaType: manifest.layers[0].mediaType) == right[0],
+                "the gzip layer's uncompressed digest is its diff ID")
+        config.rootfs.diffIDs = [right[1], right[0]]
+        let configDescriptor = try layout.writeBlob(ImageLayout.encode(config), mediaType: MediaType.config)
+        var descriptor = try layout.writeBlob(ImageLayout.encode(Manifest(config: configDescriptor, layers: manifest.layers)), mediaType: MediaType.manifest)
+        descriptor.annotations = [Descriptor.refNameAnnotation: "latest"]
+        try layout.writeIndex(ImageIndex(manifests: [descriptor]))
+
+        let fresh = try ImageTestFolder("images-diffid-store")
+        defer { fresh.remove() }
+        for arguments in [["run", "oci:\(path):latest", "--", "true"], ["unpack", "oci:\(path):latest", fresh.path + "/bundle"]] {
+            let result = try fresh.chapter(arguments)
+            #expect(result.status != 0, "\(arguments[0]): \(result)")
+            #expect(result.stderr.contains("diff ID mismatch") && result.stderr.contains("rootfs.diff_ids[0]")
+                    && result.stderr.contains(right[0].description) && result.stderr.contains(right[1].description), "\(arguments[0]): \(result)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: fresh.path + "/bundle"), "no bundle")
+        #expect(try ImageStore(root: FilePath(fresh.store)).list().isEmpty, "no image was named")
+        for folder in ["blobs/sha256", "layers", "containers"] {
+            let left = try FileSystem.contentsOfDirectory(FilePath(fresh.store + "/" + folder))
+            #expect(left.isEmpty, "the store's \(folder) keeps nothing: \(left)")
+        }
+        #expect(mounts(under: fresh.store).isEmpty)
     }
 
     @Test("references are read as skopeo writes them; bad ones get a clear error")

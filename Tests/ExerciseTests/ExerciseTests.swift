@@ -33,6 +33,7 @@ let exercises: [(number: String, folder: String, steps: [String])] = [
     ("03", "03-cgroups", ["limits", "join"]),
     ("04", "04-oci-bundle", ["mounts", "pivot_root"]),
     ("05", "05-engines", ["exec-fifo", "wait-for-start", "start", "state"]),
+    ("06", "06-images", ["whiteout", "opaque", "overlay"]),
     ("07", "07-networks", ["move-veth", "address", "default-route"]),
     ("08", "08-breaking-out", ["missing-layer"]),
 ]
@@ -58,6 +59,7 @@ struct ExerciseTests {
         }
         #expect(failed.contains("every step is written (no exerciseTODO left in Exercises/01-chroot-jail/Steps.swift)"))
         #expect(result.stdout.contains("at a TODO: step \"exec-fifo\""), "create of exercise 05 stops at its first step\n\(result.stdout)")
+        #expect(result.stdout.contains("exercise 06: step \"overlay\" is still a TODO"), "run of exercise 06 stops at its overlay step\n\(result.stdout)")
         #expect(!result.stdout.contains("All "), "nothing may claim success\n\(result.stdout)")
     }
 
@@ -73,7 +75,9 @@ struct ExerciseTests {
                       "it was in the cgroup before it could exec (joined, then released)", "the kernel refused forks past the pids limit",
                       "the host's mounts are gone from the container", "the engine gets the process's exit status", "`delete` removes it",
                       "the default route goes via the gateway", "the container fetches a page from the stand-in host",
-                      "the stand-in host and the container are gone"] {
+                      "the stand-in host and the container are gone",
+                      "a whiteout deletes a directory of a lower layer, with all it holds", "lowerdir is the image's layers, the top one first",
+                      "a write in the container lands in its upper folder", "the whole tree is the image's (type, mode, owner, content of every entry)"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains("All \(passed) checks passed."))
@@ -105,6 +109,12 @@ struct ExerciseTests {
         #expect(!failed.contains(where: { $0.contains("pivot_root, not chroot") }), "04: pivot_root was right")
         // 05: state says running before start.
         caught("`state` says created", explaining: "created while the init is alive and exec.fifo exists", "05")
+        // 06: the opaque directory emptied of its own layer's entries; lowerdir base first.
+        caught("… and keeps what its own layer wrote before the marker", explaining: "keep the names in addedByThisLayer", "06")
+        caught("lowerdir is the image's layers, the top one first", explaining: "lowerdir lists the top layer first", "06")
+        caught("the container reads a file from its top layer", explaining: "give them in reverse", "06")
+        #expect(!failed.contains(where: { $0.contains("a whiteout deletes") }), "06: the whiteouts were right")
+        #expect(!failed.contains("a write in the container lands in its upper folder"), "06: the upper folder was right")
         // 07: eth0 moved and addressed, never brought up: the kernel refuses the default route.
         caught("exercise-07 runs the checker's probe", explaining: "a moved veth end arrives down", "07")
         #expect(!failed.contains(where: { $0.contains("every step is written (no exerciseTODO left in Exercises/07") }), "07: every step was written")

@@ -49,8 +49,11 @@ final class RegistryClient {
         self.repository = repository
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = 60
-        session = URLSession(configuration: configuration)
+        session = URLSession(configuration: configuration, delegate: transfers, delegateQueue: nil)
     }
+
+    /// Hears every request's response and bytes (one request at a time).
+    let transfers = Transfers()
 
     static let manifestTypes = [MediaType.index, MediaType.manifest, MediaType.dockerManifestList, MediaType.dockerManifest]
 
@@ -95,6 +98,9 @@ final class RegistryClient {
                 added.append(store.layout.blobPath(blob.digest))
                 say("  \(blob.digest.short)  \(blob.size) bytes  verified")
             }
+            // The layers' contents must be what the config says: each diff ID is the
+            // digest of the uncompressed tar.
+            try DiffID.verify(manifest, try store.layout.config(of: manifest), in: store.layout)
             try store.layout.writeBlob(bytes, mediaType: mediaType)
             try store.tag(descriptor, as: name)
         } catch {
@@ -117,20 +123,27 @@ final class RegistryClient {
         return (Array(data), type)
     }
 
-    /// GET /v2/<name>/blobs/<digest> into `file`.
+    /// GET /v2/<name>/blobs/<digest>, written to `file` as it arrives (a layer is never
+    /// held in memory whole), with a progress bar when stderr is a terminal.
     func download(_ blob: Descriptor, to file: FilePath) throws {
-        let (data, _) = try get("/v2/\(repository)/blobs/\(blob.digest)", accept: ["*/*"], limit: blob.size)
-        try FileSystem.writeFile(file, Array(data))
+        let fd = try FileDescriptor.open(file, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        defer { try? fd.close() }
+        let bar = ProgressBar(label: blob.digest.short, total: blob.size)
+        _ = try get("/v2/\(repository)/blobs/\(blob.digest)", accept: ["*/*"], limit: blob.size, into: fd, progress: bar.update)
+        bar.finish()
     }
 
     /// A GET with the bearer token, and the token dance on a 401: the registry's
     /// `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` says where to ask.
-    func get(_ path: String, accept: [String], limit: Int64 = 8 << 20) throws -> (Data, HTTPURLResponse) {
+    /// With `file`, a 200's body goes there (and `progress` hears the bytes so far), the
+    /// returned Data is empty.
+    func get(_ path: String, accept: [String], limit: Int64 = 8 << 20,
+             into file: FileDescriptor? = nil, progress: @escaping (Int64) -> Void = { _ in }) throws -> (Data, HTTPURLResponse) {
         for attempt in 0..<2 {
             var request = URLRequest(url: try url(base + path))
             request.setValue(accept.joined(separator: ", "), forHTTPHeaderField: "Accept")
             if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-            let (data, response) = try send(request)
+            let (data, response) = try send(request, into: file, limit: limit, progress: progress)
             if response.statusCode == 401, attempt == 0,
                let challenge = response.value(forHTTPHeaderField: "WWW-Authenticate"), challenge.lowercased().hasPrefix("bearer ") {
                 token = try fetchToken(challenge)
@@ -141,7 +154,9 @@ final class RegistryClient {
                 throw IsolationError("\(base)\(path): the registry answered \(response.statusCode): \(body)",
                                      hint: response.statusCode == 404 ? "check the name and tag" : nil)
             }
-            guard Int64(data.count) <= limit else { throw IsolationError("\(base)\(path): more bytes than the descriptor says: refused") }
+            guard Int64(data.count) <= limit, transfers.received <= limit else {
+                throw IsolationError("\(base)\(path): more bytes than the descriptor says (\(limit)): refused")
+            }
             return (data, response)
         }
         throw IsolationError("\(base)\(path): the registry refused the token it gave")
@@ -178,20 +193,125 @@ final class RegistryClient {
         return url
     }
 
-    /// One request, waited for (URLSession calls back on its own thread).
-    func send(_ request: URLRequest) throws -> (Data, HTTPURLResponse) {
-        let semaphore = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?)
-        session.dataTask(with: request) { data, response, error in
-            result = (data, response, error)
-            semaphore.signal()
-        }.resume()
-        semaphore.wait()
-        if let error = result.2 {
-            throw IsolationError("\(request.url?.absoluteString ?? "?"): \(error.localizedDescription)",
+    /// One request, waited for (URLSession calls its delegate on its own thread). A 200's
+    /// body goes to `file` when given; any other body (an error's) is kept in memory.
+    func send(_ request: URLRequest, into file: FileDescriptor? = nil, limit: Int64 = 8 << 20,
+              progress: @escaping (Int64) -> Void = { _ in }) throws -> (Data, HTTPURLResponse) {
+        transfers.begin(file: file, limit: limit, progress: progress)
+        session.dataTask(with: request).resume()
+        transfers.done.wait()
+        if let error = transfers.error {
+            throw IsolationError("\(request.url?.absoluteString ?? "?"): \(error)",
                                  hint: "is the registry up? plain HTTP is used only for localhost and 127.0.0.1, or with --insecure")
         }
-        guard let response = result.1 as? HTTPURLResponse else { throw IsolationError("\(request.url?.absoluteString ?? "?"): no HTTP response") }
-        return (result.0 ?? Data(), response)
+        guard let response = transfers.response else { throw IsolationError("\(request.url?.absoluteString ?? "?"): no HTTP response") }
+        return (transfers.body, response)
     }
+}
+
+/// The session's delegate: the response, then the body piece by piece, then the end.
+/// Requests are sent one at a time, and the waiting thread reads the fields only after
+/// `done` is signalled, so they are never touched by two threads at once.
+final class Transfers: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+    let done = DispatchSemaphore(value: 0)
+    private(set) var response: HTTPURLResponse?
+    private(set) var body = Data()
+    private(set) var received: Int64 = 0
+    private(set) var error: String?
+    private var file: FileDescriptor?
+    private var limit: Int64 = 0
+    private var progress: (Int64) -> Void = { _ in }
+
+    func begin(file: FileDescriptor?, limit: Int64, progress: @escaping (Int64) -> Void) {
+        (self.file, self.limit, self.progress) = (file, limit, progress)
+        (response, body, received, error) = (nil, Data(), 0, nil)
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+        self.response = response as? HTTPURLResponse
+        completionHandler(.allow)
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+        received += Int64(data.count)
+        if received > limit {
+            // More than the descriptor says: stop now, the caller refuses it.
+            dataTask.cancel()
+            return
+        }
+        if let file, response?.statusCode == 200 {
+            do {
+                _ = try data.withUnsafeBytes { try file.writeAll($0) }
+            } catch {
+                self.error = "writing the download: \(error)"
+                dataTask.cancel()
+                return
+            }
+            progress(received)
+        } else {
+            body.append(data)
+        }
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
+        if let error, self.error == nil, received <= limit { self.error = error.localizedDescription }
+        done.signal()
+    }
+}
+
+/// `  sha256:3f9a1c2b7e40 [##########··········] 12.3 MB/45.6 MB`, redrawn in place on a
+/// terminal (at most ten times a second, 80 columns wide); nothing on anything else,
+/// where the pull's plain "verified" lines say the same.
+final class ProgressBar: @unchecked Sendable {
+    let label: String
+    let total: Int64
+    let enabled = isatty(STDERR_FILENO) == 1 && environmentValue("TERM") != "dumb"
+    private var last = 0.0
+    private var drawn = false
+
+    init(label: String, total: Int64) {
+        self.label = label
+        self.total = max(total, 1)
+    }
+
+    func update(_ received: Int64) {
+        guard enabled else { return }
+        let now = monotonicNow()
+        guard now - last >= 0.1 || received >= total else { return }
+        last = now
+        draw(received)
+    }
+
+    /// The line for `received` bytes: 2 + 19 + 1 + 32 + 1 + up to 19 characters, under 80.
+    func line(_ received: Int64) -> String {
+        let width = 30
+        let filled = Int(min(received, total) * Int64(width) / total)
+        let bar = String(repeating: "#", count: filled) + String(repeating: "·", count: width - filled)
+        return "  \(label) [\(bar)] \(Self.size(received, as: total))/\(Self.size(total, as: total))"
+    }
+
+    /// `bytes` in the unit that suits `scale`: "777 B", "42.1 kB", "11.3 MB".
+    static func size(_ bytes: Int64, as scale: Int64) -> String {
+        let (unit, name): (Int64, String) = scale >= 1_000_000 ? (1_000_000, "MB") : scale >= 1_000 ? (1_000, "kB") : (1, "B")
+        if unit == 1 { return "\(bytes) B" }
+        let tenths = (bytes * 10 + unit / 2) / unit
+        return "\(tenths / 10).\(tenths % 10) \(name)"
+    }
+
+    func draw(_ received: Int64) {
+        drawn = true
+        printErrorRaw("\r" + line(received) + "\u{1B}[K")
+    }
+
+    /// Clears the bar's line, so that the next plain line starts clean.
+    func finish() {
+        if drawn { printErrorRaw("\r\u{1B}[K") }
+    }
+}
+
+/// Writes `text` to standard error as it is (no newline).
+func printErrorRaw(_ text: String) {
+    var bytes = Array(text.utf8)
+    _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }

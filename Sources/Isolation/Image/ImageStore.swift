@@ -106,13 +106,30 @@ public struct ImageStore: Sendable {
         guard manifest.layers.count == config.rootfs.diffIDs.count else {
             throw IsolationError("the manifest has \(manifest.layers.count) layers but the config lists \(config.rootfs.diffIDs.count) diff IDs")
         }
-        for layer in manifest.layers {
-            try layout.copyBlob(layer, from: source)
-            log("layer \(layer.digest.short)  \(layer.size) bytes  verified")
+        // An image imported before: its manifest is stored only after every check passed,
+        // so with it and all its blobs present there is nothing to copy or check again
+        // (`run oci:DIR` of a cached image must not hash its layers on every start).
+        let blobs = manifest.layers + [manifest.config, descriptor]
+        if blobs.allSatisfy({ FileSystem.exists(layout.blobPath($0.digest)) }) {
+            if try image(named: name)?.descriptor.digest != descriptor.digest { try self.tag(descriptor, as: name) }
+            return Image(name: name, descriptor: descriptor, manifest: manifest, config: config)
         }
-        try layout.copyBlob(manifest.config, from: source)
-        try layout.copyBlob(descriptor, from: source)
-        try self.tag(descriptor, as: name)
+        // What this import adds, removed again if any part of it is refused.
+        var added: [FilePath] = []
+        do {
+            for blob in blobs where !FileSystem.exists(layout.blobPath(blob.digest)) {
+                try layout.copyBlob(blob, from: source)
+                added.append(layout.blobPath(blob.digest))
+            }
+            // Each layer's blob is verified (its digest); its content must also be what
+            // the config says (the diff ID, over the uncompressed tar).
+            try DiffID.verify(manifest, config, in: layout)
+            for layer in manifest.layers { log("layer \(layer.digest.short)  \(layer.size) bytes  verified") }
+            try self.tag(descriptor, as: name)
+        } catch {
+            for path in added { try? FileSystem.removeTree(path) }
+            throw error
+        }
         return Image(name: name, descriptor: descriptor, manifest: manifest, config: config)
     }
 
@@ -147,16 +164,20 @@ public struct ImageStore: Sendable {
             throw IsolationError("\(file): \(entry.Layers.count) layers but the config lists \(config.rootfs.diffIDs.count) diff IDs")
         }
         var layers: [Descriptor] = []
+        // Every layer is checked before any comes in (a compressed one decompressed to hash).
+        var checked: [(path: FilePath, mediaType: String)] = []
         for (layerName, diffID) in zip(entry.Layers, config.rootfs.diffIDs) {
             let path = try inside(folder, layerName)
             let mediaType = try Self.sniffLayerType(path, docker: true)
-            if mediaType == MediaType.dockerLayerTar {
-                let (digest, _) = try Digest.ofFile(path)
-                guard digest == diffID else {
-                    throw IsolationError("digest mismatch: \(file): \(layerName) hashes to \(digest), but the config's diff ID is \(diffID): refused",
-                                         hint: "the archive was changed; save the image again")
-                }
+            let digest = try DiffID.ofLayer(path, mediaType: mediaType)
+            guard digest == diffID else {
+                throw IsolationError("\(DiffID.isCompressed(mediaType) ? "diff ID" : "digest") mismatch: \(file): \(layerName) "
+                                     + "\(DiffID.isCompressed(mediaType) ? "uncompressed " : "")hashes to \(digest), but the config's diff ID is \(diffID): refused",
+                                     hint: "the archive was changed; save the image again")
             }
+            checked.append((path, mediaType))
+        }
+        for (path, mediaType) in checked {
             let descriptor = try layout.adoptBlob(path, mediaType: mediaType)
             log("layer \(descriptor.digest.short)  \(descriptor.size) bytes  verified")
             layers.append(descriptor)
