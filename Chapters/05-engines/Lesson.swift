@@ -44,7 +44,21 @@ struct Lesson {
             say(style.yellow("Docker is not installed (\(dockerMissing.joined(separator: ", ")) missing): apt-get install docker.io — skipping Docker."))
             say()
         }
+        try cri(in: folder.appending("cri"))
         registrations()
+    }
+
+    /// The CRI act alone (`chapter-05 cri`).
+    func runCRI() throws {
+        continueOnClosedOutput()
+        say(style.bold("Chapter 05 · Adding a runtime: the kubelet's path"))
+        say("A kubelet speaks only CRI (gRPC) to an engine. containerd's CRI plugin turns")
+        say("each call into runtime commands, through its runc shim. The runtime here:")
+        say("  " + style.cyan(runtime.string))
+        say()
+        let folder = try FileSystem.makeTemporaryDirectory(purpose: "engines")
+        defer { try? FileSystem.removeTree(folder) }
+        try cri(in: folder.appending("cri"))
     }
 
     // MARK: podman
@@ -269,7 +283,7 @@ struct Lesson {
 
     func registrations() {
         let path = runtime.string
-        say(style.bold("Step 11 · The same runtime, registered elsewhere") + "  (not run here)")
+        say(style.bold("Step 12 · The same runtime, registered elsewhere") + "  (not run here)")
         say("  Docker, for good: daemon.json instead of --add-runtime, and the default for every container")
         for line in [
             "/etc/docker/daemon.json: {\"runtimes\": {\"isorun\": {\"path\": \"\(path)\"}},",
