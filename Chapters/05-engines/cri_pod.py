@@ -138,6 +138,9 @@ class CRI:
         except grpc.RpcError as error:
             self.write_trace(method, about, "error: %s" % error.details())
             raise
+        except KeyboardInterrupt:  # Ctrl-C: the pod is removed all the same (main's finally)
+            self.write_trace(method, about, "interrupted")
+            raise
         self.write_trace(method, about, answer(method, response))
         return response
 
