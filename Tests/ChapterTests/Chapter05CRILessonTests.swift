@@ -91,6 +91,76 @@ struct Chapter05CRILessonTests {
         if !runDirectoryExisted { #expect(!FileManager.default.fileExists(atPath: "/run/containerd"), "/run/containerd left") }
     }
 
+    @Test("Ctrl-C while the pod runs: the act stops, says so, and leaves nothing",
+          .enabled(if: containerdInstalled, "containerd is not installed: apt-get install containerd"),
+          .enabled(if: pythonWithGRPC != nil, "the CRI client needs Python's grpcio: pip install grpcio"),
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/lib/cni/loopback"), "apt-get install containernetworking-plugins"))
+    func interrupted() throws {
+        _ = try builtInRootfs()
+        let folder = try TemporaryFolder("ch05-cri-interrupt")
+        defer { folder.remove() }
+        let python = URL(fileURLWithPath: pythonWithGRPC!).deletingLastPathComponent().path
+        let output = folder.path + "/out"
+        // Its own process group, as a shell gives a foreground job: SIGINT to the group is Ctrl-C.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&all)
+        sigaddset(&all, SIGINT)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let program = product("chapter-05")
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), strdup("cri"), nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=\(python):/usr/sbin:/usr/bin:/sbin:/bin"), strdup("NO_COLOR=1"),
+                                                    strdup("HOME=\(ProcessInfo.processInfo.environment["HOME"] ?? "/root")"), nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        try #require(posix_spawn(&pid, program, &actions, &attributes, argv, envp) == 0)
+        var status: Int32 = 0
+        var ended = false
+        func waitFor(_ seconds: Double, until done: () -> Bool) {
+            let deadline = Date().addingTimeInterval(seconds)
+            while !done(), Date() < deadline, !ended {
+                if waitpid(pid, &status, WNOHANG) == pid { ended = true }
+                usleep(50_000)
+            }
+        }
+        func text() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+        func engineFolder() -> String? {
+            text().split(separator: "\n").first { $0.contains("(config.toml in /tmp/") }
+                .map { "/" + $0.split(separator: " ").last!.dropLast().split(separator: "/").prefix(2).joined(separator: "/") }
+        }
+        // The sandbox's `start` in isorun's call log: the pod is there.
+        waitFor(120) {
+            guard let engine = engineFolder() else { return false }
+            let log = (try? String(contentsOfFile: engine + "/cri/handlers/isorun/k8s.io/calls.log", encoding: .utf8)) ?? ""
+            return log.contains(" start ")
+        }
+        let engine = engineFolder() ?? "?"
+        #expect(!ended, "the act ended before the pod started: \(text())")
+        kill(-pid, SIGINT)
+        waitFor(120) { false }
+        if !ended { kill(-pid, SIGKILL); waitpid(pid, &status, 0) }
+        #expect(ended && status & 0x7f == 0 && (status >> 8) & 0xff == 1, "exit status \(status): \(text())")
+        #expect(text().contains("chapter-05: interrupted") && text().contains("what the lesson made was removed"), "\(text())")
+        #expect(text().contains("  RunPodSandbox web-pod, handler isorun → "), "the calls made are shown: \(text())")
+        #expect(engine.hasPrefix("/tmp/\(projectPrefix)-engines-") && !FileManager.default.fileExists(atPath: engine), "\(engine) left")
+        #expect(mounts(under: engine).isEmpty && Engines.processes(mentioning: engine).isEmpty, "mounts or processes of \(engine) left")
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/\(projectPrefix)-lesson05-\(pid)"), "network namespace left")
+        let cgroups = Cleanup.cgroupParents().filter { FileManager.default.fileExists(atPath: $0.string + "/cri-lesson-\(pid)") }
+        #expect(cgroups.isEmpty, "cgroups left: \(cgroups)")
+    }
+
     @Test("without python3 (or grpcio) the act says what to install, skips, and makes nothing",
           .enabled(if: containerdInstalled, "containerd is not installed: apt-get install containerd"))
     func withoutGRPC() throws {
