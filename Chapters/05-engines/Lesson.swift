@@ -290,7 +290,7 @@ struct Lesson {
             "                          \"default-runtime\": \"isorun\"}",
             "# or: dockerd --add-runtime isorun=\(path) --default-runtime isorun",
         ] { say(style.dim("  │ ") + line) }
-        say("  containerd's CRI plugin (/etc/containerd/config.toml): the runc shim, another binary")
+        say("  containerd's CRI plugin (/etc/containerd/config.toml), as Step 11 ran it")
         for line in [
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.isorun]",
             "  runtime_type = \"io.containerd.runc.v2\"",
