@@ -60,7 +60,7 @@ extension Lesson {
     func cri(in folder: FilePath) throws {
         say(style.bold("Step 11 · A pod through containerd's CRI") + "  (what a kubelet asks for)")
         if let missing = criMissing() {
-            say(style.yellow("CRI: \(missing) — skipping the CRI act."))
+            sayWrapped("CRI act skipped: \(missing)", hanging: "  ", style: { style.yellow($0) })
             say()
             return
         }
