@@ -9,6 +9,8 @@
 // its call log.
 //
 //   chapter-05             the lesson (root; podman, containerd and docker.io from Debian)
+//   chapter-05 cri         only its CRI act: a pod through containerd's CRI, the kubelet's
+//                          calls (cri_pod.py, Python with grpcio) and what isorun was asked
 //
 // Read next: containers.conf(5), conmon(8), containerd-config.toml(5), ctr(8), dockerd(8),
 // the runtime-spec's runtime.md, Kubernetes' "Runtime Class" page.
@@ -21,12 +23,30 @@ import SystemPackage
 struct Chapter05: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter-05",
-        abstract: "Adding a runtime: podman, containerd and Docker run this project's runtime, isorun.")
+        abstract: "Adding a runtime: podman, containerd and Docker run this project's runtime, isorun.",
+        subcommands: [WholeLesson.self, CRIAct.self],
+        defaultSubcommand: WholeLesson.self)
+}
 
+struct WholeLesson: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lesson", abstract: "The lesson: podman, containerd, Docker and containerd's CRI run isorun (the default).")
+    @OptionGroup var setup: LessonSetup
+    func run() throws { setup.start { try $0.run() } }
+}
+
+struct CRIAct: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cri", abstract: "Only the CRI act: a kubelet's calls for one pod, and the isorun commands each caused.")
+    @OptionGroup var setup: LessonSetup
+    func run() throws { setup.start { try $0.runCRI() } }
+}
+
+struct LessonSetup: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A root filesystem instead of the built-in one.", valueName: "DIR"))
     var rootfs: String?
 
-    func run() throws {
+    func start(_ act: (Lesson) throws -> Void) {
         reportingErrors("chapter-05") {
             try Preflight.require([Preflight.kernel(), Preflight.root(why: "engines create namespaces, mounts and cgroups")])
             // isorun is built beside us (`swift build` builds every product).
@@ -43,8 +63,7 @@ struct Chapter05: ParsableCommand {
             // Ctrl-C reaches the engine's client (same process group) and stays pending
             // here: the lesson stops after that command and still removes what it made.
             blockSignalsForSupervision()
-            let lesson = Lesson(runtime: runtime, rootfs: root.path)
-            try lesson.run()
+            try act(Lesson(runtime: runtime, rootfs: root.path))
         }
     }
 }

@@ -44,7 +44,21 @@ struct Lesson {
             say(style.yellow("Docker is not installed (\(dockerMissing.joined(separator: ", ")) missing): apt-get install docker.io — skipping Docker."))
             say()
         }
+        try cri(in: folder.appending("cri"))
         registrations()
+    }
+
+    /// The CRI act alone (`chapter-05 cri`).
+    func runCRI() throws {
+        continueOnClosedOutput()
+        say(style.bold("Chapter 05 · Adding a runtime: the kubelet's path"))
+        say("A kubelet speaks only CRI (gRPC) to an engine. containerd's CRI plugin turns")
+        say("each call into runtime commands, through its runc shim. The runtime here:")
+        say("  " + style.cyan(runtime.string))
+        say()
+        let folder = try FileSystem.makeTemporaryDirectory(purpose: "engines")
+        defer { try? FileSystem.removeTree(folder) }
+        try cri(in: folder.appending("cri"))
     }
 
     // MARK: podman
@@ -269,14 +283,14 @@ struct Lesson {
 
     func registrations() {
         let path = runtime.string
-        say(style.bold("Step 11 · The same runtime, registered elsewhere") + "  (not run here)")
+        say(style.bold("Step 12 · The same runtime, registered elsewhere") + "  (not run here)")
         say("  Docker, for good: daemon.json instead of --add-runtime, and the default for every container")
         for line in [
             "/etc/docker/daemon.json: {\"runtimes\": {\"isorun\": {\"path\": \"\(path)\"}},",
             "                          \"default-runtime\": \"isorun\"}",
             "# or: dockerd --add-runtime isorun=\(path) --default-runtime isorun",
         ] { say(style.dim("  │ ") + line) }
-        say("  containerd's CRI plugin (/etc/containerd/config.toml): the runc shim, another binary")
+        say("  containerd's CRI plugin (/etc/containerd/config.toml), as Step 11 ran it")
         for line in [
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.isorun]",
             "  runtime_type = \"io.containerd.runc.v2\"",

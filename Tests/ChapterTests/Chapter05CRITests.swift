@@ -1,6 +1,6 @@
 // Chapter 05, the kubelet's path: a pod of two containers through containerd's CRI
 // plugin, with isorun and then runc as the runtime handler, driven by the calls a kubelet
-// makes (Tests/CRI/cri_pod.py, a gRPC client over Python's grpcio) and observed from the
+// makes (Chapters/05-engines/cri_pod.py, a gRPC client over Python's grpcio) and observed from the
 // host. containerd runs inside a network namespace the test made, so the CNI bridge and
 // the pod's veth are made there and nothing reaches this machine's interfaces.
 import Foundation
@@ -18,9 +18,9 @@ let pythonWithGRPC: String? = {
     return nil
 }()
 
-/// The client script, beside the test sources.
+/// The client script, in chapter 05's folder (its lesson runs the same file).
 let criClientScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("CRI/cri_pod.py").path
+    .deletingLastPathComponent().appendingPathComponent("Chapters/05-engines/cri_pod.py").path
 
 /// containerd with the CRI plugin in a temporary folder, its daemon in the network
 /// namespace `net` made, two runtime handlers (isorun, runc), the isolation-cni network,

@@ -7,8 +7,14 @@ them as bytes (generic unary calls). What the calls cause is observed from the h
 (/proc/PID/ns, /proc/PID/cgroup, cgroup files, the container logs) and printed as one
 JSON report on standard output; the Swift test (Chapter05CRITests) judges it.
 
+With --trace FILE, each call is also written to FILE as it returns, one line of
+tab-separated fields: the method, what it was about (a pod or container name), what it
+answered, and the size of the runtime's call log (--call-log) at that moment: chapter 05's
+lesson prints each call with the runtime commands it caused (the log's lines in between).
+
     cri_pod.py --socket S --handler isorun --pause IMAGE --image IMAGE \
-               --cgroup-parent /isolation/NAME/pods --log-dir DIR --daemon-pid PID
+               --cgroup-parent /isolation/NAME/pods --log-dir DIR --daemon-pid PID \
+               [--trace FILE --call-log FILE]
 """
 import argparse
 import json
@@ -111,22 +117,64 @@ def strings_map(fields, number):
 # --- the CRI calls --------------------------------------------------------------------
 
 class CRI:
-    def __init__(self, socket, log):
+    def __init__(self, socket, log, trace=None, call_log=None):
         self.channel = grpc.insecure_channel("unix://" + socket)
         self.log = log
+        self.trace = trace
+        self.call_log = call_log
+        self.names = {}  # pod and container IDs → their names, for the trace
 
-    def call(self, service, method, fields, timeout=120):
+    def call(self, service, method, fields, timeout=120, about=None):
         self.log.append(method)
         rpc = self.channel.unary_unary("/runtime.v1.%s/%s" % (service, method),
                                        request_serializer=lambda b: b,
                                        response_deserializer=lambda b: b)
-        return decode(rpc(encode(fields), timeout=timeout))
+        # The first field of most requests is the pod's or the container's ID.
+        if about is None:
+            about = fields[0][1] if fields and isinstance(fields[0][1], str) else ""
+            about = self.names.get(about, about[:12])
+        try:
+            response = decode(rpc(encode(fields), timeout=timeout))
+        except grpc.RpcError as error:
+            self.write_trace(method, about, "error: %s" % error.details())
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: the pod is removed all the same (main's finally)
+            self.write_trace(method, about, "interrupted")
+            raise
+        self.write_trace(method, about, answer(method, response))
+        return response
 
-    def runtime(self, method, fields, timeout=120):
-        return self.call("RuntimeService", method, fields, timeout)
+    def write_trace(self, method, about, answered):
+        if not self.trace:
+            return
+        size = os.path.getsize(self.call_log) if self.call_log and os.path.exists(self.call_log) else 0
+        with open(self.trace, "a") as f:
+            f.write("%s\t%s\t%s\t%d\n" % (method, about, answered.replace("\t", " ").replace("\n", " ").strip(), size))
+
+    def runtime(self, method, fields, timeout=120, about=None):
+        return self.call("RuntimeService", method, fields, timeout, about)
 
     def images(self, method, fields):
         return self.call("ImageService", method, fields)
+
+
+def answer(method, response):
+    """What a call answered, in a few words (for the trace)."""
+    if method == "Version":
+        return "%s %s" % (text(response, 2), text(response, 3))
+    if method in ("RunPodSandbox", "CreateContainer"):
+        return "ID " + text(response, 1)[:12]
+    if method == "PodSandboxStatus":
+        return "IP " + text(message(message(response, 1), 5), 1)
+    if method == "ContainerStatus":
+        return ("created", "running", "exited", "unknown")[min(message(response, 1).get(3, [3])[0], 3)]
+    if method == "ImageStatus":
+        return "present" if text(message(response, 1), 1) else "absent"
+    if method == "ExecSync":
+        return "exit %d: %s" % (response.get(3, [0])[0], bytes(response.get(1, [b""])[0]).decode().strip())
+    if method in ("ListContainers", "ListPodSandbox"):
+        return "%d left" % len(response.get(1, []))
+    return "ok"
 
 
 POD, CONTAINER = 0, 1  # NamespaceMode
@@ -186,11 +234,13 @@ def main():
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--memory", type=int, default=96 * 1024 * 1024)
     parser.add_argument("--daemon-pid", type=int, required=True)
+    parser.add_argument("--trace")
+    parser.add_argument("--call-log")
     options = parser.parse_args()
 
     calls = []
     report = {"calls": calls}
-    cri = CRI(options.socket, calls)
+    cri = CRI(options.socket, calls, options.trace, options.call_log)
     sandbox = None
     containers = []
     try:
@@ -211,8 +261,10 @@ def main():
                  # network and IPC shared by the pod (POD); each container its own PID namespace.
                  (2, [(1, [(1, POD), (2, CONTAINER), (3, POD)])])]),
         ]
-        sandbox = text(cri.runtime("RunPodSandbox", [(1, sandbox_config), (2, options.handler)], timeout=180), 1)
+        sandbox = text(cri.runtime("RunPodSandbox", [(1, sandbox_config), (2, options.handler)], timeout=180,
+                                       about="web-pod, handler " + options.handler), 1)
         report["sandbox"] = sandbox
+        cri.names[sandbox] = "web-pod"
         status = cri.runtime("PodSandboxStatus", [(1, sandbox), (2, True)])
         pod = message(status, 1)
         info = json.loads(strings_map(status, 2).get("info", "{}"))
@@ -231,8 +283,9 @@ def main():
                 (11, name + ".log"),
                 (15, [(2, [(3, [(1, POD), (2, CONTAINER), (3, POD)])])]),
             ]
-            container = text(cri.runtime("CreateContainer", [(1, sandbox), (2, config), (3, sandbox_config)]), 1)
+            container = text(cri.runtime("CreateContainer", [(1, sandbox), (2, config), (3, sandbox_config)], about=name), 1)
             containers.append(container)
+            cri.names[container] = name
             cri.runtime("StartContainer", [(1, container)])
             return container
 
