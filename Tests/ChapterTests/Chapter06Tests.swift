@@ -515,7 +515,8 @@ struct LocalRegistry {
     let pid: pid_t
     var address: String { "127.0.0.1:\(port)" }
 
-    init(in folder: String) throws {
+    /// `auth`: more of config.yml (an `auth:` section), as it is written there.
+    init(in folder: String, auth: String = "") throws {
         self.folder = folder
         port = try LocalRegistry.freePort()
         let config = """
@@ -528,29 +529,45 @@ struct LocalRegistry {
             http:
               addr: 127.0.0.1:\(port)
 
-            """
+            """ + auth
         try config.write(toFile: folder + "/config.yml", atomically: true, encoding: .utf8)
-        // posix_spawn with every descriptor above 2 closed: a server that inherited one of
-        // the test's pipes would keep it open, and whoever reads that pipe would wait forever.
+        let executable = Command.find("docker-registry")?.string ?? "/usr/bin/docker-registry"
+        pid = try LocalRegistry.spawnServer(executable, ["serve", folder + "/config.yml"], log: folder + "/log")
+        // Ready when it accepts a connection.
+        for _ in 0..<100 where !LocalRegistry.accepts(port) { usleep(50_000) }
+        #expect(LocalRegistry.accepts(port), "docker-registry did not start: \((try? String(contentsOfFile: folder + "/log", encoding: .utf8)) ?? "")")
+    }
+
+    /// Starts a server with its output in `log`, stdin /dev/null, and every descriptor
+    /// above 2 closed (posix_spawn): a server that inherited one of the test's pipes would
+    /// keep it open, and whoever reads that pipe would wait forever. Its signal mask is
+    /// emptied and every signal's action is the default: the test process blocks most
+    /// signals, and a server that inherited that (Python's does) would not end on SIGTERM.
+    static func spawnServer(_ executable: String, _ arguments: [String], log: String) throws -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, folder + "/log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
             if let fd = Int32(name), fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
         }
-        let executable = Command.find("docker-registry")?.string ?? "/usr/bin/docker-registry"
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), strdup("serve"), strdup(folder + "/config.yml"), nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
-        let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        let spawned = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EINVAL) }
-        pid = child
-        // Ready when it accepts a connection.
-        for _ in 0..<100 where !LocalRegistry.accepts(port) { usleep(50_000) }
-        #expect(LocalRegistry.accepts(port), "docker-registry did not start: \((try? String(contentsOfFile: folder + "/log", encoding: .utf8)) ?? "")")
+        return child
     }
 
     func stop() {

@@ -149,8 +149,12 @@ final class RegistryClient {
                 token = try fetchToken(challenge)
                 continue
             }
+            let body = String(decoding: data.prefix(300), as: UTF8.self)
+            if response.statusCode == 401, token != nil {
+                throw IsolationError("\(base)\(path): the registry refused the token its token service gave (401): \(body)",
+                                     hint: "a registry answers so for a repository that does not exist or needs a login (not supported here)")
+            }
             guard response.statusCode == 200 else {
-                let body = String(decoding: data.prefix(300), as: UTF8.self)
                 throw IsolationError("\(base)\(path): the registry answered \(response.statusCode): \(body)",
                                      hint: response.statusCode == 404 ? "check the name and tag" : nil)
             }
