@@ -248,7 +248,15 @@ struct Chapter06Tests {
 
         // The kernel's own account of each mount: lowerdir is the store's layer folders.
         let layerDirs = image.manifest.layers.reversed().map { store.layerDirectory($0).string }.joined(separator: ":")
-        let table = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+        // mountinfo is made afresh for each read(2): when other programs mount and unmount
+        // meanwhile, a read in several pieces can miss a line. Read it again until both show.
+        var table: [Substring] = []
+        for _ in 0..<20 {
+            table = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+            let found = [first, second].allSatisfy { root in table.contains { $0.split(separator: " ")[4] == Substring(root.rootfs.string) } }
+            if found { break }
+            usleep(50_000)
+        }
         for root in [first, second] {
             let line = table.first { $0.split(separator: " ")[4] == Substring(root.rootfs.string) }
             #expect(line?.contains(" - overlay ") == true, "\(root.rootfs) is an overlay mount: \(line ?? "none")")
