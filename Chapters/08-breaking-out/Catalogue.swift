@@ -5,8 +5,8 @@ import Isolation
 import SystemPackage
 
 enum Escape: String, CaseIterable {
-    case chroot, disk, shocker, corePattern = "core-pattern", sysrq, kcore, firmware, signal, ptrace, module, clock,
-         nested, rawSocket = "raw-socket", setuid
+    case chroot, disk, shocker, corePattern = "core-pattern", sysrq, kcore, devMem = "dev-mem", firmware, signal, ptrace,
+         module, clock, nested, keyring, rawSocket = "raw-socket", setuid
 
     /// One line of history: where the escape comes from, what it gets.
     var story: String {
@@ -17,12 +17,14 @@ enum Escape: String, CaseIterable {
         case .corePattern: "kernel.core_pattern `|prog` runs prog as host root at a crash"
         case .sysrq: "/proc/sysrq-trigger: one byte reboots or crashes the host"
         case .kcore: "/proc/kcore is the kernel's memory"
+        case .devMem: "/dev/mem is the machine's physical memory: mknod it, read it"
         case .firmware: "/sys/firmware: the machine's memory map and ACPI tables"
         case .signal: "kill(2) a process of the host"
         case .ptrace: "ptrace(2) a process of the host: its memory is ours"
         case .module: "init_module(2): our code in the kernel"
         case .clock: "settimeofday(2): one clock for every container and the host"
         case .nested: "unshare(2) a user namespace: every capability again"
+        case .keyring: "keyctl(2): root's user keyring is one for host and container"
         case .rawSocket: "a packet socket on the host's interface sees its traffic"
         case .setuid: "a set-user-ID root program left in a shared folder (a volume)"
         }
@@ -37,12 +39,14 @@ enum Escape: String, CaseIterable {
         case .corePattern: "/proc/sys is mounted read-only; no capability is needed to write it as root"
         case .sysrq: "/proc/sysrq-trigger is mounted read-only; no capability is needed to write it as root"
         case .kcore: "reading it needs CAP_SYS_RAWIO (and it is masked)"
+        case .devMem: "CAP_MKNOD and CAP_SYS_RAWIO are not in the default set (and the device cgroup denies it)"
         case .firmware: "/sys/firmware is masked (an empty read-only tmpfs); no capability is needed to read it as root"
         case .signal: "the PID namespace: the host's processes have no PID inside"
         case .ptrace: "the PID namespace: the host's processes have no PID inside"
         case .module: "init_module needs CAP_SYS_MODULE"
         case .clock: "setting the clock needs CAP_SYS_TIME"
         case .nested: "no capability is needed for a user namespace: seccomp refuses unshare and clone's CLONE_NEW* flags"
+        case .keyring: "keys are kept by uid, and no capability is needed to search one's own: seccomp refuses keyctl (and in a user namespace @u is another keyring)"
         case .rawSocket: "the network namespace: the host's interfaces are not in it"
         case .setuid: "root inside is uid 100000 on the host: the program is set-user-ID to nobody of note"
         }

@@ -9,6 +9,10 @@ struct Lab {
     let folder: FilePath
     /// Written into the marker file: an escape that prints it has read the host's file.
     let token: String
+    /// The payload of the key the keyring escape looks for (another secret than `token`).
+    let keyToken: String
+    /// The key's description: root's user keyring holds it during the keyring attempts only.
+    var keyDescription: String { "isolation-breakout-\(getpid())" }
     var rootfs: FilePath { folder.appending("rootfs") }
     /// The folder rungs 2 to 6 share as /shared; rung 1's /shared is in its root.
     var shared: FilePath { folder.appending("shared") }
@@ -34,14 +38,15 @@ struct Lab {
             throw IsolationError("the escapes' source \(source) is missing", hint: "run chapter-08 from the project's own build")
         }
         let folder = try FileSystem.makeTemporaryDirectory(purpose: "breakout")
-        var token = ""
+        var token = "", keyToken = ""
         do {
             chmod(folder.string, 0o755)
             let random = try FileDescriptor.open("/dev/urandom", .readOnly)
-            var bytes = [UInt8](repeating: 0, count: 8)
+            var bytes = [UInt8](repeating: 0, count: 16)
             _ = try random.closeAfter { try bytes.withUnsafeMutableBytes { try random.read(into: $0) } }
-            token = "isolation-token-" + bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
-            let lab = Lab(folder: folder, token: token)
+            token = "isolation-token-" + bytes.prefix(8).map { String($0, radix: 16).leftPadded(2) }.joined()
+            keyToken = "isolation-key-" + bytes.suffix(8).map { String($0, radix: 16).leftPadded(2) }.joined()
+            let lab = Lab(folder: folder, token: token, keyToken: keyToken)
             try inStage("making the lab in \(folder)") {
                 for name in ["host", "rootfs"] { try FileSystem.makeDirectory(folder.appending(name)) }
                 try FileSystem.writeFile(lab.marker, token + "\n", mode: 0o644)
@@ -82,6 +87,9 @@ struct Lab {
         case .sysrq:
             return FileSystem.exists("/proc/sysrq-trigger") ? .success([]) : .failure(NotHere("this kernel has no /proc/sysrq-trigger"))
         case .kcore: return FileSystem.exists("/proc/kcore") ? .success([]) : .failure(NotHere("this kernel has no /proc/kcore"))
+        case .devMem:
+            return hostMemory().map { _ in [Lab.memoryOffset] }
+        case .keyring: return .success([keyDescription])
         case .module: return FileSystem.exists("/proc/modules") ? .success([]) : .failure(NotHere("this kernel loads no modules"))
         case .firmware:
             return FileSystem.exists(Lab.firmwareFile) ? .success([Lab.firmwareFile.string]) : .failure(NotHere("this machine has no \(Lab.firmwareFile)"))
@@ -93,6 +101,42 @@ struct Lab {
         case .setuid: return .success(["/shared"])
         case .corePattern, .clock, .nested: return .success([])
         }
+    }
+
+    /// Where the /dev/mem escape reads: the last 16 bytes of a PC's BIOS (its reset
+    /// vector and date), which the kernel lets root read even with STRICT_DEVMEM.
+    static let memoryOffset = "0xffff0"
+
+    /// The 16 bytes at `memoryOffset`, in hex, as the host reads them itself (through
+    /// /dev/mem, or a node of its own in the lab when /dev has none), or why it cannot.
+    func hostMemory() -> Result<String, NotHere> {
+        #if arch(x86_64)
+        // /sys/dev/char/1:1 is there when the kernel has /dev/mem (CONFIG_DEVMEM).
+        guard FileSystem.exists("/sys/dev/char/1:1") else { return .failure(NotHere("this kernel has no /dev/mem")) }
+        var path = "/dev/mem"
+        if !FileSystem.exists(FilePath(path)) {
+            path = folder.appending("host/mem").string
+            unlink(path)
+            guard mknod(path, S_IFCHR | 0o600, (1 << 8) | 1) == 0 else { return .failure(NotHere("the host cannot make a /dev/mem node: errno \(errno)")) }
+        }
+        defer { if path != "/dev/mem" { unlink(path) } }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return .failure(NotHere("the host cannot open /dev/mem: errno \(errno)")) }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 16, 0xffff0) }
+        guard read == 16 else { return .failure(NotHere("the host cannot read /dev/mem at \(Lab.memoryOffset)")) }
+        return .success(bytes.map { String($0, radix: 16).leftPadded(2) }.joined())
+        #else
+        return .failure(NotHere("the escape reads a PC's BIOS area (x86_64 only)"))
+        #endif
+    }
+
+    /// The host's key for the keyring escape, through the escape program's host side
+    /// (`--add-key`, `--read-key`, `--remove-key`: keyctl(2) has no Glibc wrapper).
+    func hostKey(_ action: String) -> CommandOutput? {
+        let arguments = action == "--add-key" ? [action, keyDescription, keyToken] : [action, keyDescription]
+        return try? Command.run(rootfs.appending("escape"), arguments)
     }
 
     /// Where the firmware's memory map starts: the host reads it too, and compares.
@@ -152,7 +196,15 @@ struct Lab {
         case .failure(let notHere): return Outcome(kind: .notApplicable, cell: "n/a", detail: notHere.reason)
         case .success(let found): arguments = found
         }
-        let before = hostSnapshot()
+        // The key the keyring escape looks for is in root's user keyring during its attempt only.
+        if escape == .keyring {
+            let added = hostKey("--add-key")
+            guard added?.status == .exited(0) else {
+                return Outcome(kind: .notApplicable, cell: "n/a", detail: "the host cannot add a key: \(added?.standardError.trimmed ?? "")")
+            }
+        }
+        defer { if escape == .keyring { _ = hostKey("--remove-key") } }
+        let before = hostSnapshot(escape)
         // Each attempt starts from an empty /tmp: what one left must not help (or hinder) the next.
         for folder in [rootfs.appending("tmp"), sharedOnHost(column)] {
             for name in (try? FileSystem.contentsOfDirectory(folder)) ?? [] { try? FileSystem.removeTree(folder.appending(name)) }
@@ -177,7 +229,7 @@ struct Lab {
         let verdict = sharedOnHost(column).appending("verdict")
         var outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
         outcome = verify(outcome, escape, column, markerProcess)
-        let after = hostSnapshot()
+        let after = hostSnapshot(escape)
         for (what, value) in before where after[what] != value {
             hostChanges.append("\(escape.rawValue) in column \(column.heading) changed \(what)")
         }
@@ -221,6 +273,15 @@ struct Lab {
             if outcome.kind == .escaped && !outcome.detail.contains(token) {
                 outcome = Outcome(kind: .unclear, cell: "?", detail: "read something, but not the host's token: \(outcome.detail)")
             }
+        case .keyring:
+            if outcome.kind == .escaped && !outcome.detail.contains(keyToken) {
+                outcome = Outcome(kind: .unclear, cell: "?", detail: "read something, but not the host's key: \(outcome.detail)")
+            }
+        case .devMem:
+            let hosts = (try? hostMemory().get()) ?? ""
+            if outcome.kind == .escaped && (hosts.isEmpty || !outcome.detail.hasSuffix(": " + hosts)) {
+                outcome = Outcome(kind: .unclear, cell: "?", detail: "read something, but not the host's \(hosts): \(outcome.detail)")
+            }
         case .firmware:
             let hosts = ((try? FileSystem.readString(Lab.firmwareFile)) ?? "").trimmed
             if outcome.kind == .escaped && (hosts.isEmpty || !outcome.detail.hasSuffix(": " + hosts)) {
@@ -261,13 +322,16 @@ struct Lab {
         return outcome
     }
 
-    /// What no escape may leave changed: the marker, the machine's core_pattern, mounts.
-    func hostSnapshot() -> [String: String] {
-        [
+    /// What no escape may leave changed: the marker, the machine's core_pattern, mounts
+    /// (and the host's key, around the keyring escape).
+    func hostSnapshot(_ escape: Escape) -> [String: String] {
+        var snapshot = [
             "the marker file": (try? FileSystem.readString(marker)) ?? "(gone)",
             "kernel.core_pattern": (try? FileSystem.readString("/proc/sys/kernel/core_pattern")) ?? "",
             "the host's mounts": mountsUnderFolder().joined(separator: " "),
         ]
+        if escape == .keyring { snapshot["the host's key"] = hostKey("--read-key").map { "\($0.status) \($0.standardOutput)" } ?? "" }
+        return snapshot
     }
 
     /// Mount points of the host's mount namespace inside our folder (rung 1 shares it).

@@ -77,7 +77,7 @@ struct Lesson: ParsableCommand {
             }
             say()
             if lab.hostChanges.isEmpty {
-                sayWrapped("The host after every attempt: the marker file, kernel.core_pattern and the host's mounts as they were; the marked process ended only where the table says ESCAPED.", hanging: "")
+                sayWrapped("The host after every attempt: the marker file, kernel.core_pattern, the host's mounts and its key as they were; the marked process ended only where the table says ESCAPED.", hanging: "")
             } else {
                 failed = true
                 for change in lab.hostChanges { say(style.red("host changed: ") + change) }

@@ -11,8 +11,11 @@
  * the host looks.
  *
  *     /escape --handle FILE
+ *     /escape --add-key DESCRIPTION PAYLOAD | --read-key DESCRIPTION | --remove-key DESCRIPTION
  *
- * (on the host, for the shocker escape) prints FILE's handle: its type and bytes in hex.
+ * (on the host, for the shocker escape) prints FILE's handle: its type and bytes in hex;
+ * (on the host, for the keyring escape) puts a key into root's user keyring, prints its
+ * payload, takes it out again.
  *
  * Built by chapter-08 with `cc -static` (no library is needed inside the container).
  */
@@ -22,6 +25,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <linux/if_ether.h>
+#include <linux/keyctl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +159,28 @@ static int kcore_escape(void) {
     return escaped("read the kernel's memory (/proc/kcore: \\177ELF)");
 }
 
+/* /dev/mem is the machine's physical memory. The container has no node for it: make
+   one (mknod, char 1:1), open it (CAP_SYS_RAWIO), and read 16 bytes at OFFSET (the host
+   picks where it may read itself: the BIOS's last bytes, 0xffff0, on a PC). */
+static int devmem_escape(const char *offset) {
+    int fd = open("/dev/mem", O_RDONLY);
+    if (fd < 0 && errno == ENOENT) {
+        unlink("/tmp/mem");
+        if (mknod("/tmp/mem", S_IFCHR | 0600, makedev(1, 1)) != 0) return blocked("mknod /dev/mem");
+        fd = open("/tmp/mem", O_RDONLY);
+        int saved = errno;
+        unlink("/tmp/mem");
+        errno = saved;
+    }
+    if (fd < 0) return blocked("open /dev/mem");
+    unsigned char bytes[16];
+    if (pread(fd, bytes, sizeof bytes, strtol(offset, NULL, 0)) != (ssize_t)sizeof bytes) return blocked("read /dev/mem");
+    char line[200];
+    int n = snprintf(line, sizeof line, "read the machine's memory at %s: ", offset);
+    for (size_t i = 0; i < sizeof bytes; i++) n += snprintf(line + n, sizeof line - n, "%02x", bytes[i]);
+    return escaped(line);
+}
+
 /* /sys/firmware: the machine's memory map and ACPI tables, one for the whole host.
    Root may mount sysfs where there is none (our chroot has none). */
 static int firmware_escape(const char *file) {
@@ -206,6 +232,48 @@ static int nested_escape(void) {
     return escaped("root again in a nested namespace (mounted a tmpfs)");
 }
 
+/* Keys live in the kernel, by user: root's user keyring (@u) is one for every process
+   of uid 0 in the user namespace, host or container. The runtime gave us a session
+   keyring of our own, but @u is still reached by its special ID. keyctl_search links
+   the key into our thread keyring (it ends with us), so that we possess it and may
+   read it. */
+static int keyring_escape(const char *description) {
+    long id = syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, "user", description, KEY_SPEC_THREAD_KEYRING);
+    if (id < 0) return blocked("keyctl(KEYCTL_SEARCH, @u)");
+    char text[200];
+    long n = syscall(SYS_keyctl, KEYCTL_READ, id, text, sizeof text - 1);
+    if (n < 0) return blocked("keyctl(KEYCTL_READ)");
+    text[n < (long)sizeof text - 1 ? n : (long)sizeof text - 1] = 0;
+    char line[300];
+    snprintf(line, sizeof line, "read a key of the host's root: %s", text);
+    return escaped(line);
+}
+
+/* The host's side of the keyring escape: a key in root's user keyring, for a minute at
+   most (the host takes it out after the attempt; the timeout is for a host that died). */
+static int host_key(const char *what, const char *description, const char *payload) {
+    long id;
+    if (strcmp(what, "--add-key") == 0) {
+        /* Made in our thread keyring, so that we possess it and may set its timeout. */
+        id = syscall(SYS_add_key, "user", description, payload, strlen(payload), KEY_SPEC_THREAD_KEYRING);
+        if (id < 0 || syscall(SYS_keyctl, KEYCTL_SET_TIMEOUT, id, 60) != 0
+            || syscall(SYS_keyctl, KEYCTL_LINK, id, KEY_SPEC_USER_KEYRING) != 0) { perror("add_key"); return 1; }
+        return 0;
+    }
+    id = syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, "user", description, KEY_SPEC_THREAD_KEYRING);
+    if (id < 0) { perror(description); return 1; }
+    if (strcmp(what, "--remove-key") == 0) {
+        if (syscall(SYS_keyctl, KEYCTL_INVALIDATE, id) != 0) { perror("KEYCTL_INVALIDATE"); return 1; }
+        return 0;
+    }
+    char text[200];
+    long n = syscall(SYS_keyctl, KEYCTL_READ, id, text, sizeof text - 1);
+    if (n < 0) { perror("KEYCTL_READ"); return 1; }
+    text[n < (long)sizeof text - 1 ? n : (long)sizeof text - 1] = 0;
+    printf("%s\n", text);
+    return 0;
+}
+
 /* A packet socket on the host's interface sees (and forges) the host's traffic. */
 static int raw_escape(const char *interface) {
     int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
@@ -246,6 +314,8 @@ static int print_handle(const char *file) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--handle") == 0) return print_handle(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--add-key") == 0) return host_key(argv[1], argv[2], argv[3]);
+    if (argc == 3 && (strcmp(argv[1], "--read-key") == 0 || strcmp(argv[1], "--remove-key") == 0)) return host_key(argv[1], argv[2], "");
     if (argc < 3) { fprintf(stderr, "usage: escape VERDICT NAME [ARGUMENT...]\n"); return 2; }
     verdict = fopen(argv[1], "w");
     if (!verdict) { perror(argv[1]); return 2; }
@@ -259,12 +329,14 @@ int main(int argc, char **argv) {
     if (strcmp(name, "core-pattern") == 0) return core_pattern_escape();
     if (strcmp(name, "sysrq") == 0) return sysrq_escape();
     if (strcmp(name, "kcore") == 0) return kcore_escape();
+    if (strcmp(name, "dev-mem") == 0 && count == 1) return devmem_escape(arg[0]);
     if (strcmp(name, "firmware") == 0 && count == 1) return firmware_escape(arg[0]);
     if (strcmp(name, "signal") == 0 && count == 1) return signal_escape(arg[0]);
     if (strcmp(name, "ptrace") == 0 && count == 1) return ptrace_escape(arg[0]);
     if (strcmp(name, "module") == 0) return module_escape();
     if (strcmp(name, "clock") == 0) return clock_escape();
     if (strcmp(name, "nested") == 0) return nested_escape();
+    if (strcmp(name, "keyring") == 0 && count == 1) return keyring_escape(arg[0]);
     if (strcmp(name, "raw-socket") == 0 && count == 1) return raw_escape(arg[0]);
     if (strcmp(name, "setuid") == 0 && count == 1) return setuid_escape(arg[0]);
     fprintf(verdict, "n/a unknown escape %s\n", name);

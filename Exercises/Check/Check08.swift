@@ -52,6 +52,8 @@ private let escapeHints: [String: String] = [
     "core-pattern": "the container writes the host's /proc/sys: proc(5), and the runtime-spec's readonlyPaths",
     "sysrq": "the container may write /proc/sysrq-trigger: proc(5), and the runtime-spec's readonlyPaths",
     "kcore": "the container reads the kernel's memory: capabilities(7) (CAP_SYS_RAWIO), and maskedPaths",
+    "dev-mem": "the container reads the machine's physical memory: capabilities(7), CAP_MKNOD and CAP_SYS_RAWIO must not be in its sets",
+    "keyring": "the container reads a key of the host's root from root's user keyring: keyrings(7); a layer must refuse keyctl(2), or root inside must be another user (user_namespaces(7))",
     "firmware": "the container reads /sys/firmware: the runtime-spec's maskedPaths",
     "signal": "the container reaches the host's processes: pid_namespaces(7)",
     "ptrace": "the container traces the host's processes: pid_namespaces(7), ptrace(2)",

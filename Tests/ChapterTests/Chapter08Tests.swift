@@ -21,12 +21,14 @@ struct Chapter08Tests {
         "core-pattern": ["E", "E", "E", "E", "EROFS", "EACCES"],
         "sysrq":        ["E", "E", "E", "E", "EROFS", "EROFS"],
         "kcore":        ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
+        "dev-mem":      ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
         "firmware":     ["E", "E", "E", "E", "ENOENT", "ENOENT"],
         "signal":       ["E", "ESRCH", "ESRCH", "ESRCH", "ESRCH", "ESRCH"],
         "ptrace":       ["E", "ESRCH", "ESRCH", "EPERM", "EPERM", "EPERM"],
         "module":       ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
         "clock":        ["E", "E", "EPERM", "EPERM", "EPERM", "EPERM"],
         "nested":       ["EPERM", "E", "E", "EPERM", "EPERM", "EPERM"],
+        "keyring":      ["E", "E", "E", "EPERM", "EPERM", "EPERM"],
         "raw-socket":   ["E", "ENODEV", "EPERM", "EPERM", "EPERM", "EPERM"],
         "setuid":       ["E", "E", "E", "E", "E", "mapped"],
     ]
@@ -36,6 +38,8 @@ struct Chapter08Tests {
         var names: Set<String> = []
         if !FileManager.default.fileExists(atPath: "/proc/sysrq-trigger") { names.insert("sysrq") }
         if !FileManager.default.fileExists(atPath: "/proc/kcore") { names.insert("kcore") }
+        // The kernel has /dev/mem (CONFIG_DEVMEM), whether or not /dev holds its node.
+        if !FileManager.default.fileExists(atPath: "/sys/dev/char/1:1") { names.insert("dev-mem") }
         if !FileManager.default.fileExists(atPath: "/proc/modules") { names.insert("module") }
         if !FileManager.default.fileExists(atPath: "/sys/firmware/memmap/0/end") { names.insert("firmware") }
         return names
@@ -71,6 +75,13 @@ struct Chapter08Tests {
         for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
             let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
             if command.contains("chapter-08\0marker") || command.contains("/escape\0/tmp/verdict") { found.append("process \(pid)") }
+        }
+        // The keyring escape's key (in root's user keyring during its attempts only).
+        let keys = (try? String(contentsOfFile: "/proc/keys", encoding: .utf8)) ?? ""
+        // (An invalidated or dead key, flag i or D, waits for the kernel's collector: gone.)
+        for line in keys.split(separator: "\n") where line.contains("isolation-breakout-") {
+            let flags = line.split(separator: " ").dropFirst().first ?? ""
+            if !flags.contains("i") && !flags.contains("D") { found.append("key: \(line)") }
         }
         return found
     }
@@ -119,6 +130,26 @@ struct Chapter08Tests {
         #expect(Self.table(result.stdout).isEmpty, "two rungs make no full row")
         #expect(result.stdout.contains("chroot       ESCAPED  ENOENT"), "\(result.stdout)")
         #expect(result.stdout.contains("signal       ESCAPED  ESRCH"), "\(result.stdout)")
+    }
+
+    @Test("the keyring escape reads the host's key below seccomp, /dev/mem the host's bytes; the key is gone afterwards")
+    func keyringAndMemory() throws {
+        let before = Self.leftovers()
+        let result = try run(product("chapter-08"), ["--escape", "dev-mem", "--escape", "keyring", "--rung", "2", "--rung", "4"], timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        // The key's payload is random, and only in the host's key: the escape read it there.
+        let prose = result.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(prose.range(of: #"read a key of the host's root: isolation-key-[0-9a-f]{16}"#, options: .regularExpression) != nil, "\(result.stdout)")
+        #expect(result.stdout.contains("keyring      ESCAPED  EPERM"), "\(result.stdout)")
+        if Self.absent.contains("dev-mem") {
+            #expect(result.stdout.contains("dev-mem      n/a      n/a"), "\(result.stdout)")
+        } else {
+            // The host compared the bytes with its own read of /dev/mem (else the cell is `?`).
+            #expect(result.stdout.contains("dev-mem      ESCAPED  EPERM"), "\(result.stdout)")
+            #expect(prose.range(of: #"read the machine's memory at 0xffff0: [0-9a-f]{32}"#, options: .regularExpression) != nil, "\(result.stdout)")
+        }
+        #expect(!result.stdout.contains("host changed"), "\(result.stdout)")
+        #expect(Self.leftovers().filter { !before.contains($0) }.isEmpty, "left behind: \(Self.leftovers())")
     }
 
     @Test("bad input: a rung or an escape that does not exist is refused, and nothing is made")
@@ -198,9 +229,9 @@ struct Chapter08LeakyVesselsTests {
                 "needs root, a C compiler and runc (apt: runc) for its `runc spec`"))
 struct Chapter08ConfigTests {
     /// runc's own starter config: capabilities cut to three, masked and read-only paths,
-    /// but no seccomp profile and no user namespace. The nested namespace and the
-    /// set-user-ID program get through; everything else is stopped.
-    @Test func runcSpecLetsTwoThrough() throws {
+    /// but no seccomp profile and no user namespace. The nested namespace, root's user
+    /// keyring and the set-user-ID program get through; everything else is stopped.
+    @Test func runcSpecLetsThreeThrough() throws {
         let folder = try TemporaryFolder("runc-spec")
         defer { folder.remove() }
         let runc = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }!
@@ -216,7 +247,7 @@ struct Chapter08ConfigTests {
         }
         #expect(cells.count == Chapter08Tests.expected.count, "one cell per escape: \(result.stdout)")
         let escaped = Set(cells.filter { $0.value == "ESCAPED" }.keys)
-        #expect(escaped == ["nested", "setuid"], "\(result.stdout)")
+        #expect(escaped == ["nested", "keyring", "setuid"], "\(result.stdout)")
         #expect(!cells.values.contains("?"), "\(result.stdout)")
         #expect(Chapter08Tests.leftovers().filter { !before.contains($0) }.isEmpty)
     }
