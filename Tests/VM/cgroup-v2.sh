@@ -237,6 +237,7 @@ squote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 mkdir -p "$WORK/job/job"
 {
     echo "BUNDLE=$(squote "$BUNDLE")"
+    echo "PACKAGE=$(squote "$PACKAGE_ROOT")"  # the chapters' sources too (chapter 08 builds escapes.c)
     echo "FILTER=$(squote "$FILTER")"
     # The guest's own watchdog fires first, to say what hung (guest-init.sh).
     echo "GUEST_TIMEOUT=$((VM_TIMEOUT > 240 ? VM_TIMEOUT - 120 : VM_TIMEOUT / 2))"

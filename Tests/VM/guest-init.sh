@@ -9,7 +9,7 @@
 # the serial console for the host script to parse, and powers off.
 #
 # What to run comes from /job/params, a second cpio archive the host script appends to
-# the cached initramfs for each run (BUNDLE, FILTER, GUEST_TIMEOUT, NO_COLOR).
+# the cached initramfs for each run (BUNDLE, PACKAGE, FILTER, GUEST_TIMEOUT, NO_COLOR).
 
 /bin/busybox mkdir -p /proc /sys /dev /host /tmp
 /bin/busybox mount -t proc proc /proc
@@ -60,11 +60,13 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroo
 # and /tmp (seen through 9p) would be wrong or read-only. /run and /var/tmp: writable
 # scratch for anything that expects it.
 # A bundle under a folder that is about to be covered (a CI clone in /tmp): hold its
-# folder aside, and bind it back at the same path on the fresh tmpfs below.
+# package (or, outside one, its folder) aside, and bind it back at the same path on the
+# fresh tmpfs below. The package, not only .build: tests read sources from it too.
 keep=""
 case $BUNDLE in
     /tmp/* | /var/tmp/* | /run/*)
         keep=${BUNDLE%/*}
+        case $BUNDLE in "${PACKAGE:-/nonexistent}"/*) keep=$PACKAGE ;; esac
         mkdir -p /keep && mount -o bind "/host$keep" /keep || fail "cannot hold $keep aside" ;;
 esac
 mount -t proc proc /host/proc || fail "mount /host/proc"
