@@ -71,6 +71,10 @@ extension Lesson {
         // its bridge and the pod's veth there, and nothing reaches this machine's interfaces.
         let namespace = "\(projectPrefix)-lesson05-\(getpid())"
         let runDirectoryExisted = Engines.Containerd.runDirectoryExists()
+        // `ip netns add` makes /run/netns a mount point (and the folder) the first time;
+        // both go again at the end if they were not there before.
+        let netnsFolderExisted = FileSystem.exists("/run/netns")
+        let netnsFolderMounted = ((try? MountInfo.table()) ?? []).contains { $0.mountPoint == "/run/netns" }
         var daemon: ChildProcess? = nil
         defer {
             if let daemon {
@@ -83,6 +87,10 @@ extension Lesson {
             engine.removeCgroups()
             Engines.Containerd.removeRunDirectory(existedBefore: runDirectoryExisted)
             _ = try? Command.run(ip, ["netns", "delete", namespace])
+            if (try? FileSystem.contentsOfDirectory("/run/netns"))?.isEmpty == true {
+                if !netnsFolderMounted { try? Mount.unmount("/run/netns", detach: true) }
+                if !netnsFolderExisted { rmdir("/run/netns") }
+            }
         }
         try check(Command.run(ip, ["netns", "add", namespace]), "ip netns add \(namespace)")
         try check(Command.run(ip, ["-n", namespace, "link", "set", "lo", "up"]), "ip -n \(namespace) link set lo up")

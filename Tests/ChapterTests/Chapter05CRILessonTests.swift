@@ -13,6 +13,7 @@ struct Chapter05CRILessonTests {
           .enabled(if: pythonWithGRPC != nil, "the CRI client needs Python's grpcio: pip install grpcio"),
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/lib/cni/loopback"), "apt-get install containernetworking-plugins"))
     func act() throws {
+        let netnsMountedBefore = mounts(under: "/run/netns").contains("/run/netns")
         _ = try builtInRootfs()
         let folder = try TemporaryFolder("ch05-cri-lesson")
         defer { folder.remove() }
@@ -81,6 +82,7 @@ struct Chapter05CRILessonTests {
         #expect(mounts(under: engineFolder).isEmpty && Engines.processes(mentioning: engineFolder).isEmpty)
         let namespace = lines.first { $0.contains("network namespace \(projectPrefix)-lesson05-") }?.split(separator: " ").last.map(String.init) ?? "?"
         #expect(namespace.hasPrefix("\(projectPrefix)-lesson05-") && !FileManager.default.fileExists(atPath: "/run/netns/\(namespace)"), "netns \(namespace) left")
+        #expect(mounts(under: "/run/netns").contains("/run/netns") == netnsMountedBefore, "ip netns add's /run/netns mount was left")
         let cgroups = Cleanup.cgroupParents().flatMap { parent in
             ((try? FileManager.default.contentsOfDirectory(atPath: parent.string)) ?? []).filter { $0.hasPrefix("cri-lesson-") }
         }
