@@ -72,12 +72,18 @@ public struct Spec: ParsableCommand {
     @OptionGroup public var globals: GlobalOptions
     @Option(name: [.customShort("b"), .long], help: "The bundle folder.") public var bundle: String = "."
     @Flag(help: "Set process.terminal (needs --console-socket at create).") public var terminal = false
+    @Flag(name: .customLong("no-seccomp"), help: "Leave linux.seccomp out, as `runc spec` does.") public var noSeccomp = false
     public init() {}
     public func run() throws {
         try globals.reporting("spec") {
             let path = FilePath(bundle).appending(OCIConfig.fileName)
             if FileSystem.exists(path) { throw IsolationError("\(path) already exists", hint: "remove it first") }
-            let config = OCIConfig.defaultSpec(terminal: terminal, cgroupNamespace: CgroupMode.detect() == .unified)
+            var config = OCIConfig.defaultSpec(terminal: terminal, cgroupNamespace: CgroupMode.detect() == .unified)
+            // runc's starter has no seccomp profile: the engines add theirs (Docker's and
+            // podman's deny-list) at create. A config written by hand and run by the runtime
+            // alone would get none, so this one carries the library's deny-list, the
+            // profile of chapter 08's rung 4 (OCIDefaultSeccomp.swift).
+            if !noSeccomp { config.linux?.seccomp = .containerDefault }
             try FileSystem.writeFile(path, config.encodedJSON())
         }
     }

@@ -252,6 +252,34 @@ struct Chapter08ConfigTests {
         #expect(Chapter08Tests.leftovers().filter { !before.contains($0) }.isEmpty)
     }
 
+    /// `isorun spec` writes runc's starter with the library's deny-list as its seccomp
+    /// profile, and `--no-seccomp` writes runc's starter as it is: the catalogue sees
+    /// exactly that difference. Seccomp stops the nested namespace and the keyring; only
+    /// the set-user-ID program (no user namespace) still gets through. Without the profile
+    /// the same three escapes as under `runc spec` get through.
+    @Test func isorunSpecCarriesTheDefaultProfile() throws {
+        for (flags, through) in [([String](), Set(["setuid"])), (["--no-seccomp"], Set(["nested", "keyring", "setuid"]))] {
+            let folder = try TemporaryFolder("isorun-spec")
+            defer { folder.remove() }
+            let spec = try run(product("isorun"), ["spec", "--bundle", folder.path] + flags, timeout: 30)
+            try #require(spec.status == 0, "\(spec)")
+            let config = try OCIConfig.load(bundle: FilePath(folder.path))
+            #expect(config.linux?.seccomp == (flags.isEmpty ? OCIConfig.Seccomp.containerDefault : nil), "spec \(flags)")
+            let before = Chapter08Tests.leftovers()
+            let result = try run(product("chapter-08"), ["--config", folder.path + "/config.json"], timeout: 300)
+            #expect(result.status == 0, "\(result)")
+            var cells: [String: String] = [:]
+            for line in result.stdout.split(separator: "\n") {
+                let words = line.split(separator: " ").map(String.init)
+                if words.count == 2, Chapter08Tests.expected[words[0]] != nil { cells[words[0]] = words[1] }
+            }
+            #expect(cells.count == Chapter08Tests.expected.count, "one cell per escape: \(result.stdout)")
+            #expect(Set(cells.filter { $0.value == "ESCAPED" }.keys) == through, "spec \(flags): \(result.stdout)")
+            #expect(!cells.values.contains("?"), "\(result.stdout)")
+            #expect(Chapter08Tests.leftovers().filter { !before.contains($0) }.isEmpty)
+        }
+    }
+
     @Test func aConfigThatIsNotOneIsRefusedBeforeAnythingIsMade() throws {
         let folder = try TemporaryFolder("bad-config")
         defer { folder.remove() }
