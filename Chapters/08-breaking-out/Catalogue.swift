@@ -6,7 +6,7 @@ import SystemPackage
 
 enum Escape: String, CaseIterable {
     case chroot, disk, shocker, corePattern = "core-pattern", sysrq, kcore, devMem = "dev-mem", firmware, signal, ptrace,
-         module, clock, nested, keyring, rawSocket = "raw-socket", setuid
+         module, clock, nested, keyring, rawSocket = "raw-socket", setuid, runtimeExe = "runtime-exe"
 
     /// One line of history: where the escape comes from, what it gets.
     var story: String {
@@ -27,6 +27,7 @@ enum Escape: String, CaseIterable {
         case .keyring: "keyctl(2): root's user keyring is one for host and container"
         case .rawSocket: "a packet socket on the host's interface sees its traffic"
         case .setuid: "a set-user-ID root program left in a shared folder (a volume)"
+        case .runtimeExe: "the runtime's exec enters: write its file via /proc/PID/exe (runc, 2019)"
         }
     }
 
@@ -49,8 +50,13 @@ enum Escape: String, CaseIterable {
         case .keyring: "keys are kept by uid, and no capability is needed to search one's own: seccomp refuses keyctl (and in a user namespace @u is another keyring)"
         case .rawSocket: "the network namespace: the host's interfaces are not in it"
         case .setuid: "root inside is uid 100000 on the host: the program is set-user-ID to nobody of note"
+        case .runtimeExe: "chapter 04's runtime enters a container from a read-only, detached copy of itself, and not dumpable: /proc/PID/exe cannot be opened, or only read (chapter 04, \"What isorun defends against\")"
         }
     }
+
+    /// The layer that stops the escape, where it is none of the ladder's rungs: the runtime
+    /// itself, which every rung from 2 on shares.
+    var stoppedByRuntime: Bool { self == .runtimeExe }
 }
 
 /// What one attempt came to, as the host sees it.

@@ -100,7 +100,119 @@ struct Lab {
             return .success([first])
         case .setuid: return .success(["/shared"])
         case .corePattern, .clock, .nested: return .success([])
+        case .runtimeExe: return .success([])  // attackRuntime(in:id:) finds its runtime
         }
+    }
+
+    // MARK: The runtime under attack (CVE-2019-5736)
+
+    /// The runtime whose `exec` enters the container: chapter 08 itself for rung 1 (its
+    /// chroot-run is chapter 01's jail), chapter 04's `isorun`, built next to it, for the
+    /// containers, gVisor's runsc for rung 7. The escape aims at a copy of it in the lab.
+    func runtimeOriginal(column: Column?) -> Result<FilePath, NotHere> {
+        guard let me = try? FileSystem.readLink("/proc/self/exe") else { return .failure(NotHere("cannot read /proc/self/exe")) }
+        if column?.isChroot == true { return .success(me) }
+        if column?.rung == .anotherKernel {
+            return Rung.runsc.map { .success($0) } ?? .failure(NotHere("runsc is not installed"))
+        }
+        let isorun = me.removingLastComponent().appending("isorun")
+        return FileSystem.exists(isorun) ? .success(isorun) : .failure(NotHere("no isorun next to \(me) (swift build builds it)"))
+    }
+
+    /// Runs the lab's copy of the runtime with its output in a file: `create` leaves the
+    /// container's init holding the output it was given, so a pipe would never end.
+    func runRuntime(_ copy: FilePath, _ arguments: [String]) throws -> (ok: Bool, output: String) {
+        let log = folder.appending("host/runtime.log")
+        let output = try FileDescriptor.open(log, .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                             permissions: [.ownerReadWrite])
+        defer { try? output.close() }
+        var options = SpawnOptions()
+        options.standardOutput = output
+        options.standardError = output
+        options.parentDeathSignal = SIGKILL
+        let child = try ChildProcess.spawn(copy, arguments: ["runtime"] + arguments, environment: Command.defaultEnvironment, options: options)
+        let status = try child.wait()
+        return (status == .exited(0), (try? FileSystem.readString(log)) ?? "")
+    }
+
+    /// CVE-2019-5736 needs the runtime to come into the container: the container's
+    /// process is the attacker, and the host runs `exec` into it ten times, as an engine's
+    /// health checks would, from a copy of the runtime in the lab. Then the host looks at
+    /// its copy: whatever the escape says, only a changed file is ESCAPED.
+    func attackRuntime(in column: Column, id: String) throws -> Outcome {
+        let original: FilePath
+        switch runtimeOriginal(column: column) {
+        case .failure(let notHere): return Outcome(kind: .notApplicable, cell: "n/a", detail: notHere.reason)
+        case .success(let found): original = found
+        }
+        let copy = folder.appending("host/runtime")
+        try inStage("copying \(original) to \(copy)") { try FileSystem.copyFile(from: original, to: copy) }
+        defer { unlink(copy.string) }
+        var before = stat()
+        guard stat(copy.string, &before) == 0 else { throw IsolationError("cannot stat \(copy)") }
+        let shared = sharedOnHost(column)
+        let attacker = ["/escape", "/shared/verdict", Escape.runtimeExe.rawValue, "\(before.st_dev)", "\(before.st_ino)",
+                        "/shared/ready", "/shared/done"]
+        let state = folder.appending("runtime-state").string
+        let runsc = ["--root", state, "--platform=ptrace", "--network=none"]
+        // The runtime's command line for each column: how to run the attacker, how to exec.
+        var started: ChildProcess? = nil
+        var stop: () -> Void = {}
+        let exec: [String]
+        if column.isChroot {
+            // The jail's /proc, as for every other escape at rung 1 (see attempt).
+            let proc = rootfs.appending("proc")
+            try inStage("mounting proc on \(proc)") {
+                try Mount.mount(source: "proc", target: proc, type: "proc", flags: [.noSetuid, .noDevices, .noExec])
+            }
+            stop = { umount2(proc.string, Int32(MNT_DETACH)) }
+            started = try ChildProcess.spawn("/proc/self/exe", arguments: ["chapter-08", "chroot-run", "--rootfs", rootfs.string] + attacker,
+                                             environment: ["PATH=/"],
+                                             options: { var o = SpawnOptions(); o.parentDeathSignal = SIGKILL; return o }())
+            exec = ["chroot-run", "--rootfs", rootfs.string, "/escape", "--true"]
+        } else {
+            guard var config = column.config(args: attacker, rootfs: rootfs, shared: shared) else { throw IsolationError("no config for \(column.name)") }
+            let bundle = folder.appending("bundle")
+            try FileSystem.makeDirectory(bundle)
+            let global = column.rung == .anotherKernel ? runsc : ["--root", state]
+            if column.rung == .anotherKernel { config.linux?.cgroupsPath = "/\(projectPrefix)/\(id)" }
+            try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+            stop = { [self] in
+                _ = try? runRuntime(copy, global + ["kill", id, "KILL"])
+                _ = try? runRuntime(copy, global + ["delete", "--force", id])
+            }
+            for step in [["create", "--bundle", bundle.string, id], ["start", id]] {
+                let result = try runRuntime(copy, global + step)
+                guard result.ok else {
+                    stop()
+                    throw IsolationError("\(original.lastComponent?.string ?? "runtime") \(step[0]) failed: \(result.output.trimmed)")
+                }
+            }
+            exec = global + ["exec", id, "/escape", "--true"]
+        }
+        defer {
+            if let started { _ = try? started.signal(SIGKILL); _ = try? started.wait() }
+            stop()
+        }
+        let verdict = shared.appending("verdict")
+        func said(_ file: FilePath) -> Bool { FileSystem.exists(file) }
+        func decided() -> Bool { !(((try? FileSystem.readString(verdict)) ?? "").trimmed.isEmpty) }
+        for _ in 0..<500 where !said(shared.appending("ready")) { usleep(10_000) }
+        guard said(shared.appending("ready")) else {
+            return Outcome(kind: .unclear, cell: "?", detail: "the attacker never said it was ready")
+        }
+        for _ in 0..<10 where !decided() { _ = try runRuntime(copy, exec) }
+        try FileSystem.writeFile(shared.appending("done"), "")
+        for _ in 0..<500 where !decided() { usleep(10_000) }
+        let outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
+        // The host's own look: its copy of the runtime, the same size as before?
+        var after = stat()
+        stat(copy.string, &after)
+        let changed = after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec
+            || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec
+        if changed { return Outcome(kind: .escaped, cell: "ESCAPED", detail: "the host's copy of the runtime was written (\(before.st_size) → \(after.st_size) bytes)") }
+        if outcome.kind == .escaped { return Outcome(kind: .unclear, cell: "?", detail: "the escape says it wrote, the host's copy is unchanged: \(outcome.detail)") }
+        return outcome
     }
 
     /// Where the /dev/mem escape reads: the last 16 bytes of a PC's BIOS (its reset
@@ -211,6 +323,14 @@ struct Lab {
         }
         let command = ["/escape", "/shared/verdict", escape.rawValue] + arguments
         let id = "breakout-\(getpid())-\(column.tag)-\(escape.rawValue)"
+        if escape == .runtimeExe {
+            let outcome = try attackRuntime(in: column, id: id)
+            let after = hostSnapshot(escape)
+            for (what, value) in before where after[what] != value {
+                hostChanges.append("\(escape.rawValue) in column \(column.heading) changed \(what)")
+            }
+            return outcome
+        }
         if let config = column.config(args: command, rootfs: rootfs, shared: shared) {
             if column.rung == .anotherKernel { try runInGVisor(config, id: id) } else { try runContainer(config, id: id) }
         } else {

@@ -114,6 +114,9 @@ struct Lesson: ParsableCommand {
         guard last + 1 < row.count else {
             return "ESCAPED in \(columns[last].name): \(evidence)"
         }
+        if escape.stoppedByRuntime && columns[last + 1].rung != .anotherKernel {
+            return "ESCAPED up to \(columns[last].name) (\(evidence)); stopped from \(columns[last + 1].name) on by the runtime itself, not by a rung's layer (\(row[last + 1].cell)): \(escape.why)"
+        }
         return "ESCAPED up to \(columns[last].name) (\(evidence)); stopped by \(columns[last + 1].layer) (\(row[last + 1].cell)): \(escape.why)"
     }
 }

