@@ -201,7 +201,12 @@ struct Lab {
         guard said(shared.appending("ready")) else {
             return Outcome(kind: .unclear, cell: "?", detail: "the attacker never said it was ready")
         }
-        for _ in 0..<10 where !decided() { _ = try runRuntime(copy, exec) }
+        // (An exec may fail once the attacker has decided and its container has ended.)
+        var refused = "", cameIn = false
+        for _ in 0..<10 where !decided() {
+            let result = try runRuntime(copy, exec)
+            if result.ok { cameIn = true } else { refused = result.output.trimmed }
+        }
         try FileSystem.writeFile(shared.appending("done"), "")
         for _ in 0..<500 where !decided() { usleep(10_000) }
         let outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
@@ -212,6 +217,8 @@ struct Lab {
             || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec
         if changed { return Outcome(kind: .escaped, cell: "ESCAPED", detail: "the host's copy of the runtime was written (\(before.st_size) → \(after.st_size) bytes)") }
         if outcome.kind == .escaped { return Outcome(kind: .unclear, cell: "?", detail: "the escape says it wrote, the host's copy is unchanged: \(outcome.detail)") }
+        // A runtime whose exec fails never came in: that proves nothing either way.
+        if !cameIn { return Outcome(kind: .unclear, cell: "?", detail: "the runtime's exec failed: \(refused)") }
         return outcome
     }
 

@@ -427,6 +427,35 @@ struct Chapter04Tests {
         #expect(kill(pid_t(execPID), 0) != 0, "the exec'd process must be gone with the container")
     }
 
+    /// exec joins the user namespace first, and is not in the container's PID namespace
+    /// itself (only its child is): it cannot read /proc/self/setgroups there, so it reads
+    /// the init's on the host. Before, it called setgroups(2) where the namespace denies it
+    /// and every exec into a user-namespaced container failed with EPERM.
+    @Test("exec into a container with a user namespace: root inside, uid 100000 on the host")
+    func execWithUserNamespace() throws {
+        let bundle = try TestBundle("exec-userns") { config in
+            config.linux?.namespaces?.append(OCIConfig.Namespace(type: .user))
+            config.linux?.uidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65536)]
+            config.linux?.gidMappings = [OCIConfig.IDMapping(containerID: 0, hostID: 100_000, size: 65536)]
+        }
+        defer { _ = try? bundle.runtime(["delete", "--force", "exu"]); bundle.remove() }
+        let started = try bundle.runtime(["run", "--detach", "--bundle", bundle.path, "exu"])
+        try #require(started.status == 0, "\(started)")
+        let inside = try bundle.runtime(["exec", "exu", "sh", "-c", "id -u; id -g; cat /proc/self/uid_map"])
+        #expect(inside.status == 0, "\(inside)")
+        let words = inside.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+        #expect(words == ["0", "0", "0", "100000", "65536"], "\(inside)")
+        let pidFile = bundle.folder.path + "/exec.pid"
+        #expect(try bundle.runtime(["exec", "--detach", "--pid-file", pidFile, "exu", "sleep", "20"]).status == 0)
+        let execPID = try #require(Int(try String(contentsOfFile: pidFile, encoding: .utf8)))
+        let status = try String(contentsOfFile: "/proc/\(execPID)/status", encoding: .utf8)
+        let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(whereSeparator: \.isWhitespace).dropFirst().first
+        #expect(uid == "100000", "from the host the exec'd process is uid 100000: \(status)")
+        let initPID = try #require(try bundle.state("exu")?["pid"] as? Int)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(execPID)/ns/user")
+                == FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/ns/user"))
+    }
+
     @Test("hooks: in the spec's order, each with the state on stdin; failures abort or warn as the spec says")
     func hooks() throws {
         let folder = try TemporaryFolder("ch04-hooks")

@@ -346,6 +346,11 @@ public final class BundleSetup {
     /// Whether a missing process.cwd is made: for the container's init, as runc makes it;
     /// not for `exec`, where runc refuses a working directory the container lacks.
     public var makesWorkingDirectory = true
+    /// Whether setgroups(2) is denied in the user namespace (`/proc/PID/setgroups` reads
+    /// `deny`). nil: read `/proc/self/setgroups`, which only a process of the container's
+    /// PID namespace can; `exec` is not one (only its child will be), so it reads the
+    /// init's file on the host and says so here.
+    public var setgroupsDenied: Bool? = nil
 
     /// chdir(2) to process.cwd (made if missing, for the init), then the CVE-2024-21626
     /// check: a cwd such as /proc/self/fd/N can land on a descriptor the runtime still
@@ -471,7 +476,8 @@ public final class BundleSetup {
             }
             let groups = (user.additionalGids ?? []).map { gid_t($0) }
             narrate("setgroups(\(groups)); setresgid(\(user.gid)); setresuid(\(user.uid))", "process.user: drop root's identity last, after everything that needs it")
-            if !(namespaces.contains(.user) && (try? FileSystem.readString("/proc/self/setgroups"))?.hasPrefix("deny") == true) {
+            let denied = setgroupsDenied ?? ((try? FileSystem.readString("/proc/self/setgroups"))?.hasPrefix("deny") == true)
+            if !(namespaces.contains(.user) && denied) {
                 try stage("setgroups") { _ = try valueOrErrno { groups.withUnsafeBufferPointer { buffer -> Int32 in setgroups(buffer.count, buffer.baseAddress) } } }
             }
             try stage("setresgid(\(user.gid))") { _ = try valueOrErrno { iso_setresgid(user.gid, user.gid, user.gid) } }

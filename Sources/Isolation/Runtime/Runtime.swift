@@ -668,6 +668,10 @@ public struct Runtime {
         let initRoot = open("/proc/\(record.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
         guard initRoot >= 0 else { throw StageError(stage: "open /proc/\(record.pid)/root", errno: currentErrno()) }
         defer { close(initRoot) }
+        // Whether the init's user namespace denies setgroups(2): read on the host now. In
+        // the container's /proc we have no /proc/self (we are not in its PID namespace).
+        let setgroupsDenied = kinds.contains(.user)
+            && (try? FileSystem.readString(FilePath("/proc/\(record.pid)/setgroups")))?.hasPrefix("deny") == true
         let order: [Namespaces] = [.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount]
         for kind in order where kinds.contains(kind) {
             narrate("setns(open(\"/proc/\(record.pid)/ns/\(kind.procName)\"), \(kind.cloneFlagName))", "join the container's \(kind.shortName) namespace")
@@ -695,6 +699,7 @@ public struct Runtime {
         request.domainname = nil
         let setup = BundleSetup(config: request, bundle: "/", namespaces: kinds, narrate: narrate)
         setup.makesWorkingDirectory = false
+        setup.setgroupsDenied = setgroupsDenied
         try setup.applyProcess()
         // The filter binds us too: the profile must allow clone and wait4, as any does.
         try setup.installPendingSeccomp()
