@@ -39,6 +39,7 @@ let package = Package(
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
+        .executable(name: "exercise-05-stretch", targets: ["Exercise05Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -243,7 +244,7 @@ let package = Package(
             name: "Exercise05",
             dependencies: exerciseDependencies,
             path: "Exercises/05-engines",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise06",
@@ -273,6 +274,13 @@ let package = Package(
             name: "Exercise04Stretch",
             dependencies: exerciseDependencies,
             path: "Exercises/04-oci-bundle/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise05Stretch",
+            // RuntimeCLI: the container's init, which `create` clones (ContainerInitCommand).
+            dependencies: exerciseDependencies + ["RuntimeCLI"],
+            path: "Exercises/05-engines/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

@@ -21,12 +21,12 @@ extension Lesson {
     /// The same image, the same podman, two runtimes: what each kernel says about itself.
     func gvisor(_ engine: Engines.Podman) throws {
         guard Lesson.runsc != nil else {
-            say(style.dim("(gVisor's runsc registers the same way: apt-get install runsc to see it run here.)"))
+            sayWrapped("(gVisor's runsc registers the same way: apt-get install runsc to see it run here.)", hanging: " ", style: { style.dim($0) })
             say()
             return
         }
-        say(style.bold("Another runtime beside isorun · gVisor's runsc") + "  (containers.conf: runsc = [\"\(Lesson.runsc!)\"])")
-        say(style.dim("  The same image and the same podman; only --runtime changes. Ask each kernel who it is:"))
+        heading("Another runtime beside isorun · gVisor's runsc", "(containers.conf: runsc = [\"\(Lesson.runsc!)\"])")
+        sayNote("The same image and the same podman; only --runtime changes. Ask each kernel who it is:")
         let probe = "uname -sr; dmesg 2>&1 | head -n 2"
         let ours = try podman(engine, ["run", "--rm", "--cgroup-parent", engine.cgroupParent, Engines.imageName, "sh", "-c", probe])
         let theirs = try podman(engine, Lesson.runscFlags + ["run", "--rm", "--runtime", "runsc", "--cgroup-parent", engine.cgroupParent,
@@ -36,11 +36,11 @@ extension Lesson {
         let theirRelease = theirs.standardOutput.split(separator: "\n").first.map(String.init) ?? "?"
         say("  " + style.bold("→ ") + "isorun: \(ourRelease)\(ourRelease.hasSuffix(host) ? "" : " (the host: \(host))"), the host's own kernel;")
         say("    its dmesg is refused (CAP_SYSLOG is not in the container's set).")
-        say("    runsc: \(theirRelease), gVisor's Sentry, a kernel in user space that boots with")
-        say("    the container and answers its system calls; the host's kernel sees only the")
-        say("    Sentry and its file proxy (the gofer), under a tight seccomp filter of their own.")
-        say(style.dim("  The price: each start boots that kernel (Benchmarks/run.sh measures it), and"))
-        say(style.dim("  every system call goes through it (with --platform=ptrace, two context switches)."))
+        sayWrapped("runsc: \(theirRelease), gVisor's Sentry, a kernel in user space that boots with the container and "
+                   + "answers its system calls; the host's kernel sees only the Sentry and its file proxy (the gofer), "
+                   + "under a tight seccomp filter of their own.", indent: "    ", hanging: "    ")
+        sayNote("The price: each start boots that kernel (Benchmarks/run.sh measures it), and every system call goes "
+                + "through it (with --platform=ptrace, two context switches).")
         say()
     }
 }

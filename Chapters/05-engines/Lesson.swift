@@ -10,11 +10,11 @@ struct Lesson {
     func run() throws {
         continueOnClosedOutput()
         say(style.bold("Chapter 05 · Adding a runtime"))
-        say("Engines do not run containers: they write a bundle and call a runtime, through a small")
-        say("monitor that stays with the container (podman: conmon; containerd and Docker: containerd's")
-        say("shim). Any program with runc's command line will do. Here podman, containerd and Docker")
-        say("call chapter 04's runtime:")
-        say("  " + style.cyan(runtime.string))
+        sayWrapped("Engines do not run containers: they write a bundle and call a runtime, through a small "
+                   + "monitor that stays with the container (podman: conmon; containerd and Docker: containerd's "
+                   + "shim). Any program with runc's command line will do. Here podman, containerd and Docker "
+                   + "call chapter 04's runtime:", hanging: "")
+        sayWrapped(runtime.string, indent: "  ", hanging: "  ", style: { style.cyan($0) })
         say()
         let folder = try FileSystem.makeTemporaryDirectory(purpose: "engines")
         defer { try? FileSystem.removeTree(folder) }
@@ -24,24 +24,24 @@ struct Lesson {
         if podmanMissing.isEmpty {
             archive = try podman(in: folder.appending("podman"))
         } else {
-            say(style.yellow("podman is not installed (\(podmanMissing.joined(separator: ", ")) missing): apt-get install podman — skipping podman."))
+            missing("podman", podmanMissing, package: "podman")
             say()
         }
         let containerdMissing = Engines.missing(["containerd", "ctr", "containerd-shim-runc-v2"])
         if !containerdMissing.isEmpty {
-            say(style.yellow("containerd is not installed (\(containerdMissing.joined(separator: ", ")) missing): apt-get install containerd — skipping containerd."))
+            missing("containerd", containerdMissing, package: "containerd")
             say()
         } else if let archive {
             try containerd(in: folder.appending("containerd"), image: archive)
         } else {
-            say(style.yellow("containerd: the image is made with podman (no registry here): apt-get install podman — skipping containerd."))
+            sayWrapped("containerd: the image is made with podman (no registry here): apt-get install podman — skipping containerd.", hanging: "  ", style: { style.yellow($0) })
             say()
         }
         let dockerMissing = Engines.missing(["dockerd", "docker", "containerd", "containerd-shim-runc-v2"])
         if dockerMissing.isEmpty {
             try docker(in: folder.appending("docker"))
         } else {
-            say(style.yellow("Docker is not installed (\(dockerMissing.joined(separator: ", ")) missing): apt-get install docker.io — skipping Docker."))
+            missing("Docker", dockerMissing, package: "docker.io")
             say()
         }
         try cri(in: folder.appending("cri"))
@@ -54,7 +54,7 @@ struct Lesson {
         say(style.bold("Chapter 05 · Adding a runtime: the kubelet's path"))
         say("A kubelet speaks only CRI (gRPC) to an engine. containerd's CRI plugin turns")
         say("each call into runtime commands, through its runc shim. The runtime here:")
-        say("  " + style.cyan(runtime.string))
+        sayWrapped(runtime.string, indent: "  ", hanging: "  ", style: { style.cyan($0) })
         say()
         let folder = try FileSystem.makeTemporaryDirectory(purpose: "engines")
         defer { try? FileSystem.removeTree(folder) }
@@ -78,28 +78,28 @@ struct Lesson {
             engine.removeCgroups()
             calls.remove()
         }
-        say(style.bold("Step 1 · podman, told to use isorun") + "  (containers.conf, in \(folder))")
+        heading("Step 1 · podman, told to use isorun", "(containers.conf, in \(folder))")
         try engine.writeConfiguration()
-        for line in try FileSystem.readString(engine.containersConf).split(separator: "\n") { say(style.dim("  │ ") + line) }
-        say(style.dim("  runtime_supports_json: podman passes --log FILE --log-format=json, and reads errors from FILE."))
-        say(style.dim("  default_ulimits: podman asks for 1048576 files and processes; without CAP_SYS_RESOURCE no runtime can."))
+        for line in try FileSystem.readString(engine.containersConf).split(separator: "\n") { sayQuoted(line) }
+        sayNote("runtime_supports_json: podman passes --log FILE --log-format=json, and reads errors from FILE.")
+        sayNote("default_ulimits: podman asks for 1048576 files and processes; without CAP_SYS_RESOURCE no runtime can.")
         say()
 
-        say(style.bold("Step 2 · An image from the root filesystem") + "  (no registry: a tar of \(rootfs))")
+        heading("Step 2 · An image from the root filesystem", "(no registry: a tar of \(rootfs))")
         let tar = folder.appending("rootfs.tar")
         try check(Command.run(Command.find("tar") ?? "/bin/tar", ["-C", rootfs.string, "-cf", tar.string, "."]), "tar")
         try check(podman(engine, ["import", tar.string, Engines.imageName]), "podman import")
         try? FileSystem.removeTree(tar)
         say()
 
-        say(style.bold("Step 3 · podman run") + "  (conmon calls isorun create, then start; podman's clean-up calls delete)")
+        heading("Step 3 · podman run", "(conmon calls isorun create, then start; podman's clean-up calls delete)")
         calls.clear()
         _ = try podman(engine, ["run", "--rm", "--cgroup-parent", engine.cgroupParent, "--hostname", "from-podman", "--memory", "64m",
                                 Engines.imageName, "sh", "-c", "echo hello from $(hostname), PID $$; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"])
         calls.show()
         say()
 
-        say(style.bold("Step 4 · run -d, exec, stop, rm") + "  (the runtime exits after start: conmon, a subreaper, is the container's parent)")
+        heading("Step 4 · run -d, exec, stop, rm", "(the runtime exits after start: conmon, a subreaper, is the container's parent)")
         calls.clear()
         _ = try podman(engine, ["run", "-d", "--name", "lesson", "--cgroup-parent", engine.cgroupParent, Engines.imageName, "sleep", "60"])
         let pid = try podman(engine, ["inspect", "--format", "{{.State.Pid}}", "lesson"], show: false).standardOutput.split(separator: "\n").first.map(String.init) ?? "?"
@@ -108,7 +108,7 @@ struct Lesson {
             say("  the container's PID 1 is host PID \(pid); its parent is \(info.parent) " + style.bold(String(parent)))
         }
         _ = try podman(engine, ["exec", "-e", "WHO=exec", "lesson", "sh", "-c", "echo hello from $WHO, PID $$ beside $(cat /proc/1/comm)"])
-        say(style.dim("  stop: SIGTERM (kill ID 15); sleep as PID 1 has no handler, so after 1 s SIGKILL (kill ID 9)"))
+        sayNote("stop: SIGTERM (kill ID 15); sleep as PID 1 has no handler, so after 1 s SIGKILL (kill ID 9)")
         _ = try podman(engine, ["stop", "--time", "1", "lesson"])
         _ = try podman(engine, ["rm", "lesson"])
         calls.show()
@@ -132,9 +132,9 @@ struct Lesson {
     func containerd(in folder: FilePath, image: FilePath) throws {
         try FileSystem.makeDirectories(folder)
         let engine = Engines.Containerd(folder: folder, cgroupName: "containerd-lesson-\(getpid())")
-        say(style.bold("Step 5 · containerd on its own socket") + "  (config.toml, in \(folder))")
+        heading("Step 5 · containerd on its own socket", "(config.toml, in \(folder))")
         try engine.writeConfiguration()
-        for line in try FileSystem.readString(engine.config).split(separator: "\n") { say(style.dim("  │ ") + line) }
+        for line in try FileSystem.readString(engine.config).split(separator: "\n") { sayQuoted(line) }
         let runDirectoryExisted = Engines.Containerd.runDirectoryExists()
         let daemon = try engine.startDaemon()
         var calls: CallLog? = nil
@@ -170,7 +170,7 @@ struct Lesson {
         func runOptions(_ id: String) -> [String] {
             ["--runc-binary", runtime.string, "--runc-root", engine.runcRoot.string, "--cgroup", engine.cgroupParent + "/" + id]
         }
-        say(style.bold("Step 6 · ctr run --runc-binary") + "  (the runc v2 shim calls isorun with --root, --log, --log-format json)")
+        heading("Step 6 · ctr run --runc-binary", "(the runc v2 shim calls isorun with --root, --log, --log-format json)")
         _ = try ctr(engine, ["run", "--rm"] + runOptions("lesson") + [Engines.imageName, "lesson", "sh", "-c", "echo hello from containerd, PID $$; exit 3"])
         calls?.show()
         say()
@@ -207,18 +207,22 @@ struct Lesson {
     func docker(in folder: FilePath) throws {
         try FileSystem.makeDirectories(folder)
         let engine = Engines.Docker(folder: folder, runtime: runtime, cgroupName: "docker-lesson-\(getpid())")
-        say(style.bold("Step 8 · dockerd on its own socket, told about isorun") + "  (--add-runtime, in \(folder))")
+        heading("Step 8 · dockerd on its own socket, told about isorun", "(--add-runtime, in \(folder))")
         try engine.writeConfiguration()
-        for line in try FileSystem.readString(engine.configFile).split(separator: "\n") { say(style.dim("  │ ") + line) }
+        for line in try FileSystem.readString(engine.configFile).split(separator: "\n") { sayQuoted(line) }
         // One option (and its value) per line: the command is long for a projector.
         var lines: [String] = []
         for word in engine.arguments.map(shellQuote) {
             if word.hasPrefix("-") || lines.isEmpty { lines.append(word) } else { lines[lines.count - 1] += " " + word }
         }
         for (index, line) in lines.enumerated() {
-            say("  " + style.syscall((index == 0 ? "$ " : "    ") + line + (index < lines.count - 1 ? " \\" : "")))
+            // A word longer than the line (a long path) is cut where it must be: display only.
+            let text = (index == 0 ? "$ " : "    ") + line + (index < lines.count - 1 ? " \\" : "")
+            for piece in wrapLines(text, first: terminalWidth() - 2, rest: terminalWidth() - 8) {
+                say("  " + style.syscall(piece.hasPrefix("$ ") || piece.hasPrefix("    ") ? piece : "      " + piece))
+            }
         }
-        say(style.dim("  dockerd starts its own containerd (no --containerd given); no bridge, no iptables: containers get --network none."))
+        sayNote("dockerd starts its own containerd (no --containerd given); no bridge, no iptables: containers get --network none.")
         let runDirectories = Engines.Docker.runDirectoriesExisting()
         let daemon = try engine.startDaemon()
         var calls: CallLog? = nil
@@ -244,21 +248,21 @@ struct Lesson {
         calls = try CallLog(root: engine.runtimeRoot)
         let info = try docker(engine, ["info"], show: false).standardOutput.split(separator: "\n").filter { $0.contains("Runtime") }
         say("  " + style.syscall("$ docker info") + style.dim("  (the lines about runtimes)"))
-        for line in info { say("    " + line.drop(while: { $0 == " " })) }
+        for line in info { sayWrapped(String(line.drop(while: { $0 == " " })), indent: "    ", hanging: "      ") }
         say()
 
-        say(style.bold("Step 9 · docker load") + "  (no registry: a docker-save archive of \(rootfs), made here)")
+        heading("Step 9 · docker load", "(no registry: a docker-save archive of \(rootfs), made here)")
         let archive = try Engines.Docker.writeImageArchive(of: rootfs, name: Engines.imageName, in: folder.appending("image"))
         for name in ["manifest.json", "config.json"] {
             let text = try FileSystem.readString(folder.appending("image/\(name)")).split(separator: "\n").joined()
-            say(style.dim("  │ \(name): ") + (text.count > 150 ? String(text.prefix(150)) + "…" : text))
+            sayQuoted("\(name): " + (text.count > 150 ? String(text.prefix(150)) + "…" : text))
         }
-        say(style.dim("  │ layer.tar: the root filesystem; config.json names it by its SHA-256 (its diff ID), which Docker checks"))
+        sayQuoted("layer.tar: the root filesystem; config.json names it by its SHA-256 (its diff ID), which Docker checks")
         try check(docker(engine, ["load", "--input", archive.string]), "docker load")
         try? FileSystem.removeTree(folder.appending("image"))
         say()
 
-        say(style.bold("Step 10 · docker run --runtime isorun") + "  (dockerd → containerd → its runc shim → isorun)")
+        heading("Step 10 · docker run --runtime isorun", "(dockerd → containerd → its runc shim → isorun)")
         calls?.clear()
         _ = try docker(engine, ["run", "--rm", "--runtime", engine.runtimeName, "--network", "none",
                                 "--memory", "64m", Engines.imageName, "sh", "-c",
@@ -268,7 +272,7 @@ struct Lesson {
         calls?.clear()
         _ = try docker(engine, ["run", "-d", "--name", "lesson", "--runtime", engine.runtimeName, "--network", "none", Engines.imageName, "sleep", "60"])
         _ = try docker(engine, ["exec", "lesson", "sh", "-c", "echo hello from exec, PID $$ beside $(cat /proc/1/comm)"])
-        say(style.dim("  stop: SIGTERM (kill ID 15); sleep as PID 1 has no handler, so after 1 s SIGKILL (kill ID 9)"))
+        sayNote("stop: SIGTERM (kill ID 15); sleep as PID 1 has no handler, so after 1 s SIGKILL (kill ID 9)")
         _ = try docker(engine, ["stop", "-t", "1", "lesson"])
         _ = try docker(engine, ["rm", "lesson"])
         calls?.show()
@@ -284,29 +288,29 @@ struct Lesson {
     func registrations() {
         let path = runtime.string
         say(style.bold("Step 12 · The same runtime, registered elsewhere") + "  (not run here)")
-        say("  Docker, for good: daemon.json instead of --add-runtime, and the default for every container")
+        sayWrapped("Docker, for good: daemon.json instead of --add-runtime, and the default for every container", indent: "  ", hanging: "  ")
         for line in [
             "/etc/docker/daemon.json: {\"runtimes\": {\"isorun\": {\"path\": \"\(path)\"}},",
             "                          \"default-runtime\": \"isorun\"}",
             "# or: dockerd --add-runtime isorun=\(path) --default-runtime isorun",
-        ] { say(style.dim("  │ ") + line) }
+        ] { sayQuoted(line) }
         say("  containerd's CRI plugin (/etc/containerd/config.toml), as Step 11 ran it")
         for line in [
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.isorun]",
             "  runtime_type = \"io.containerd.runc.v2\"",
             "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.isorun.options]",
             "    BinaryName = \"\(path)\"",
-        ] { say(style.dim("  │ ") + line) }
+        ] { sayQuoted(line) }
         say("  CRI-O (/etc/crio/crio.conf.d/isorun.conf)")
-        for line in ["[crio.runtime.runtimes.isorun]", "runtime_path = \"\(path)\""] { say(style.dim("  │ ") + line) }
-        say("  Kubernetes: a RuntimeClass names the handler (the runtime's name in CRI), pods choose it")
+        for line in ["[crio.runtime.runtimes.isorun]", "runtime_path = \"\(path)\""] { sayQuoted(line) }
+        sayWrapped("Kubernetes: a RuntimeClass names the handler (the runtime's name in CRI), pods choose it", indent: "  ", hanging: "  ")
         for line in [
             "apiVersion: node.k8s.io/v1", "kind: RuntimeClass", "metadata:", "  name: isorun", "handler: isorun", "---",
             "apiVersion: v1", "kind: Pod", "metadata:", "  name: hello-isorun", "spec:", "  runtimeClassName: isorun",
             "  containers:", "  - name: hello", "    image: busybox", "    command: [\"echo\", \"hello\"]",
         ] { say(style.dim("  │ ") + line) }
         say()
-        say("That is how gVisor (runsc) and Kata Containers plug in too: same calls, another isolation.")
+        sayWrapped("That is how gVisor (runsc) and Kata Containers plug in too: same calls, another isolation.", hanging: "")
     }
 
     // MARK: helpers
@@ -314,7 +318,7 @@ struct Lesson {
     /// Runs an engine's client, printing the command, its output and its status.
     func client(_ name: String, _ arguments: [String], environment: [String], show: Bool) throws -> CommandOutput {
         guard let program = Engines.find(name) else { throw IsolationError("\(name) is not installed", hint: "apt-get install \(Engines.package(for: name))") }
-        if show { say("  " + style.syscall("$ \(name) " + arguments.map(shellQuote).joined(separator: " "))) }
+        if show { sayWrapped("$ \(name) " + arguments.map(shellQuote).joined(separator: " "), indent: "  ", hanging: "      ", style: { style.syscall($0) }) }
         let output = try Command.run(program, arguments, environment: environment)
         var pending = sigset_t()
         sigpending(&pending)
@@ -323,12 +327,36 @@ struct Lesson {
         }
         if show {
             for line in (output.standardOutput + output.standardError).split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-                say("    " + line)
+                sayWrapped(String(line), indent: "    ", hanging: "      ")
             }
             if output.status != .exited(0) { say(style.dim("    (\(output.status))")) }
         }
         return output
     }
+
+    /// An engine that is not installed: what to install, then (its line can be long) what is missing.
+    func missing(_ engine: String, _ programs: [String], package: String) {
+        say(style.yellow("\(engine) is not installed: apt-get install \(package) — skipping \(engine)."))
+        sayWrapped("(missing: \(programs.joined(separator: ", ")))", indent: "  ", hanging: "   ", style: { style.yellow($0) })
+    }
+
+    /// A step's title in bold, and what it is about after it, on a line of its own when
+    /// both do not fit (the lesson is projected at 80 columns).
+    func heading(_ title: String, _ aside: String) {
+        guard title.count + 2 + aside.count > terminalWidth() else { return say(style.bold(title) + "  " + aside) }
+        say(style.bold(title))
+        sayWrapped(aside, indent: "  ", hanging: "   ")
+    }
+
+    /// A line of a file or a configuration, behind a dim bar; a long one goes on, indented.
+    func sayQuoted(_ line: some StringProtocol) {
+        for (index, piece) in wrapLines(String(line), first: terminalWidth() - 4, rest: terminalWidth() - 8).enumerated() {
+            say(style.dim("  │ ") + (index == 0 ? "" : "    ") + piece)
+        }
+    }
+
+    /// A dim remark under a step.
+    func sayNote(_ text: String) { sayWrapped(text, indent: "  ", hanging: "  ", style: { style.dim($0) }) }
 
     func check(_ output: CommandOutput, _ what: String) throws {
         guard output.status == .exited(0) else {
@@ -359,7 +387,12 @@ final class CallLog {
         let bytes = (try? FileSystem.readFile(path)) ?? []
         let lines = String(decoding: bytes.dropFirst(offset), as: UTF8.self).split(separator: "\n")
         offset = bytes.count
-        say(style.bold("  what the runtime was called with") + style.dim("  (\(path))"))
+        if 36 + path.string.count > terminalWidth() {
+            say(style.bold("  what the runtime was called with"))
+            sayWrapped("(\(path))", indent: "  ", hanging: "   ", style: { style.dim($0) })
+        } else {
+            say(style.bold("  what the runtime was called with") + style.dim("  (\(path))"))
+        }
         for line in lines {
             // "<time> <caller>[pid] → <arguments>": drop the time, shorten the 64-hex IDs.
             let words = line.split(separator: " ", maxSplits: 1)
@@ -367,7 +400,17 @@ final class CallLog {
             let text = words[1].split(separator: " ").map { word -> String in
                 word.count == 64 && word.allSatisfy(\.isHexDigit) ? String(word.prefix(12)) + "…" : shorten(String(word))
             }.joined(separator: " ")
-            say("    " + text)
+            // Broken between words only (a call's words stay whole), continued 8 columns in.
+            var lines = [""]
+            for word in text.split(separator: " ") {
+                let room = terminalWidth() - (lines.count == 1 ? 4 : 8)
+                if lines[lines.count - 1].isEmpty || lines[lines.count - 1].count + 1 + word.count <= room {
+                    lines[lines.count - 1] += (lines[lines.count - 1].isEmpty ? "" : " ") + word
+                } else {
+                    lines.append(String(word))
+                }
+            }
+            for (index, line) in lines.enumerated() { say((index == 0 ? "    " : "        ") + line) }
         }
     }
 
@@ -375,7 +418,10 @@ final class CallLog {
     func shorten(_ word: String) -> String {
         guard word.hasPrefix("/"), word.count > 48 else { return word }
         let parts = word.split(separator: "/")
-        return "…/" + parts.suffix(2).map { $0.count == 64 ? String($0.prefix(12)) + "…" : String($0) }.joined(separator: "/")
+        // An ID, alone or before a suffix (Docker's exec pid file: ID.pid), cut to 12.
+        return "…/" + parts.suffix(2).map { part in
+            part.count >= 64 && part.prefix(64).allSatisfy(\.isHexDigit) ? String(part.prefix(12)) + "…" + part.dropFirst(64) : String(part)
+        }.joined(separator: "/")
     }
 
     func remove() { if created { try? FileSystem.removeTree(path) } }

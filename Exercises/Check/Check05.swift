@@ -153,33 +153,40 @@ struct Engine {
     /// `program --root ROOT ARGS`, stdout and stderr captured (stdout into a file the
     /// container may keep open, so that we never wait for its end).
     func run(_ arguments: [String], stdin: Int32? = nil, stdout: Int32? = nil, timeout: Double = 15) -> Result {
-        guard let folder = try? FileSystem.makeTemporaryDirectory(purpose: "check-engine") else {
-            return Result(status: .exited(255), stdout: "", stderr: "cannot make a temporary folder")
+        runCaptured(FilePath(program), ["exercise-05", "--root", root] + arguments, environment: environment, stdin: stdin, stdout: stdout, timeout: timeout)
+    }
+}
+
+/// Runs `program` with `argv` to its end (SIGKILL after `timeout` seconds), its stdout
+/// and stderr captured in files (or stdout into `stdout`), stdin /dev/null unless given.
+func runCaptured(_ program: FilePath, _ argv: [String], environment: [String], stdin: Int32? = nil, stdout: Int32? = nil,
+                 timeout: Double = 15) -> Engine.Result {
+    guard let folder = try? FileSystem.makeTemporaryDirectory(purpose: "check-engine") else {
+        return Engine.Result(status: .exited(255), stdout: "", stderr: "cannot make a temporary folder")
+    }
+    defer { try? FileSystem.removeTree(folder) }
+    do {
+        let outPath = folder.appending("out"), errPath = folder.appending("err")
+        let out = try FileDescriptor.open(outPath, .writeOnly, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+        let err = try FileDescriptor.open(errPath, .writeOnly, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+        let null = try FileDescriptor.open("/dev/null", .readOnly, options: [.closeOnExec])
+        defer { try? out.close(); try? err.close(); try? null.close() }
+        var options = SpawnOptions()
+        options.standardInput = stdin.map { FileDescriptor(rawValue: $0) } ?? null
+        options.standardOutput = stdout.map { FileDescriptor(rawValue: $0) } ?? out
+        options.standardError = err
+        let child = try ChildProcess.spawn(program, arguments: argv, environment: environment, options: options)
+        var raw: Int32 = 0
+        let end = monotonicNow() + timeout
+        var status: ExitStatus? = nil
+        while status == nil {
+            if waitpid(child.pid, &raw, WNOHANG) == child.pid { status = ExitStatus(waitStatus: raw); break }
+            if monotonicNow() > end || interrupted() { kill(child.pid, SIGKILL); _ = waitpid(child.pid, &raw, 0); status = .signaled(SIGKILL); break }
+            usleep(10_000)
         }
-        defer { try? FileSystem.removeTree(folder) }
-        do {
-            let outPath = folder.appending("out"), errPath = folder.appending("err")
-            let out = try FileDescriptor.open(outPath, .writeOnly, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
-            let err = try FileDescriptor.open(errPath, .writeOnly, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
-            let null = try FileDescriptor.open("/dev/null", .readOnly, options: [.closeOnExec])
-            defer { try? out.close(); try? err.close(); try? null.close() }
-            var options = SpawnOptions()
-            options.standardInput = stdin.map { FileDescriptor(rawValue: $0) } ?? null
-            options.standardOutput = stdout.map { FileDescriptor(rawValue: $0) } ?? out
-            options.standardError = err
-            let child = try ChildProcess.spawn(FilePath(program), arguments: ["exercise-05", "--root", root] + arguments, environment: environment, options: options)
-            var raw: Int32 = 0
-            let end = monotonicNow() + timeout
-            var status: ExitStatus? = nil
-            while status == nil {
-                if waitpid(child.pid, &raw, WNOHANG) == child.pid { status = ExitStatus(waitStatus: raw); break }
-                if monotonicNow() > end || interrupted() { kill(child.pid, SIGKILL); _ = waitpid(child.pid, &raw, 0); status = .signaled(SIGKILL); break }
-                usleep(10_000)
-            }
-            return Result(status: status!, stdout: (try? FileSystem.readString(outPath)) ?? "", stderr: (try? FileSystem.readString(errPath)) ?? "")
-        } catch {
-            return Result(status: .exited(255), stdout: "", stderr: "\(error)")
-        }
+        return Engine.Result(status: status!, stdout: (try? FileSystem.readString(outPath)) ?? "", stderr: (try? FileSystem.readString(errPath)) ?? "")
+    } catch {
+        return Engine.Result(status: .exited(255), stdout: "", stderr: "\(error)")
     }
 }
 

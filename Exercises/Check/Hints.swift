@@ -25,7 +25,7 @@ extension Exercise {
         "02": namespacesHints,
         "03": cgroupsHints, "03-stretch": cgroupsStretchHints,
         "04": bundleHints, "04-stretch": bundleStretchHints,
-        "05": engineHints,
+        "05": engineHints, "05-stretch": engineStretchHints,
         "06": imageHints,
         "07": networkHints,
         "08": breakingOutHints,

@@ -16,6 +16,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("01", "01-chroot-jail/Stretch", ["propagation", "mount-point", "pivot_root"]),
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
+    ("05", "05-engines/Stretch", ["global-options", "log", "kill-all"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -96,7 +97,9 @@ struct ExerciseHintTests {
         for check in ["the host's root and mounts are gone from its mount table", "after the escape, its root is still the jail",
                       "after the escape, it cannot open the host file", "the workload was not restarted", "the hog finishes once the limit is raised",
                       "the hook got the container's state on its stdin", "nothing appeared on the host through the image's symlinks",
-                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped"] {
+                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped",
+                      "create's error is in podman's --log file, as JSON podman can read", "podman stop → kill --all: the shell's child gets SIGTERM too",
+                      "nothing is left: no container, process, mount, cgroup or state"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
@@ -129,6 +132,10 @@ extension ExerciseHintTests {
         caught("a hook past its timeout is killed, and the container stopped", explaining: "wait with a deadline (hook.timeout seconds)", "04")
         #expect(!failed.contains(where: { $0.contains("a failing hook stops the container") }), "04: a failing hook was handled")
         #expect(!failed.contains(where: { $0.contains("nothing appeared on the host") }), "04: the starter's own guard stopped the mount")
+        // 05: the log line built by interpolation (a quote breaks the JSON); kill --all to the init only.
+        caught("create's error is in podman's --log file, as JSON podman can read", explaining: "with the message escaped as a JSON string", "05")
+        caught("podman stop → kill --all: the shell's child gets SIGTERM too", explaining: "the shell's child is not the init", "05")
+        #expect(!failed.contains(where: { $0.contains("the calls podman made") }), "05: the global options were read")
     }
 }
 
