@@ -39,6 +39,7 @@ let package = Package(
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
+        .executable(name: "exercise-06-stretch", targets: ["Exercise06Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -249,7 +250,7 @@ let package = Package(
             name: "Exercise06",
             dependencies: exerciseDependencies + ["IsolationImage"],
             path: "Exercises/06-images",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise07",
@@ -273,6 +274,12 @@ let package = Package(
             name: "Exercise04Stretch",
             dependencies: exerciseDependencies,
             path: "Exercises/04-oci-bundle/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise06Stretch",
+            dependencies: exerciseDependencies + ["IsolationImage", "CIsolation"],
+            path: "Exercises/06-images/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

@@ -16,6 +16,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("01", "01-chroot-jail/Stretch", ["propagation", "mount-point", "pivot_root"]),
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
+    ("06", "06-images/Stretch", ["whiteout", "opaque"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -100,6 +101,10 @@ struct ExerciseHintTests {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
+        for check in ["each deletion is a .wh.NAME entry next to the name it deletes", "umoci unpack of base + the layer is what the container saw",
+                      "the library's unpack of base + the layer is what the container saw", "a rootless overlay (userxattr): the remade directory is opaque too"] {
+            #expect(result.stdout.contains("  ✓ \(check)"), "06: \(check) did not pass\n\(result.stdout)")
+        }
         let passed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  ✓ ") }.count
         #expect(result.stdout.contains("All \(passed) checks passed."), "\(result.stdout)")
     }
@@ -129,6 +134,10 @@ extension ExerciseHintTests {
         caught("a hook past its timeout is killed, and the container stopped", explaining: "wait with a deadline (hook.timeout seconds)", "04")
         #expect(!failed.contains(where: { $0.contains("a failing hook stops the container") }), "04: a failing hook was handled")
         #expect(!failed.contains(where: { $0.contains("nothing appeared on the host") }), "04: the starter's own guard stopped the mount")
+        // 06: the whiteout named ".wh." + the whole path: a directory ".wh.data" in the image, the file back.
+        caught("each deletion is a .wh.NAME entry next to the name it deletes", explaining: "data/.wh.gone, not .wh.data/gone", "06")
+        caught("umoci unpack of base + the layer is what the container saw", explaining: "the marker is .wh.NAME in the deleted entry's own directory", "06")
+        #expect(!failed.contains(where: { $0.contains("the remade directory is opaque too") }), "06: the opaque step was right")
     }
 }
 
