@@ -298,9 +298,9 @@ func compareWithSeen(_ report: Report, _ who: String, _ tree: [String: String], 
 /// `check 06 --stretch --hint`: level 1 the API, level 2 the shape of the answer.
 let imageStretchHints: [StepHint] = [
     StepHint(step: "whiteout",
-             api: "info.st_mode & S_IFMT == S_IFCHR and info.st_rdev == 0 is overlayfs' whiteout; LayerApplier.whiteoutPrefix is \".wh.\"; split relative at \"/\" into its directory and its name. The library's own answer is LayerWriter.isOverlayWhiteout and addWhiteout: write yours.",
+             api: "info.st_mode & S_IFMT == S_IFCHR and info.st_rdev == 0 is overlayfs' whiteout (stat(2), inode(7)); the prefix is \".wh.\"; split relative at \"/\" into its directory and its name. The library's own answer is LayerWriter.isOverlayWhiteout and addWhiteout: write yours.",
              shape: "Not a 0:0 character device: nil. Else the directory part of relative, then \".wh.\" + the last component: \"data/gone\" → \"data/.wh.gone\", \"top\" → \".wh.top\"."),
     StepHint(step: "opaque",
-             api: "lgetxattr(2) on directory.string for \"trusted.overlay.opaque\", and for \"user.overlay.opaque\" (a mount with userxattr); the value \"y\" means opaque. LayerApplier.opaqueMarker is \".wh..wh..opq\". The library's own answer is LayerWriter.isOverlayOpaque: write yours.",
+             api: "lgetxattr(2) on directory.string for \"trusted.overlay.opaque\", and for \"user.overlay.opaque\" (a mount with userxattr); the value \"y\" means opaque; lgetxattr is in CIsolation (sys/xattr.h). The marker's name is \".wh..wh..opq\". The library's own answer is LayerWriter.isOverlayOpaque: write yours.",
              shape: "For each of the two names: a buffer of a few bytes, lgetxattr; size 1 and the byte \"y\" → return relative + \"/.wh..wh..opq\" (inside the directory). Neither → nil."),
 ]
