@@ -40,6 +40,7 @@ let package = Package(
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
         .executable(name: "exercise-05-stretch", targets: ["Exercise05Stretch"]),
+        .executable(name: "exercise-06-stretch", targets: ["Exercise06Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -250,7 +251,7 @@ let package = Package(
             name: "Exercise06",
             dependencies: exerciseDependencies + ["IsolationImage"],
             path: "Exercises/06-images",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise07",
@@ -281,6 +282,12 @@ let package = Package(
             // RuntimeCLI: the container's init, which `create` clones (ContainerInitCommand).
             dependencies: exerciseDependencies + ["RuntimeCLI"],
             path: "Exercises/05-engines/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise06Stretch",
+            dependencies: exerciseDependencies + ["IsolationImage", "CIsolation"],
+            path: "Exercises/06-images/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

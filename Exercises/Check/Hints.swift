@@ -26,7 +26,7 @@ extension Exercise {
         "03": cgroupsHints, "03-stretch": cgroupsStretchHints,
         "04": bundleHints, "04-stretch": bundleStretchHints,
         "05": engineHints, "05-stretch": engineStretchHints,
-        "06": imageHints,
+        "06": imageHints, "06-stretch": imageStretchHints,
         "07": networkHints,
         "08": breakingOutHints,
     ]

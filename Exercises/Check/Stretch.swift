@@ -8,5 +8,6 @@ extension Exercise {
         Exercise(number: "03", folder: "03-cgroups", title: "throttled, not killed, and a limit changed while it runs", run: checkCgroupsStretch, stretch: true),
         Exercise(number: "04", folder: "04-oci-bundle", title: "a bundle's hooks, and mounts a symlink cannot send out", run: checkBundleStretch, stretch: true),
         Exercise(number: "05", folder: "05-engines", title: "your runtime, driven by a real engine (podman)", run: checkEngineStretch, stretch: true),
+        Exercise(number: "06", folder: "06-images", title: "a container's changes made into a layer", run: checkImagesStretch, stretch: true),
     ] }
 }

@@ -17,6 +17,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
     ("05", "05-engines/Stretch", ["global-options", "log", "kill-all"]),
+    ("06", "06-images/Stretch", ["whiteout", "opaque"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -103,6 +104,10 @@ struct ExerciseHintTests {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
+        for check in ["each deletion is a .wh.NAME entry next to the name it deletes", "umoci unpack of base + the layer is what the container saw",
+                      "the library's unpack of base + the layer is what the container saw", "a rootless overlay (userxattr): the remade directory is opaque too"] {
+            #expect(result.stdout.contains("  ✓ \(check)"), "06: \(check) did not pass\n\(result.stdout)")
+        }
         let passed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  ✓ ") }.count
         #expect(result.stdout.contains("All \(passed) checks passed."), "\(result.stdout)")
     }
@@ -136,6 +141,10 @@ extension ExerciseHintTests {
         caught("create's error is in podman's --log file, as JSON podman can read", explaining: "with the message escaped as a JSON string", "05")
         caught("podman stop → kill --all: the shell's child gets SIGTERM too", explaining: "the shell's child is not the init", "05")
         #expect(!failed.contains(where: { $0.contains("the calls podman made") }), "05: the global options were read")
+        // 06: the whiteout named ".wh." + the whole path: a directory ".wh.data" in the image, the file back.
+        caught("each deletion is a .wh.NAME entry next to the name it deletes", explaining: "data/.wh.gone, not .wh.data/gone", "06")
+        caught("umoci unpack of base + the layer is what the container saw", explaining: "the marker is .wh.NAME in the deleted entry's own directory", "06")
+        #expect(!failed.contains(where: { $0.contains("the remade directory is opaque too") }), "06: the opaque step was right")
     }
 }
 

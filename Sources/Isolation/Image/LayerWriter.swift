@@ -1,4 +1,5 @@
 import Isolation
+import CIsolation
 import CLibarchive
 import Glibc
 import SystemPackage
@@ -33,6 +34,13 @@ public final class LayerWriter {
     /// owns the files on this host (the cache may belong to the user who built the package).
     public var ownedByRoot = true
 
+    /// Entries from `addTree` and `addFile(from:)` carry the file's extended attributes
+    /// (read with llistxattr(2) and lgetxattr(2), written as pax `SCHILY.xattr.NAME`
+    /// records, as `tar --xattrs` does): a file capability, `user.*` ones. overlayfs' own
+    /// markers (`trusted.overlay.*`, `user.overlay.*`) are never written: they describe
+    /// one overlay's directories, not the image.
+    public var keepsExtendedAttributes = false
+
     /// Adds `directory`'s whole tree, as paths relative to it (sorted, so the same tree
     /// makes the same tar).
     public func addTree(_ directory: FilePath, prefix: String = "") throws {
@@ -60,6 +68,11 @@ public final class LayerWriter {
         let type = info.st_mode & S_IFMT
         if type == S_IFLNK {
             archive_entry_set_symlink(entry, try FileSystem.readLink(path).string)
+        }
+        if keepsExtendedAttributes {
+            for (key, value) in try Self.extendedAttributes(of: path) where !Self.isOverlayMarker(key) {
+                value.withUnsafeBytes { archive_entry_xattr_add_entry(entry, key, $0.baseAddress, $0.count) }
+            }
         }
         if type == S_IFREG && info.st_nlink > 1 {
             let key = "\(info.st_dev):\(info.st_ino)"
@@ -117,6 +130,110 @@ public final class LayerWriter {
         var parts = path.split(separator: "/").map(String.init)
         guard let name = parts.popLast() else { throw IsolationError("cannot white out the root directory") }
         try addFile((parts + [LayerApplier.whiteoutPrefix + name]).joined(separator: "/"), [], mode: 0o644, mtime: mtime)
+    }
+
+    /// Adds the opaque marker of `directory` (a path of the layer): an empty file
+    /// `.wh..wh..opq` inside it, which says that nothing the layers below put there shows
+    /// through (layer.md "Opaque Whiteout"). The directory's own entry goes before it.
+    public func addOpaqueMarker(_ directory: String, mtime: Int = 0) throws {
+        let parts = directory.split(separator: "/").map(String.init)
+        try addFile((parts + [LayerApplier.opaqueMarker]).joined(separator: "/"), [], mode: 0o644, mtime: mtime)
+    }
+
+    /// Adds what a container changed, read from its overlayfs upper directory (the mount's
+    /// `upperdir`, read once the container is stopped or the overlay unmounted): the way
+    /// back from a container to a layer, as `podman commit` and a build's RUN step make it.
+    /// overlayfs records a deletion as a character device 0:0, which becomes `.wh.NAME` in
+    /// the same directory; a directory that hides everything below it (deleted and made
+    /// again) carries `trusted.overlay.opaque=y` (`user.overlay.opaque=y` on a mount with
+    /// `userxattr`, as rootless ones are), which becomes `.wh..wh..opq` inside it.
+    /// Everything else is copied with its type, mode, owner, times and extended
+    /// attributes, in sorted order. A directory renamed with `redirect_dir` or a file
+    /// copied up with `metacopy` (overlayfs.rst) needs the lower layers to be read: it is
+    /// refused, naming the path. Returns the paths whited out and the opaque directories.
+    @discardableResult
+    public func addOverlayChanges(from upper: FilePath) throws -> (whiteouts: [String], opaqueDirectories: [String]) {
+        let (owners, attributes) = (ownedByRoot, keepsExtendedAttributes)
+        defer { (ownedByRoot, keepsExtendedAttributes) = (owners, attributes) }
+        ownedByRoot = false
+        keepsExtendedAttributes = true
+        var whiteouts: [String] = [], opaque: [String] = []
+        func walk(_ directory: FilePath, _ prefix: String) throws {
+            for name in try FileSystem.contentsOfDirectory(directory).sorted() {
+                let relative = prefix.isEmpty ? name : prefix + "/" + name
+                let path = directory.appending(name)
+                var info = stat()
+                try pathCall(path) { lstat($0, &info) }
+                if Self.isOverlayWhiteout(info) {
+                    try addWhiteout(relative, mtime: Int(info.st_mtim.tv_sec))
+                    whiteouts.append(relative)
+                    continue
+                }
+                if let unsupported = try Self.extendedAttributes(of: path).map(\.name)
+                    .first(where: { $0.hasSuffix("overlay.redirect") || $0.hasSuffix("overlay.metacopy") }) {
+                    throw IsolationError("\(path) carries \(unsupported): its content is in a lower layer, which this writer does not read",
+                                         hint: "mount the overlay without redirect_dir and metacopy (their defaults are off)")
+                }
+                try addFile(from: path, as: relative, info: info)
+                guard (info.st_mode & S_IFMT) == S_IFDIR else { continue }
+                if Self.isOverlayOpaque(path) {
+                    try addOpaqueMarker(relative, mtime: Int(info.st_mtim.tv_sec))
+                    opaque.append(relative)
+                }
+                try walk(path, relative)
+            }
+        }
+        try walk(upper, "")
+        return (whiteouts, opaque)
+    }
+
+    /// Whether `info` (from lstat(2)) is overlayfs' whiteout: a character device 0:0.
+    public static func isOverlayWhiteout(_ info: stat) -> Bool {
+        (info.st_mode & S_IFMT) == S_IFCHR && info.st_rdev == 0
+    }
+
+    /// Whether overlayfs marked `directory` opaque: `trusted.overlay.opaque` (or
+    /// `user.overlay.opaque`) is "y" (getxattr(2)).
+    public static func isOverlayOpaque(_ directory: FilePath) -> Bool {
+        ["trusted.overlay.opaque", "user.overlay.opaque"].contains { name in
+            var value = [UInt8](repeating: 0, count: 8)
+            let size = lgetxattr(directory.string, name, &value, value.count)
+            return size == 1 && value[0] == UInt8(ascii: "y")
+        }
+    }
+
+    /// Names overlayfs keeps for itself.
+    static func isOverlayMarker(_ name: String) -> Bool {
+        name.hasPrefix("trusted.overlay.") || name.hasPrefix("user.overlay.")
+    }
+
+    /// `path`'s extended attributes, without following a symlink (llistxattr(2),
+    /// lgetxattr(2)); none where the file system has none.
+    static func extendedAttributes(of path: FilePath) throws -> [(name: String, value: [UInt8])] {
+        var names = [CChar](repeating: 0, count: 1024)
+        var length = llistxattr(path.string, &names, names.count)
+        if length < 0 && errno == ERANGE {
+            length = llistxattr(path.string, nil, 0)
+            if length > 0 {
+                names = [CChar](repeating: 0, count: length + 1)
+                length = llistxattr(path.string, &names, names.count)
+            }
+        }
+        if length < 0 {
+            if errno == ENOTSUP { return [] }
+            throw IsolationError("cannot list the extended attributes of \(path): \(currentErrno())")
+        }
+        var result: [(name: String, value: [UInt8])] = []
+        for raw in names[0..<max(length, 0)].split(separator: 0) {
+            let name = String(decoding: raw.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let size = lgetxattr(path.string, name, nil, 0)
+            guard size >= 0 else { continue }
+            var value = [UInt8](repeating: 0, count: size)
+            let read = lgetxattr(path.string, name, &value, size)
+            guard read >= 0 else { continue }
+            result.append((name, Array(value[0..<read])))
+        }
+        return result
     }
 
     func writeHeader(_ entry: OpaquePointer, _ name: String) throws {
