@@ -76,6 +76,9 @@ struct Check: ParsableCommand {
             sigemptyset(&signals)
             for signal in forwardedSignals { sigaddset(&signals, signal) }
             sigprocmask(SIG_BLOCK, &signals, nil)
+            // `check 05 | head`: once the reader stops reading, a write must fail (EPIPE),
+            // not kill us before the clean-up. Children get SIGPIPE back (spawn.c).
+            signal(SIGPIPE, SIG_IGN)
             var context = try CheckContext(package: package, bin: bin, report: report)
             defer { context.removeTemporaryFiles() }
             for exercise in chosen {
