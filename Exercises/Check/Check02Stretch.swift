@@ -93,6 +93,15 @@ func checkNamespacesStretch(_ context: inout CheckContext, _ program: String) {
                             hint: "sudo apt-get install uidmap util-linux")
                 return
             }
+            // The copies are bind-mounted over the real files: those must exist (the
+            // passwd package makes them, empty); the checker creates nothing in /etc.
+            let absent = ["/etc/subuid", "/etc/subgid"].filter { !FileSystem.exists(FilePath($0)) }
+            guard absent.isEmpty else {
+                report.fail("/etc/subuid and /etc/subgid exist", observed: "missing: " + absent.joined(separator: ", "),
+                            expected: "both files (empty is fine): the checker lays its copies over them",
+                            hint: "sudo touch /etc/subuid /etc/subgid (Debian's passwd package makes them; newuidmap reads them)")
+                return
+            }
             guard let nobody = getpwnam("nobody") else {
                 report.fail("the user nobody exists", observed: "getpwnam(\"nobody\") → none", expected: "an unprivileged user to run the exercise as",
                             hint: "run `check 02 --stretch` as yourself (without sudo): it then uses your own /etc/subuid range")
@@ -102,6 +111,11 @@ func checkNamespacesStretch(_ context: inout CheckContext, _ program: String) {
             // A range above every range already given, so that nothing on the host owns it,
             // and different for uids and gids, so that swapped ranges show.
             let base = (highestSubordinateID([subuidBefore, subgidBefore]) / 100_000 + 1) * 100_000
+            guard base + 200_000 < UInt64(UInt32.max) else {
+                report.fail("a free range for the run", observed: "the ranges in /etc/subuid and /etc/subgid reach \(base)",
+                            expected: "room below 2³² for two more ranges", hint: "run `check 02 --stretch` as yourself, with your own range")
+                return
+            }
             let subuids = (start: UInt32(base), count: rangeSize), subgids = (start: UInt32(base + 100_000), count: rangeSize)
             let subuidCopy = folder.appending("etc-subuid"), subgidCopy = folder.appending("etc-subgid")
             let withNewline = { (text: String) in text.isEmpty || text.hasSuffix("\n") ? text : text + "\n" }
