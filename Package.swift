@@ -37,6 +37,7 @@ let package = Package(
         .executable(name: "check", targets: ["Check"]),
         // The harder tier of an exercise (Exercises/NN-*/Stretch/), checked by `check NN --stretch`.
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
+        .executable(name: "exercise-02-stretch", targets: ["Exercise02Stretch"]),
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
         .executable(name: "exercise-05-stretch", targets: ["Exercise05Stretch"]),
@@ -227,7 +228,7 @@ let package = Package(
             name: "Exercise02",
             dependencies: exerciseDependencies,
             path: "Exercises/02-namespaces",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise03",
@@ -263,6 +264,12 @@ let package = Package(
             name: "Exercise01Stretch",
             dependencies: exerciseDependencies,
             path: "Exercises/01-chroot-jail/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise02Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/02-namespaces/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

@@ -61,7 +61,7 @@ struct Check: ParsableCommand {
             if !noBuild {
                 for exercise in chosen { build(exercise, package: package, report: report) }
             }
-            guard Identity.isRoot else {
+            guard Identity.isRoot || chosen.allSatisfy(\.runsUnprivileged) else {
                 say()
                 say(Style.standardOutput.yellow("The checks need root") + " (your exercises make namespaces, mounts and cgroups). Run:")
                 say("  sudo \(Identity.executablePath()) \(chosen.map(\.number).joined(separator: " ")) --no-build"
@@ -182,6 +182,14 @@ struct CheckContext {
     /// A fresh copy of the built-in root filesystem for one run, in `folder/name`: the
     /// exercises mount onto it and write into it, and the cached one must stay clean.
     mutating func rootfs(in folder: FilePath, name: String = "rootfs") throws -> FilePath {
+        // Without root (a check that runs as the user, `runsUnprivileged`): a template
+        // built by root has folders only root may read (/root is 0700), so cp -a of it
+        // would fail; a fresh one, built by this user, is a few links and a copy of busybox.
+        if !Identity.isRoot {
+            let fresh = folder.appending(name)
+            try RootFilesystem.build(at: fresh, from: RootFilesystem.preferredSource)
+            return fresh
+        }
         if template == nil {
             template = try RootFilesystem.builtIn(log: { say(Style.standardOutput.dim("  (\($0))")) }).path
         }

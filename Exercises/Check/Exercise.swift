@@ -11,6 +11,9 @@ struct Exercise {
     /// The harder tier in `Exercises/NN-*/Stretch/` (program exercise-NN-stretch), checked
     /// by `check NN --stretch`; the list is `Exercise.stretches` (Stretch.swift).
     var stretch = false
+    /// The check runs without root too (as the user who runs it): exercise 02's stretch,
+    /// a rootless container, is started by an unprivileged user either way.
+    var runsUnprivileged = false
 
     /// The program: exercise-NN, or exercise-NN-stretch.
     var product: String { stretch ? "exercise-\(number)-stretch" : "exercise-\(number)" }

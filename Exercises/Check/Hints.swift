@@ -22,7 +22,7 @@ extension Exercise {
     /// Every exercise's hints, by `hintKey` ("NN", or "NN-stretch" for its stretch tier).
     static let hintTable: [String: [StepHint]] = [
         "01": chrootJailHints, "01-stretch": chrootJailStretchHints,
-        "02": namespacesHints,
+        "02": namespacesHints, "02-stretch": namespacesStretchHints,
         "03": cgroupsHints, "03-stretch": cgroupsStretchHints,
         "04": bundleHints, "04-stretch": bundleStretchHints,
         "05": engineHints, "05-stretch": engineStretchHints,

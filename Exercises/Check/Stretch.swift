@@ -5,6 +5,8 @@
 extension Exercise {
     static var stretches: [Exercise] { [
         Exercise(number: "01", folder: "01-chroot-jail", title: "a jail the chroot escape cannot leave (pivot_root)", run: checkChrootJailStretch, stretch: true),
+        Exercise(number: "02", folder: "02-namespaces", title: "a rootless container with a full sub-uid range (newuidmap, newgidmap)", run: checkNamespacesStretch, stretch: true,
+                 runsUnprivileged: true),
         Exercise(number: "03", folder: "03-cgroups", title: "throttled, not killed, and a limit changed while it runs", run: checkCgroupsStretch, stretch: true),
         Exercise(number: "04", folder: "04-oci-bundle", title: "a bundle's hooks, and mounts a symlink cannot send out", run: checkBundleStretch, stretch: true),
         Exercise(number: "05", folder: "05-engines", title: "your runtime, driven by a real engine (podman)", run: checkEngineStretch, stretch: true),

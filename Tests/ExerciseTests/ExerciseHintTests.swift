@@ -14,6 +14,7 @@ import Testing
 /// The stretch tiers: Exercises/NN-*/Stretch/, product exercise-NN-stretch.
 let stretches: [(number: String, folder: String, steps: [String])] = [
     ("01", "01-chroot-jail/Stretch", ["propagation", "mount-point", "pivot_root"]),
+    ("02", "02-namespaces/Stretch", ["subid-range", "id-maps", "become-root"]),
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
     ("05", "05-engines/Stretch", ["global-options", "log", "kill-all"]),
@@ -99,6 +100,10 @@ struct ExerciseHintTests {
                       "after the escape, it cannot open the host file", "the workload was not restarted", "the hog finishes once the limit is raised",
                       "the hook got the container's state on its stdin", "nothing appeared on the host through the image's symlinks",
                       "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped",
+                      "uid_map: 0 is nobody, 1…65536 the subordinate uids", "gid_map: 0 is nobody's group, 1…65536 the subordinate gids",
+                      "setgroups is \"allow\": newgidmap wrote the gid map from /etc/subgid", "it dropped the host's supplementary groups",
+                      "on the host, the container's root is nobody, not root", "no process is left in its user namespace",
+                      "the host's /etc/subuid and /etc/subgid are as they were",
                       "create's error is in podman's --log file, as JSON podman can read", "podman stop → kill --all: the shell's child gets SIGTERM too",
                       "nothing is left: no container, process, mount, cgroup or state"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
@@ -108,6 +113,10 @@ struct ExerciseHintTests {
                       "the library's unpack of base + the layer is what the container saw", "a rootless overlay (userxattr): the remade directory is opaque too"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "06: \(check) did not pass\n\(result.stdout)")
         }
+        // 02: the file chowned to 1000:1000 inside is subuid start + 999 on the host.
+        #expect(result.stdout.split(separator: "\n").contains(where: {
+            $0.hasPrefix("  ✓ a file chowned to 1000:1000 inside belongs to ") && $0.hasSuffix("999 on the host")
+        }), "\(result.stdout)")
         let passed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  ✓ ") }.count
         #expect(result.stdout.contains("All \(passed) checks passed."), "\(result.stdout)")
     }
@@ -129,6 +138,15 @@ extension ExerciseHintTests {
         caught("after the escape, its root is still the jail", explaining: ": the host's /", "01")
         caught("after the escape, it cannot open the host file", explaining: "host secret", "01")
         #expect(!failed.contains(where: { $0.contains("nothing it mounted is left on the host") }), "01: the propagation was right")
+        // 02: the maps written by the exercise itself, one line each (chapter 02's way), and
+        // setgroups' failure ignored: the container runs, but only its root is mapped.
+        caught("uid_map: 0 is nobody, 1…65536 the subordinate uids", explaining: "only newuidmap(1) may write", "02")
+        caught("gid_map: 0 is nobody's group, 1…65536 the subordinate gids", explaining: "only newgidmap(1) may write", "02")
+        caught("setgroups is \"allow\"", explaining: "/setgroups → deny", "02")
+        caught("it dropped the host's supplementary groups", explaining: "setgroups(2) with an empty list drops them", "02")
+        caught("a file chowned to 1000:1000 inside belongs to", explaining: "chown(2) refuses IDs that have no mapping (EINVAL)", "02")
+        #expect(!failed.contains(where: { $0.contains("on the host, the container's root is nobody") }), "02: root inside is still the caller")
+        #expect(!failed.contains(where: { $0.contains("/etc/subuid and /etc/subgid are as they were") }), "02: the host's files are untouched")
         // 03: the hard limit instead of the throttle: the hog is killed.
         caught("not killed", explaining: "step \"throttle\": ", "03")
         #expect(!failed.contains(where: { $0.contains("the cgroup is removed") }), "03: the clean-up was right")

@@ -1,3 +1,4 @@
+import CIsolation
 import Glibc
 import SystemPackage
 
@@ -17,6 +18,28 @@ public enum Identity {
     public static func setHostname(_ name: String) throws {
         let bytes = Array(name.utf8)
         try valueOrErrno { bytes.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { sethostname($0.baseAddress!, $0.count) } } }
+    }
+
+    /// setgroups(2): this process's supplementary groups become `groups` (empty: none).
+    /// In a user namespace whose `/proc/PID/setgroups` reads "deny" it fails with EPERM.
+    public static func setSupplementaryGroups(_ groups: [gid_t]) throws {
+        _ = try valueOrErrno { groups.withUnsafeBufferPointer { setgroups($0.count, $0.baseAddress) } }
+    }
+
+    /// setresgid(2): the real, effective and saved group IDs at once.
+    public static func setGroupIDs(real: gid_t, effective: gid_t, saved: gid_t) throws {
+        _ = try valueOrErrno { iso_setresgid(real, effective, saved) }
+    }
+
+    /// setresuid(2): the real, effective and saved user IDs at once.
+    public static func setUserIDs(real: uid_t, effective: uid_t, saved: uid_t) throws {
+        _ = try valueOrErrno { iso_setresuid(real, effective, saved) }
+    }
+
+    /// The user name of `uid` (getpwuid(3)), if the user database has one.
+    public static func userName(of uid: uid_t = getuid()) -> String? {
+        guard let entry = getpwuid(uid), let name = entry.pointee.pw_name else { return nil }
+        return String(cString: name)
     }
 
     /// The path of the running executable (/proc/self/exe, resolved), for re-executing
