@@ -39,6 +39,7 @@ let package = Package(
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
+        .executable(name: "exercise-07-stretch", targets: ["Exercise07Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -255,7 +256,7 @@ let package = Package(
             name: "Exercise07",
             dependencies: exerciseDependencies,
             path: "Exercises/07-networks",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise01Stretch",
@@ -273,6 +274,12 @@ let package = Package(
             name: "Exercise04Stretch",
             dependencies: exerciseDependencies,
             path: "Exercises/04-oci-bundle/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise07Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/07-networks/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(
