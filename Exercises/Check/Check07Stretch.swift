@@ -161,6 +161,7 @@ func checkNetworkStretch(_ context: inout CheckContext, _ program: String) {
                      expected: "\(token) (the container's server, on \(containerAddress):\(port.containerPort))",
                      hint: wrongTarget
                         ? "step \"publish\": the rule sends the connection elsewhere than \(containerAddress):\(port.containerPort), where the container listens; \(rulesSay)"
+                        : hostForwarding != "1" ? "step \"forward\": after DNAT the connection is routed on into the bridge, and the stand-in host does not forward"
                         : "step \"publish\": rewrite the destination before routing (a nat chain on the prerouting hook), to the container's address and port; \(rulesSay)")
         if outsideAnswer.contains(token) {
             let peer = peersAfterOutside.last ?? ""

@@ -16,6 +16,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("01", "01-chroot-jail/Stretch", ["propagation", "mount-point", "pivot_root"]),
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
+    ("07", "07-networks/Stretch", ["forward", "masquerade", "publish"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -96,7 +97,8 @@ struct ExerciseHintTests {
         for check in ["the host's root and mounts are gone from its mount table", "after the escape, its root is still the jail",
                       "after the escape, it cannot open the host file", "the workload was not restarted", "the hog finishes once the limit is raised",
                       "the hook got the container's state on its stdin", "nothing appeared on the host through the image's symlinks",
-                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped"] {
+                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped",
+                      "the container's server saw the outside's own address", "this machine's own namespace is untouched"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
@@ -129,6 +131,11 @@ extension ExerciseHintTests {
         caught("a hook past its timeout is killed, and the container stopped", explaining: "wait with a deadline (hook.timeout seconds)", "04")
         #expect(!failed.contains(where: { $0.contains("a failing hook stops the container") }), "04: a failing hook was handled")
         #expect(!failed.contains(where: { $0.contains("nothing appeared on the host") }), "04: the starter's own guard stopped the mount")
+        // 07: masquerade on everything that leaves; the published port only in prerouting.
+        caught("the container's server saw the outside's own address", explaining: "the rule masquerades everything that leaves, the bridge included", "07")
+        caught("a program on the stand-in host reaches the container", explaining: "a packet the host sends itself never passes prerouting", "07")
+        #expect(!failed.contains(where: { $0.contains("the outside's server saw the stand-in host's address") }), "07: the way out was masqueraded")
+        #expect(!failed.contains(where: { $0.contains("this machine's own namespace is untouched") }), "07: everything stayed in the stand-in host")
     }
 }
 
