@@ -33,14 +33,15 @@ func checkNetworkStretch(_ context: inout CheckContext, _ program: String) {
         let port = PortMapping(hostPort: UInt16(20000 + seed % 20000), containerPort: UInt16(8100 + seed % 800))
         let outsidePort = 9100 + seed % 800
         let token = "isolation-check-07s-\(getpid())-\(UInt32.random(in: 1000...9999))"
-        report.note("this run: container subnet \(network), uplink \(uplink) (host \(hostAddress), outside \(outsideAddress)), --publish \(port.hostPort):\(port.containerPort)")
+        report.note("this run: container subnet \(network), --publish \(port.hostPort):\(port.containerPort)")
+        report.note("          uplink \(uplink): host \(hostAddress), outside \(outsideAddress)")
 
         // What this machine's own namespace has before: links, nft tables, ip_forward.
         let machineLinks = Set(try RouteSocket().links().map(\.name))
         let machineTables = nftTables(nft)
         let machineForwarding = readForwarding()
 
-        let namespaces = CheckNamespaces(ip: ip)
+        let namespaces = CheckedNetworkNamespaces(ip: ip)
         var outsideServer: ChildProcess?
         var running: Running?
         var containerNamespace: UInt64?
@@ -67,7 +68,8 @@ func checkNetworkStretch(_ context: inout CheckContext, _ program: String) {
         for path in [hostPath, outsidePath] {
             try NetworkNamespace.entered(path) { try FileSystem.writeFile("/proc/sys/net/ipv4/ip_forward", "0\n") }
         }
-        report.note("made: ip netns add \(hostPath.lastComponent!) (isolation-up \(hostAddress)/24) and \(outsidePath.lastComponent!) (eth0 \(outsideAddress)/24, no route to \(network))")
+        report.note("made: ip netns add \(hostPath.lastComponent!) (isolation-up)")
+        report.note("      ip netns add \(outsidePath.lastComponent!) (eth0; no route to \(network))")
 
         // The outside's server: a CGI that logs the address each connection came from.
         let outsideLog = folder.appending("outside-peers.log")
@@ -108,7 +110,7 @@ func checkNetworkStretch(_ context: inout CheckContext, _ program: String) {
         for line in ruleset.split(separator: "\n") { report.note("  " + line.replacingOccurrences(of: "\t", with: "  ")) }
         let hostForwarding = try NetworkNamespace.entered(hostPath) { readForwarding() }
         report.check("the stand-in host forwards (net.ipv4.ip_forward in its namespace)", hostForwarding == "1",
-                     observed: "ip netns exec \(hostPath.lastComponent!) sysctl net.ipv4.ip_forward → \(hostForwarding); this machine's → \(readForwarding()) (it was \(machineForwarding))",
+                     observed: "net.ipv4.ip_forward in the stand-in host → \(hostForwarding); in this machine's → \(readForwarding()) (was \(machineForwarding))",
                      expected: "1 in the stand-in host",
                      hint: "step \"forward\": the sysctl is per network namespace; the one a process writes is the one it is in (the exercise is in the stand-in host)")
 
@@ -200,7 +202,7 @@ func checkNetworkStretch(_ context: inout CheckContext, _ program: String) {
 
 /// Network namespaces the check makes with `ip netns add` and removes again, with every
 /// process left in them and the /run/netns mount `ip` makes the first time.
-final class CheckNamespaces {
+final class CheckedNetworkNamespaces {
     let ip: FilePath
     private(set) var names: [String] = []
     let folderExisted = FileSystem.exists("/run/netns")
