@@ -42,6 +42,7 @@ let package = Package(
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
         .executable(name: "exercise-05-stretch", targets: ["Exercise05Stretch"]),
         .executable(name: "exercise-06-stretch", targets: ["Exercise06Stretch"]),
+        .executable(name: "exercise-07-stretch", targets: ["Exercise07Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -258,7 +259,7 @@ let package = Package(
             name: "Exercise07",
             dependencies: exerciseDependencies,
             path: "Exercises/07-networks",
-            exclude: ["README.md", "Solution"]
+            exclude: ["README.md", "Solution", "Stretch"]
         ),
         .executableTarget(
             name: "Exercise01Stretch",
@@ -295,6 +296,12 @@ let package = Package(
             name: "Exercise06Stretch",
             dependencies: exerciseDependencies + ["IsolationImage", "CIsolation"],
             path: "Exercises/06-images/Stretch",
+            exclude: ["README.md", "Solution"]
+        ),
+        .executableTarget(
+            name: "Exercise07Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/07-networks/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

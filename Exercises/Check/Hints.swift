@@ -27,7 +27,7 @@ extension Exercise {
         "04": bundleHints, "04-stretch": bundleStretchHints,
         "05": engineHints, "05-stretch": engineStretchHints,
         "06": imageHints, "06-stretch": imageStretchHints,
-        "07": networkHints,
+        "07": networkHints, "07-stretch": networkStretchHints,
         "08": breakingOutHints,
     ]
 

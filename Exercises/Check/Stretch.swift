@@ -11,5 +11,6 @@ extension Exercise {
         Exercise(number: "04", folder: "04-oci-bundle", title: "a bundle's hooks, and mounts a symlink cannot send out", run: checkBundleStretch, stretch: true),
         Exercise(number: "05", folder: "05-engines", title: "your runtime, driven by a real engine (podman)", run: checkEngineStretch, stretch: true),
         Exercise(number: "06", folder: "06-images", title: "a container's changes made into a layer", run: checkImagesStretch, stretch: true),
+        Exercise(number: "07", folder: "07-networks", title: "the way out and a published port: NAT with nftables", run: checkNetworkStretch, stretch: true),
     ] }
 }

@@ -19,6 +19,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
     ("05", "05-engines/Stretch", ["global-options", "log", "kill-all"]),
     ("06", "06-images/Stretch", ["whiteout", "opaque"]),
+    ("07", "07-networks/Stretch", ["forward", "masquerade", "publish"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -105,7 +106,8 @@ struct ExerciseHintTests {
                       "on the host, the container's root is nobody, not root", "no process is left in its user namespace",
                       "the host's /etc/subuid and /etc/subgid are as they were",
                       "create's error is in podman's --log file, as JSON podman can read", "podman stop → kill --all: the shell's child gets SIGTERM too",
-                      "nothing is left: no container, process, mount, cgroup or state"] {
+                      "nothing is left: no container, process, mount, cgroup or state",
+                      "the container's server saw the outside's own address", "this machine's own namespace is untouched"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
@@ -163,6 +165,11 @@ extension ExerciseHintTests {
         caught("each deletion is a .wh.NAME entry next to the name it deletes", explaining: "data/.wh.gone, not .wh.data/gone", "06")
         caught("umoci unpack of base + the layer is what the container saw", explaining: "the marker is .wh.NAME in the deleted entry's own directory", "06")
         #expect(!failed.contains(where: { $0.contains("the remade directory is opaque too") }), "06: the opaque step was right")
+        // 07: masquerade on everything that leaves; the published port only in prerouting.
+        caught("the container's server saw the outside's own address", explaining: "the rule masquerades everything that leaves, the bridge included", "07")
+        caught("a program on the stand-in host reaches the container", explaining: "a packet the host sends itself never passes prerouting", "07")
+        #expect(!failed.contains(where: { $0.contains("the outside's server saw the stand-in host's address") }), "07: the way out was masqueraded")
+        #expect(!failed.contains(where: { $0.contains("this machine's own namespace is untouched") }), "07: everything stayed in the stand-in host")
     }
 }
 
