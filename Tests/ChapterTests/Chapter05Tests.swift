@@ -18,7 +18,7 @@ struct CallLog {
         path = root + "/calls.log"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         created = !FileManager.default.fileExists(atPath: path)
-        if created { FileManager.default.createFile(atPath: path, contents: nil) }
+        if created { _ = FileManager.default.createFile(atPath: path, contents: nil) }
     }
     /// The calls made for container `id`: each line's arguments, after the `→`.
     func calls(for id: String) -> [String] {
