@@ -39,6 +39,7 @@ let package = Package(
         .executable(name: "exercise-01-stretch", targets: ["Exercise01Stretch"]),
         .executable(name: "exercise-03-stretch", targets: ["Exercise03Stretch"]),
         .executable(name: "exercise-04-stretch", targets: ["Exercise04Stretch"]),
+        .executable(name: "exercise-08-stretch", targets: ["Exercise08Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -279,6 +280,12 @@ let package = Package(
             name: "Exercise08",
             dependencies: exerciseDependencies,
             path: "Exercises/08-breaking-out",
+            exclude: ["README.md", "Solution", "Stretch"]
+        ),
+        .executableTarget(
+            name: "Exercise08Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/08-breaking-out/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

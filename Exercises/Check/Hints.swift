@@ -28,7 +28,7 @@ extension Exercise {
         "05": engineHints,
         "06": imageHints,
         "07": networkHints,
-        "08": breakingOutHints,
+        "08": breakingOutHints, "08-stretch": seccompStretchHints,
     ]
 
     var hintKey: String { stretch ? "\(number)-stretch" : number }

@@ -7,5 +7,6 @@ extension Exercise {
         Exercise(number: "01", folder: "01-chroot-jail", title: "a jail the chroot escape cannot leave (pivot_root)", run: checkChrootJailStretch, stretch: true),
         Exercise(number: "03", folder: "03-cgroups", title: "throttled, not killed, and a limit changed while it runs", run: checkCgroupsStretch, stretch: true),
         Exercise(number: "04", folder: "04-oci-bundle", title: "a bundle's hooks, and mounts a symlink cannot send out", run: checkBundleStretch, stretch: true),
+        Exercise(number: "08", folder: "08-breaking-out", title: "a seccomp filter by hand that i386 and x32 cannot walk around", run: checkSeccompStretch, stretch: true),
     ] }
 }

@@ -16,6 +16,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("01", "01-chroot-jail/Stretch", ["propagation", "mount-point", "pivot_root"]),
     ("03", "03-cgroups/Stretch", ["throttle", "find", "update"]),
     ("04", "04-oci-bundle/Stretch", ["hook", "resolve"]),
+    ("08", "08-breaking-out/Stretch", ["arch", "x32", "deny"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -96,7 +97,9 @@ struct ExerciseHintTests {
         for check in ["the host's root and mounts are gone from its mount table", "after the escape, its root is still the jail",
                       "after the escape, it cannot open the host file", "the workload was not restarted", "the hog finishes once the limit is raised",
                       "the hook got the container's state on its stdin", "nothing appeared on the host through the image's symlinks",
-                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped"] {
+                      "a failing hook stops the container before its process runs", "a hook past its timeout is killed, and the container stopped",
+                      "unshare through i386 (int 0x80) is refused by the filter", "unshare through x32 is refused by the filter, not by the kernel",
+                      "chapter 08's nested escape is stopped by your filter"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
@@ -129,6 +132,10 @@ extension ExerciseHintTests {
         caught("a hook past its timeout is killed, and the container stopped", explaining: "wait with a deadline (hook.timeout seconds)", "04")
         #expect(!failed.contains(where: { $0.contains("a failing hook stops the container") }), "04: a failing hook was handled")
         #expect(!failed.contains(where: { $0.contains("nothing appeared on the host") }), "04: the starter's own guard stopped the mount")
+        // 08: a filter that compares numbers only: int 0x80 and x32 walk around it.
+        caught("unshare through i386 (int 0x80) is refused by the filter", explaining: "a filter that compares only numbers lets it by", "08")
+        caught("unshare through x32 is refused by the filter, not by the kernel", explaining: "the x32 call reached the kernel", "08")
+        #expect(!failed.contains(where: { $0.contains("unshare through x86_64 gets EPERM") || $0.contains("ordinary calls still run") }), "08: the deny step was right")
     }
 }
 
