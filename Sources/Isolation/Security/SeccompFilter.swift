@@ -26,7 +26,7 @@ import SystemPackage
 /// and crun do.
 public struct SeccompFilter {
     /// One `struct sock_filter`: 8 bytes.
-    public struct Instruction: Equatable {
+    public struct Instruction: Equatable, Sendable {
         public var code: UInt16
         public var jt: UInt8
         public var jf: UInt8
