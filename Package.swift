@@ -43,6 +43,7 @@ let package = Package(
         .executable(name: "exercise-05-stretch", targets: ["Exercise05Stretch"]),
         .executable(name: "exercise-06-stretch", targets: ["Exercise06Stretch"]),
         .executable(name: "exercise-07-stretch", targets: ["Exercise07Stretch"]),
+        .executable(name: "exercise-08-stretch", targets: ["Exercise08Stretch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -308,6 +309,12 @@ let package = Package(
             name: "Exercise08",
             dependencies: exerciseDependencies,
             path: "Exercises/08-breaking-out",
+            exclude: ["README.md", "Solution", "Stretch"]
+        ),
+        .executableTarget(
+            name: "Exercise08Stretch",
+            dependencies: exerciseDependencies,
+            path: "Exercises/08-breaking-out/Stretch",
             exclude: ["README.md", "Solution"]
         ),
         .executableTarget(

@@ -28,7 +28,7 @@ extension Exercise {
         "05": engineHints, "05-stretch": engineStretchHints,
         "06": imageHints, "06-stretch": imageStretchHints,
         "07": networkHints, "07-stretch": networkStretchHints,
-        "08": breakingOutHints,
+        "08": breakingOutHints, "08-stretch": seccompStretchHints,
     ]
 
     var hintKey: String { stretch ? "\(number)-stretch" : number }

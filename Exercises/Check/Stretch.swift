@@ -12,5 +12,6 @@ extension Exercise {
         Exercise(number: "05", folder: "05-engines", title: "your runtime, driven by a real engine (podman)", run: checkEngineStretch, stretch: true),
         Exercise(number: "06", folder: "06-images", title: "a container's changes made into a layer", run: checkImagesStretch, stretch: true),
         Exercise(number: "07", folder: "07-networks", title: "the way out and a published port: NAT with nftables", run: checkNetworkStretch, stretch: true),
+        Exercise(number: "08", folder: "08-breaking-out", title: "a seccomp filter by hand that i386 and x32 cannot walk around", run: checkSeccompStretch, stretch: true),
     ] }
 }

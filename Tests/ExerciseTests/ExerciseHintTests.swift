@@ -20,6 +20,7 @@ let stretches: [(number: String, folder: String, steps: [String])] = [
     ("05", "05-engines/Stretch", ["global-options", "log", "kill-all"]),
     ("06", "06-images/Stretch", ["whiteout", "opaque"]),
     ("07", "07-networks/Stretch", ["forward", "masquerade", "publish"]),
+    ("08", "08-breaking-out/Stretch", ["arch", "x32", "deny"]),
 ]
 
 @Suite("Exercises · hints after a failed check, and the stretch tiers", .serialized,
@@ -107,7 +108,9 @@ struct ExerciseHintTests {
                       "the host's /etc/subuid and /etc/subgid are as they were",
                       "create's error is in podman's --log file, as JSON podman can read", "podman stop → kill --all: the shell's child gets SIGTERM too",
                       "nothing is left: no container, process, mount, cgroup or state",
-                      "the container's server saw the outside's own address", "this machine's own namespace is untouched"] {
+                      "the container's server saw the outside's own address", "this machine's own namespace is untouched",
+                      "unshare through i386 (int 0x80) is refused by the filter", "unshare through x32 is refused by the filter, not by the kernel",
+                      "chapter 08's nested escape is stopped by your filter"] {
             #expect(result.stdout.contains("  ✓ \(check)"), "\(check) did not pass\n\(result.stdout)")
         }
         #expect(result.stdout.contains(" changes the running cgroup's memory."), "\(result.stdout)")
@@ -170,6 +173,10 @@ extension ExerciseHintTests {
         caught("a program on the stand-in host reaches the container", explaining: "a packet the host sends itself never passes prerouting", "07")
         #expect(!failed.contains(where: { $0.contains("the outside's server saw the stand-in host's address") }), "07: the way out was masqueraded")
         #expect(!failed.contains(where: { $0.contains("this machine's own namespace is untouched") }), "07: everything stayed in the stand-in host")
+        // 08: a filter that compares numbers only: int 0x80 and x32 walk around it.
+        caught("unshare through i386 (int 0x80) is refused by the filter", explaining: "a filter that compares only numbers lets it by", "08")
+        caught("unshare through x32 is refused by the filter, not by the kernel", explaining: "the x32 call reached the kernel", "08")
+        #expect(!failed.contains(where: { $0.contains("unshare through x86_64 gets EPERM") || $0.contains("ordinary calls still run") }), "08: the deny step was right")
     }
 }
 

@@ -28,6 +28,7 @@ private func evaluate(_ program: [SeccompFilter.Instruction], nr: UInt32, arch: 
         case SeccompFilter.jumpEqual: pc += Int(a == i.k ? i.jt : i.jf)
         case SeccompFilter.jumpGreater: pc += Int(a > i.k ? i.jt : i.jf)
         case SeccompFilter.jumpGreaterEqual: pc += Int(a >= i.k ? i.jt : i.jf)
+        case SeccompFilter.jumpSet: pc += Int(a & i.k != 0 ? i.jt : i.jf)
         case SeccompFilter.returnConstant: return i.k
         default: return nil
         }
@@ -138,6 +139,54 @@ struct SeccompFilterTests {
     @Test func unknownArchitectureIsAnError() {
         #expect(throws: IsolationError.self) {
             try SeccompFilter(.init(defaultAction: .allow, architectures: ["SCMP_ARCH_AMD64"]))
+        }
+    }
+}
+
+/// A filter written by hand (exercise 08's stretch): the program is taken as written,
+/// after the checks the kernel would make, and it holds at all three doors.
+@Suite("Seccomp filter by hand: SeccompFilter(instructions:)")
+struct SeccompHandWrittenTests {
+    typealias I = SeccompFilter.Instruction
+    static let unshare = SeccompFilter.Architecture.x86_64.number("unshare")!
+    static let program: [I] = [
+        .statement(SeccompFilter.loadWord, SeccompFilter.offsetArch),
+        .jump(SeccompFilter.jumpEqual, SeccompFilter.Architecture.x86_64.auditArch, 1, 0),
+        .statement(SeccompFilter.returnConstant, SeccompFilter.returnKillProcess),
+        .statement(SeccompFilter.loadWord, SeccompFilter.offsetNumber),
+        .jump(SeccompFilter.jumpSet, SeccompFilter.x32Bit, 0, 1),
+        .statement(SeccompFilter.returnConstant, SeccompFilter.returnErrno(.notPermitted)),
+        .statement(SeccompFilter.loadWord, SeccompFilter.offsetNumber),
+        .jump(SeccompFilter.jumpEqual, unshare, 0, 1),
+        .statement(SeccompFilter.returnConstant, SeccompFilter.returnErrno(.notPermitted)),
+        .statement(SeccompFilter.returnConstant, SeccompFilter.returnAllow),
+    ]
+
+    @Test func theThreeDoors() throws {
+        let filter = try SeccompFilter(instructions: Self.program)
+        #expect(filter.instructions == Self.program)
+        #expect(Self.unshare == 272 && SeccompFilter.Architecture.x86.number("unshare") == 310)
+        let run = { (nr: UInt32, arch: UInt32) in evaluate(filter.instructions, nr: nr, arch: arch) }
+        #expect(run(272, 0xC000_003E) == 0x0005_0001)                 // unshare: EPERM
+        #expect(run(39, 0xC000_003E) == 0x7fff_0000)                  // getpid runs
+        #expect(run(0x4000_0000 | 39, 0xC000_003E) == 0x0005_0001)    // any x32 call: EPERM
+        #expect(run(310, 0x4000_0003) == 0x8000_0000)                 // unshare through int 0x80: killed
+        // Without the arch test, i386's unshare (310) is not x86_64's (272): it runs.
+        #expect(evaluate(Array(Self.program.dropFirst(3)), nr: 310, arch: 0x4000_0003) == 0x7fff_0000)
+    }
+
+    @Test func refusedBeforeTheKernelSeesIt() {
+        let ret = I.statement(SeccompFilter.returnConstant, SeccompFilter.returnAllow)
+        for program: [I] in [
+            [],                                                                  // empty
+            [.statement(SeccompFilter.loadWord, SeccompFilter.offsetNumber)],   // runs off its end
+            [.statement(SeccompFilter.loadWord, 64), ret],                      // past seccomp_data
+            [.statement(SeccompFilter.loadWord, 2), ret],                       // not 4-aligned
+            [.jump(SeccompFilter.jumpEqual, 1, 1, 0), ret],                     // jumps past the end
+            [.statement(SeccompFilter.jumpAlways, 1), ret],
+            [.statement(0x07, 0), ret],                                         // an opcode it does not know
+        ] {
+            #expect(throws: IsolationError.self, "\(program)") { try SeccompFilter(instructions: program) }
         }
     }
 }

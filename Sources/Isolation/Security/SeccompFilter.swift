@@ -1,5 +1,6 @@
 import CIsolation
 import Glibc
+import SystemPackage
 
 /// An OCI seccomp profile compiled to a classic BPF program, which the kernel runs on
 /// every system call (seccomp(2), Documentation/userspace-api/seccomp_filter.rst).
@@ -25,11 +26,25 @@ import Glibc
 /// and crun do.
 public struct SeccompFilter {
     /// One `struct sock_filter`: 8 bytes.
-    public struct Instruction: Equatable {
+    public struct Instruction: Equatable, Sendable {
         public var code: UInt16
         public var jt: UInt8
         public var jf: UInt8
         public var k: UInt32
+
+        public init(code: UInt16, jt: UInt8, jf: UInt8, k: UInt32) {
+            self.code = code; self.jt = jt; self.jf = jf; self.k = k
+        }
+
+        /// `BPF_STMT(code, k)` (linux/filter.h): a load, an ALU step or a return.
+        public static func statement(_ code: UInt16, _ k: UInt32) -> Instruction {
+            Instruction(code: code, jt: 0, jf: 0, k: k)
+        }
+
+        /// `BPF_JUMP(code, k, jt, jf)`: compare A with k; skip `jt` instructions if true, `jf` if false.
+        public static func jump(_ code: UInt16, _ k: UInt32, _ jt: UInt8, _ jf: UInt8) -> Instruction {
+            Instruction(code: code, jt: jt, jf: jf, k: k)
+        }
     }
 
     /// An ABI the filter has a block for: how seccomp names it and where its numbers come from.
@@ -41,13 +56,18 @@ public struct SeccompFilter {
         /// Whether the ABI's arguments are 64 bits wide.
         public var wide: Bool
 
-        static let x86_64 = Architecture(name: "SCMP_ARCH_X86_64", auditArch: 0xC000_003E, wide: true)
-        static let x86 = Architecture(name: "SCMP_ARCH_X86", auditArch: 0x4000_0003, wide: false)
-        static let x32 = Architecture(name: "SCMP_ARCH_X32", auditArch: 0xC000_003E, wide: true)
-        static let aarch64 = Architecture(name: "SCMP_ARCH_AARCH64", auditArch: 0xC000_00B7, wide: true)
+        /// AUDIT_ARCH_X86_64.
+        public static let x86_64 = Architecture(name: "SCMP_ARCH_X86_64", auditArch: 0xC000_003E, wide: true)
+        /// AUDIT_ARCH_I386: `int 0x80` on an x86_64 kernel.
+        public static let x86 = Architecture(name: "SCMP_ARCH_X86", auditArch: 0x4000_0003, wide: false)
+        /// x32 shares AUDIT_ARCH_X86_64: only `__X32_SYSCALL_BIT` in the number tells it apart.
+        public static let x32 = Architecture(name: "SCMP_ARCH_X32", auditArch: 0xC000_003E, wide: true)
+        /// AUDIT_ARCH_AARCH64.
+        public static let aarch64 = Architecture(name: "SCMP_ARCH_AARCH64", auditArch: 0xC000_00B7, wide: true)
 
-        /// The number of `name` in this ABI, or nil if it has none.
-        func number(_ syscall: String) -> UInt32? {
+        /// The number of `syscall` in this ABI's table (`Architecture.x86_64.number("unshare")`
+        /// is 272, `.x86`'s 310), or nil if it has none. An x32 number carries `x32Bit`.
+        public func number(_ syscall: String) -> UInt32? {
             let number: Int32
             switch name {
             case Self.x86.name: number = iso_syscall_number_i386(syscall)
@@ -59,10 +79,20 @@ public struct SeccompFilter {
     }
 
     /// `__X32_SYSCALL_BIT`: x32 calls are x86_64 calls with this bit set in the number.
-    static let x32Bit: UInt32 = 0x4000_0000
+    public static let x32Bit: UInt32 = 0x4000_0000
     /// What a call from an ABI the profile does not list gets: libseccomp's default
     /// "bad arch" action, SCMP_ACT_KILL (SECCOMP_RET_KILL_THREAD).
     static let badArchAction: UInt32 = 0x0000_0000
+
+    // SECCOMP_RET_* (linux/seccomp.h): what a BPF_RET instruction answers.
+    /// SECCOMP_RET_ALLOW: the call runs.
+    public static let returnAllow: UInt32 = 0x7fff_0000
+    /// SECCOMP_RET_KILL_PROCESS: the whole process dies by SIGSYS.
+    public static let returnKillProcess: UInt32 = 0x8000_0000
+    /// SECCOMP_RET_KILL_THREAD: the calling thread dies by SIGSYS.
+    public static let returnKillThread: UInt32 = 0x0000_0000
+    /// SECCOMP_RET_ERRNO | errno: the call does not run and returns -1 with that errno.
+    public static func returnErrno(_ errno: Errno) -> UInt32 { 0x0005_0000 | (UInt32(errno.rawValue) & 0xffff) }
 
     public private(set) var instructions: [Instruction] = []
     /// The ABIs the filter checks, native first.
@@ -74,17 +104,28 @@ public struct SeccompFilter {
     public private(set) var unknownNames: [String] = []
 
     // BPF opcodes (linux/bpf_common.h).
-    static let loadWord: UInt16 = 0x20       // BPF_LD | BPF_W | BPF_ABS
-    static let jumpAlways: UInt16 = 0x05     // BPF_JMP | BPF_JA
-    static let jumpEqual: UInt16 = 0x15      // BPF_JMP | BPF_JEQ | BPF_K
-    static let jumpGreater: UInt16 = 0x25    // BPF_JMP | BPF_JGT | BPF_K
-    static let jumpGreaterEqual: UInt16 = 0x35
-    static let andConstant: UInt16 = 0x54    // BPF_ALU | BPF_AND | BPF_K
-    static let returnConstant: UInt16 = 0x06 // BPF_RET | BPF_K
+    /// BPF_LD | BPF_W | BPF_ABS: A = the 32-bit word at offset k of `struct seccomp_data`.
+    public static let loadWord: UInt16 = 0x20
+    /// BPF_JMP | BPF_JA: skip k instructions.
+    public static let jumpAlways: UInt16 = 0x05
+    /// BPF_JMP | BPF_JEQ | BPF_K: A == k ?
+    public static let jumpEqual: UInt16 = 0x15
+    /// BPF_JMP | BPF_JGT | BPF_K: A > k ? (unsigned)
+    public static let jumpGreater: UInt16 = 0x25
+    /// BPF_JMP | BPF_JGE | BPF_K: A >= k ? (unsigned)
+    public static let jumpGreaterEqual: UInt16 = 0x35
+    /// BPF_JMP | BPF_JSET | BPF_K: A & k != 0 ?
+    public static let jumpSet: UInt16 = 0x45
+    /// BPF_ALU | BPF_AND | BPF_K: A &= k.
+    public static let andConstant: UInt16 = 0x54
+    /// BPF_RET | BPF_K: the filter's answer is k (a SECCOMP_RET_* value).
+    public static let returnConstant: UInt16 = 0x06
 
     // struct seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8i (low word first).
-    static let offsetNumber: UInt32 = 0
-    static let offsetArch: UInt32 = 4
+    /// `seccomp_data.nr`, the system call's number in its ABI's table.
+    public static let offsetNumber: UInt32 = 0
+    /// `seccomp_data.arch`, an AUDIT_ARCH_* value: which ABI the call came through.
+    public static let offsetArch: UInt32 = 4
     static func offsetArgument(_ index: UInt, high: Bool) -> UInt32 { 16 + 8 * UInt32(index) + (high ? 4 : 0) }
 
     public init(_ profile: OCIConfig.Seccomp) throws {
@@ -151,6 +192,41 @@ public struct SeccompFilter {
         guard instructions.count <= 4096 else {
             throw IsolationError("the seccomp profile compiles to \(instructions.count) BPF instructions; the kernel takes 4096")
         }
+    }
+
+    /// A program written instruction by instruction (`BPF_STMT`/`BPF_JUMP` style), checked
+    /// the way the kernel's seccomp_check_filter would refuse it, but with an error that
+    /// says which instruction: at most 4096, loads inside `struct seccomp_data` (64 bytes,
+    /// 4-aligned), every jump landing inside the program, and a return at the end.
+    public init(instructions program: [Instruction]) throws {
+        guard !program.isEmpty, program.count <= 4096 else {
+            throw IsolationError("a seccomp filter has 1 to 4096 instructions; this one has \(program.count)")
+        }
+        for (index, instruction) in program.enumerated() {
+            let remaining = program.count - index - 1
+            switch instruction.code {
+            case Self.loadWord:
+                guard instruction.k < 64, instruction.k % 4 == 0 else {
+                    throw IsolationError("instruction \(index): a load at offset \(instruction.k), outside struct seccomp_data (0, 4, 8, … 60)")
+                }
+            case Self.jumpAlways:
+                guard Int(instruction.k) < remaining else {
+                    throw IsolationError("instruction \(index): BPF_JA skips \(instruction.k), past the end of the program")
+                }
+            case Self.jumpEqual, Self.jumpGreater, Self.jumpGreaterEqual, Self.jumpSet:
+                guard Int(instruction.jt) < remaining, Int(instruction.jf) < remaining else {
+                    throw IsolationError("instruction \(index): a jump (jt \(instruction.jt), jf \(instruction.jf)) past the end of the program")
+                }
+            case Self.andConstant, Self.returnConstant: break
+            default:
+                throw IsolationError("instruction \(index): opcode 0x\(String(instruction.code, radix: 16)) is not one this library writes",
+                                     hint: "SeccompFilter.loadWord, jumpEqual, jumpGreater, jumpGreaterEqual, jumpSet, jumpAlways, andConstant, returnConstant")
+            }
+        }
+        guard program.last?.code == Self.returnConstant else {
+            throw IsolationError("the last instruction must be a return (BPF_RET): the kernel refuses a filter that can run off its end")
+        }
+        instructions = program
     }
 
     /// The blocks for a profile's `architectures` on a machine whose native arch is `native`:
