@@ -106,7 +106,7 @@ struct Chapter02Tests {
 
         // Inside: the host's files (this test's own folder, /work …) are unreachable.
         let marker = rootfs.folder.path + "/host-only"
-        FileManager.default.createFile(atPath: marker, contents: Data("host\n".utf8))
+        _ = FileManager.default.createFile(atPath: marker, contents: Data("host\n".utf8))
         let result = try run(product("chapter-02"), ["--rootfs", rootfs.path, "--namespaces", "mount,pid", "--",
                                                      "sh", "-c", "cat \(marker) 2>/dev/null || echo unreachable; ls /"])
         #expect(result.status == 0, "\(result)")

@@ -163,7 +163,7 @@ struct ConformanceMounts {
         }
         defer { bundle.removeAll() }
         try FileManager.default.createDirectory(atPath: bundle.path + "/data", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: bundle.path + "/data/owned", contents: nil)
+        _ = FileManager.default.createFile(atPath: bundle.path + "/data/owned", contents: nil)
         chown(bundle.path + "/data/owned", 1000, 1000)
         try bundle.probeExtra("echo \"owner=$(stat -c %u:%g /srv/mapped/owned)\"\n")
         let (result, seen) = try bundle.probe("conf-idmap")
