@@ -6,7 +6,7 @@ import SystemPackage
 
 enum Escape: String, CaseIterable {
     case chroot, disk, shocker, corePattern = "core-pattern", sysrq, kcore, devMem = "dev-mem", firmware, signal, ptrace,
-         module, clock, nested, keyring, rawSocket = "raw-socket", setuid
+         module, clock, nested, keyring, rawSocket = "raw-socket", setuid, mountRace = "mount-race"
 
     /// One line of history: where the escape comes from, what it gets.
     var story: String {
@@ -27,6 +27,7 @@ enum Escape: String, CaseIterable {
         case .keyring: "keyctl(2): root's user keyring is one for host and container"
         case .rawSocket: "a packet socket on the host's interface sees its traffic"
         case .setuid: "a set-user-ID root program left in a shared folder (a volume)"
+        case .mountRace: "a folder of a volume swapped for a symlink while the runtime mounts there (CVE-2021-30465)"
         }
     }
 
@@ -49,6 +50,7 @@ enum Escape: String, CaseIterable {
         case .keyring: "keys are kept by uid, and no capability is needed to search one's own: seccomp refuses keyctl (and in a user namespace @u is another keyring)"
         case .rawSocket: "the network namespace: the host's interfaces are not in it"
         case .setuid: "root inside is uid 100000 on the host: the program is set-user-ID to nobody of note"
+        case .mountRace: "the runtime (openat2 + mount on the descriptor) opens the destination inside the root, then mounts onto that descriptor: a symlink swapped in meanwhile is never followed"
         }
     }
 }
