@@ -35,7 +35,12 @@ public final class RootDirectory {
         public func hostPath() throws -> String { try FileSystem.readLink(procPath).string }
         /// The ID of the mount it is on (/proc/self/fdinfo/N, "mnt_id:", Linux 3.15).
         public func mountID() throws -> Int {
-            let info = try FileSystem.readString(FilePath("/proc/self/fdinfo/\(descriptor)"))
+            // A few lines ("pos:", "flags:", "mnt_id:", "ino:"): one read(2) into a small buffer.
+            let fd = try pathCall(FilePath("/proc/self/fdinfo/\(descriptor)")) { Glibc.open($0, O_RDONLY | O_CLOEXEC) }
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let count = try valueOrErrno { read(fd, &buffer, buffer.count) }
+            let info = String(decoding: buffer[..<count], as: UTF8.self)
             for line in info.split(separator: "\n") where line.hasPrefix("mnt_id:") {
                 if let value = Int(line.dropFirst("mnt_id:".count).trimmingCharacters(in: " \t")) { return value }
             }

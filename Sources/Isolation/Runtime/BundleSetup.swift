@@ -82,6 +82,10 @@ public final class BundleSetup {
             }
             // The root, opened once it is a mount point: every destination is opened
             // relative to this descriptor, on the bind mount pivot_root will use.
+            if !(config.mounts ?? []).isEmpty {
+                narrate("open(\"\(rootfs)\", O_PATH); then per mount openat2(root, destination, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)",
+                        "each destination opened inside the root, then mounted onto through /proc/self/fd/N: a symlink swapped into the path meanwhile changes nothing (CVE-2021-30465)")
+            }
             let root: RootDirectory
             do { root = try RootDirectory(rootfs) } catch let error as Errno {
                 throw StageError(stage: "open the root filesystem \(rootfs)", errno: error)
