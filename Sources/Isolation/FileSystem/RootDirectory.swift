@@ -170,6 +170,17 @@ public final class RootDirectory {
         return try mounted(on: target, destination)
     }
 
+    /// After a mount onto `target`'s descriptor, when nothing more is done through the new
+    /// mount: readlink(2) of /proc/self/fd/N must still name a path inside the root.
+    public func checkLanded(on target: Handle, _ destination: String) throws {
+        let host = try target.hostPath()
+        let root = hostPath == "/" ? "" : hostPath
+        guard host == hostPath || host.hasPrefix(root + "/") else {
+            throw IsolationError("the mount on \(destination) is at \(host), not inside the root filesystem \(hostPath)",
+                                 hint: "something renamed a folder of the path while the mount was made")
+        }
+    }
+
     /// After a mount onto `target`'s descriptor: the mount itself, opened by the path the
     /// kernel gives `target` now, with no symlink followed. Throws (and detaches the mount)
     /// if that path is outside the root or no mount is on top of it.

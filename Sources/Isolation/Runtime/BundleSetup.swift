@@ -132,34 +132,41 @@ public final class BundleSetup {
         if type == "cgroup" || type == "cgroup2" {
             return try mountCgroup(onto: target, in: root, destination: mount.destination, options: options, stageName: stageName)
         }
-        let mounted: RootDirectory.Handle
+        // The new mount, opened again, only when something is done through it (a remount,
+        // propagation); else a readlink(2) of the descriptor checks where it landed.
+        var opened: RootDirectory.Handle? = nil
+        func mounted() throws -> RootDirectory.Handle {
+            if let opened { return opened }
+            let handle = try root.mounted(on: target, mount.destination)
+            opened = handle
+            return handle
+        }
         if isBind {
             narrate("mount(\"\(source)\", \"\(onto)\" (\(landing)), NULL, MS_BIND\(options.flags.contains(.recursive) ? "|MS_REC" : ""), NULL)", "mounts[\(index)]: \(mount.destination), opened inside the root")
             try stage(stageName) { try Mount.mount(source: source, target: target.procPath, flags: options.flags.intersection([.bind, .recursive])) }
-            mounted = try root.mounted(on: target, mount.destination)
             let remountFlags = options.flags.subtracting([.bind, .recursive, .remount])
-            if !remountFlags.isEmpty { try remount(mounted.procPath, flags: remountFlags, stageName: stageName) }
+            if !remountFlags.isEmpty { try remount(try mounted().procPath, flags: remountFlags, stageName: stageName) }
         } else {
             narrate("mount(\"\(source)\", \"\(onto)\" (\(landing)), \"\(type)\", \(describe(options.flags)), \(options.dataString.map { "\"\($0)\"" } ?? "NULL"))", "mounts[\(index)]: \(mount.destination), opened inside the root")
             do {
                 try Mount.mount(source: source, target: target.procPath, type: type, flags: options.flags, data: options.dataString)
-                mounted = try root.mounted(on: target, mount.destination)
             } catch let error as Errno where error == .notPermitted && (type == "sysfs" || type == "mqueue") {
                 // In a user namespace without its own network (sysfs) or IPC (mqueue)
                 // namespace the kernel refuses a new instance: bind the host's, as runc does.
                 let host = type == "sysfs" ? "/sys" : "/dev/mqueue"
                 narrate("  → EPERM: mount(\"\(host)\", \"\(onto)\", NULL, MS_BIND|MS_REC, NULL)", "a user namespace may not mount a new \(type) here: bind the host's")
                 try stage(stageName) { try Mount.mount(source: host, target: target.procPath, flags: [.bind, .recursive]) }
-                mounted = try root.mounted(on: target, mount.destination)
                 let remountFlags = options.flags.subtracting([.bind, .recursive, .remount])
-                if !remountFlags.isEmpty { try remount(mounted.procPath, flags: remountFlags, stageName: stageName) }
+                if !remountFlags.isEmpty { try remount(try mounted().procPath, flags: remountFlags, stageName: stageName) }
             } catch let error as Errno {
                 throw StageError(stage: stageName, errno: error)
             }
         }
         if !options.propagation.isEmpty {
-            try stage("\(stageName): propagation") { try Mount.mount(source: "none", target: mounted.procPath, flags: options.propagation) }
+            let top = try mounted()
+            try stage("\(stageName): propagation") { try Mount.mount(source: "none", target: top.procPath, flags: options.propagation) }
         }
+        if opened == nil { try root.checkLanded(on: target, mount.destination) }
     }
 
     /// A bind mount takes its flags (ro, nosuid, ...) only on a second, remounting call.
@@ -191,8 +198,11 @@ public final class BundleSetup {
         if let v2 = cgroupDirectories[""] {
             narrate("mount(\"\(v2)\", \"\(onto)\", NULL, MS_BIND|MS_REC, NULL)", "the container's own cgroup as its /sys/fs/cgroup")
             try stage(stageName) { try Mount.mount(source: v2.string, target: onto, flags: [.bind, .recursive]) }
-            let mounted = try root.mounted(on: opened, destination)
-            if readOnly { try remount(mounted.procPath, flags: base.union(.readOnly), stageName: stageName) }
+            if readOnly {
+                try remount(try root.mounted(on: opened, destination).procPath, flags: base.union(.readOnly), stageName: stageName)
+            } else {
+                try root.checkLanded(on: opened, destination)
+            }
         } else {
             narrate("mount(\"tmpfs\", \"\(onto)\", \"tmpfs\", …) + MS_BIND of each hierarchy's container cgroup",
                     "cgroup v1: one folder per controller, each showing the container's own cgroup")
