@@ -6,7 +6,7 @@ import SystemPackage
 
 enum Escape: String, CaseIterable {
     case chroot, disk, shocker, corePattern = "core-pattern", sysrq, kcore, devMem = "dev-mem", firmware, signal, ptrace,
-         module, clock, nested, keyring, rawSocket = "raw-socket", setuid, runtimeExe = "runtime-exe"
+         module, clock, nested, keyring, rawSocket = "raw-socket", setuid, runtimeExe = "runtime-exe", mountRace = "mount-race"
 
     /// One line of history: where the escape comes from, what it gets.
     var story: String {
@@ -28,6 +28,7 @@ enum Escape: String, CaseIterable {
         case .rawSocket: "a packet socket on the host's interface sees its traffic"
         case .setuid: "a set-user-ID root program left in a shared folder (a volume)"
         case .runtimeExe: "the runtime's exec enters: write its file via /proc/PID/exe (runc, 2019)"
+        case .mountRace: "a folder of a volume swapped for a symlink while the runtime mounts there (CVE-2021-30465)"
         }
     }
 
@@ -51,6 +52,7 @@ enum Escape: String, CaseIterable {
         case .rawSocket: "the network namespace: the host's interfaces are not in it"
         case .setuid: "root inside is uid 100000 on the host: the program is set-user-ID to nobody of note"
         case .runtimeExe: "chapter 04's runtime enters a container from a read-only, detached copy of itself, and not dumpable: /proc/PID/exe cannot be opened, or only read (chapter 04, \"What isorun defends against\")"
+        case .mountRace: "the runtime (openat2 + mount on the descriptor) opens the destination inside the root, then mounts onto that descriptor: a symlink swapped in meanwhile is never followed"
         }
     }
 

@@ -99,6 +99,7 @@ struct Lab {
             guard let first = interfaces.first else { return .failure(NotHere("the host has no interface but lo")) }
             return .success([first])
         case .setuid: return .success(["/shared"])
+        case .mountRace: return .success(["/shared", raceTarget.string])
         case .corePattern, .clock, .nested: return .success([])
         case .runtimeExe: return .success([])  // attackRuntime(in:id:) finds its runtime
         }
@@ -222,6 +223,12 @@ struct Lab {
         return outcome
     }
 
+    /// The host folder the mount race's symlink points at (the marker's folder).
+    var raceTarget: FilePath { folder.appending("host") }
+    /// How many containers the runtime creates while the mount race runs, per rung (at
+    /// most; and for at most 20 seconds: a slow machine makes fewer).
+    static let raceRounds = 25
+
     /// Where the /dev/mem escape reads: the last 16 bytes of a PC's BIOS (its reset
     /// vector and date), which the kernel lets root read even with STRICT_DEVMEM.
     static let memoryOffset = "0xffff0"
@@ -310,6 +317,12 @@ struct Lab {
         defer {
             if let markerProcess { _ = try? markerProcess.signal(SIGKILL); _ = try? markerProcess.wait() }
         }
+        if escape == .mountRace && column.isChroot {
+            return Outcome(kind: .notApplicable, cell: "n/a", detail: "chroot(2) alone mounts nothing of a config's: no runtime mount to redirect")
+        }
+        if escape == .mountRace && column.rung == .anotherKernel {
+            return Outcome(kind: .notApplicable, cell: "n/a", detail: "runsc makes a container's mounts in gVisor's own kernel, not in the host's: no host mount to redirect")
+        }
         let arguments: [String]
         switch self.arguments(escape, markerPID: markerProcess?.pid) {
         case .failure(let notHere): return Outcome(kind: .notApplicable, cell: "n/a", detail: notHere.reason)
@@ -338,7 +351,10 @@ struct Lab {
             }
             return outcome
         }
-        if let config = column.config(args: command, rootfs: rootfs, shared: shared) {
+        var landed: [String] = [], rounds = 0
+        if escape == .mountRace, let config = column.config(args: command, rootfs: rootfs, shared: shared) {
+            (landed, rounds) = try runMountRace(config, id: id, column: column)
+        } else if let config = column.config(args: command, rootfs: rootfs, shared: shared) {
             if column.rung == .anotherKernel { try runInGVisor(config, id: id) } else { try runContainer(config, id: id) }
         } else {
             // Chapter 01 gives its jail a /proc, as every chroot guide does; we take it
@@ -356,6 +372,11 @@ struct Lab {
         let verdict = sharedOnHost(column).appending("verdict")
         var outcome = Outcome.parse(((try? FileSystem.readString(verdict)) ?? "").trimmed)
         outcome = verify(outcome, escape, column, markerProcess)
+        if escape == .mountRace, outcome.detail.hasPrefix("raced") || !landed.isEmpty {
+            outcome = landed.isEmpty
+                ? Outcome(kind: .blocked, cell: "in-root", detail: "no mount of \(rounds) containers landed outside the root (\(outcome.detail))")
+                : Outcome(kind: .escaped, cell: "ESCAPED", detail: "the runtime mounted the tmpfs on the host's \(raceTarget), outside the root, in \(landed.count) of \(rounds) containers")
+        }
         let after = hostSnapshot(escape)
         for (what, value) in before where after[what] != value {
             hostChanges.append("\(escape.rawValue) in column \(column.heading) changed \(what)")
@@ -373,6 +394,48 @@ struct Lab {
         defer { try? runtime.delete(id: id, force: true) }
         try runtime.start(id: id)
         try child.waitForwardingSignals()
+    }
+
+    /// The mount race: the attacker's container (`config`) swaps a folder of /shared for a
+    /// symlink to the host's `raceTarget` while the runtime creates `raceRounds` other
+    /// containers that share /shared and mount a tmpfs on /shared/race/dir. A
+    /// createRuntime hook (the escape program on the host, `--mounts-at`) reads each one's
+    /// mount table before pivot_root. Returns the lines that show a mount at the target.
+    func runMountRace(_ config: OCIConfig, id: String, column: Column) throws -> (landed: [String], rounds: Int) {
+        let bundle = folder.appending("bundle"), victimBundle = folder.appending("bundle-victim")
+        let log = folder.appending("landed"), race = shared.appending("race")
+        for path in [bundle, victimBundle] { try FileSystem.makeDirectory(path) }
+        try FileSystem.writeFile(log, "")
+        defer { unlink(log.string) }
+        try FileSystem.writeFile(bundle.appending("config.json"), config.encodedJSON())
+        // The other container: the same rung, the same volume, a tmpfs on a folder of it.
+        var victim = column.config(args: ["/escape", "/shared/victim", "none"], rootfs: rootfs, shared: shared) ?? config
+        victim.mounts = (victim.mounts ?? []) + [OCIConfig.Mount(destination: "/shared/race/dir", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"])]
+        victim.hooks = OCIConfig.Hooks(createRuntime: [OCIConfig.Hook(path: rootfs.appending("escape").string,
+                                                                       args: ["escape", "--mounts-at", raceTarget.string, log.string])])
+        try FileSystem.writeFile(victimBundle.appending("config.json"), victim.encodedJSON())
+        var runtime = Runtime(store: ContainerStore(root: folder.appending("state")))
+        let attacker = try runtime.create(id: id, options: Runtime.CreateOptions(bundle: bundle))
+        defer { try? runtime.delete(id: id, force: true) }
+        try runtime.start(id: id)
+        defer {
+            try? FileSystem.writeFile(race.appending("stop"), "")
+            _ = try? attacker.waitForwardingSignals()
+        }
+        for _ in 0..<500 where !FileSystem.exists(race.appending("ready")) { usleep(10_000) }
+        guard FileSystem.exists(race.appending("ready")) else { return ([], 0) }  // the escape's verdict says why
+        let start = monotonicNow()
+        var rounds = 0
+        for round in 0..<Lab.raceRounds where monotonicNow() - start < 20 {
+            rounds += 1
+            let other = "\(id)-victim-\(round)"
+            if let child = try? runtime.create(id: other, options: Runtime.CreateOptions(bundle: victimBundle)) {
+                try? runtime.delete(id: other, force: true)
+                _ = try? child.wait()
+            }
+        }
+        let lines = ((try? FileSystem.readString(log)) ?? "").split(separator: "\n").map(String.init)
+        return (lines, rounds)
     }
 
     /// gVisor's runsc, as chapter 05 runs it: the ptrace platform (no KVM needed), no

@@ -104,7 +104,11 @@ struct Lesson: ParsableCommand {
             return "\(columns[unclear].name): unclear: \(row[unclear].detail)"
         }
         if let notHere = row.first(where: { $0.kind == .notApplicable }) {
-            return "not tried here: \(notHere.detail)"
+            // An escape some rungs cannot even try (no runtime mounts at rung 1): the rest.
+            let tried = row.indices.filter { row[$0].kind != .notApplicable }
+            guard escape == .mountRace, !tried.isEmpty else { return "not tried here: \(notHere.detail)" }
+            let told = stoppedBy(escape, tried.map { row[$0] }, tried.map { columns[$0] })
+            return told + "; " + row.indices.filter { row[$0].kind == .notApplicable }.map { "n/a in \(columns[$0].name): \(row[$0].detail)" }.joined(separator: "; ")
         }
         guard let last = row.indices.last(where: { row[$0].kind == .escaped }) else {
             if columns[0].rung == nil { return "blocked (\(row[0].cell) from \(row[0].detail))" }

