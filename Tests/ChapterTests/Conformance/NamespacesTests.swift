@@ -243,7 +243,7 @@ struct ConformanceNamespaces {
         #expect(seen["ns.uts"] != namespaceLink(nil, "uts"))
         var name = [CChar](repeating: 0, count: 256)
         gethostname(&name, name.count)
-        #expect(String(cString: name) == hostName)
+        #expect(String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == hostName)
         #expect(try String(contentsOfFile: "/proc/sys/kernel/domainname", encoding: .utf8) == hostDomain)
     }
 }
