@@ -60,6 +60,7 @@ private let escapeHints: [String: String] = [
     "module": "the container loads kernel modules: capabilities(7), CAP_SYS_MODULE",
     "clock": "the container may set the clock: capabilities(7), CAP_SYS_TIME",
     "raw-socket": "the container opens a raw socket beside the host's interface: network_namespaces(7), CAP_NET_RAW",
+    "mount-race": "a mount of your config landed outside the root, through a symlink swapped in a shared folder: no config fixes that, the runtime must mount onto the folder it opened inside the root (openat2(2) RESOLVE_IN_ROOT; Chapters/04-oci-bundle/README.md, \"The CVEs that shaped runc\")",
     "runtime-exe": "the container wrote the runtime's own file through /proc/PID/exe while an exec came in: no config fixes that, the runtime must enter from a file the container cannot write (Chapters/04-oci-bundle/README.md, \"What isorun defends against\")",
 ]
 
