@@ -135,6 +135,7 @@ public final class BundleSetup {
         // The new mount, opened again, only when something is done through it (a remount,
         // propagation); else a readlink(2) of the descriptor checks where it landed.
         var opened: RootDirectory.Handle? = nil
+        defer { withExtendedLifetime(opened) {} }  // its deinit closes the descriptor
         func mounted() throws -> RootDirectory.Handle {
             if let opened { return opened }
             let handle = try root.mounted(on: target, mount.destination)
@@ -199,7 +200,11 @@ public final class BundleSetup {
             narrate("mount(\"\(v2)\", \"\(onto)\", NULL, MS_BIND|MS_REC, NULL)", "the container's own cgroup as its /sys/fs/cgroup")
             try stage(stageName) { try Mount.mount(source: v2.string, target: onto, flags: [.bind, .recursive]) }
             if readOnly {
-                try remount(try root.mounted(on: opened, destination).procPath, flags: base.union(.readOnly), stageName: stageName)
+                // The handle must outlive the remount: /proc/self/fd/N is gone once it closes.
+                let mounted = try root.mounted(on: opened, destination)
+                try withExtendedLifetime(mounted) {
+                    try remount(mounted.procPath, flags: base.union(.readOnly), stageName: stageName)
+                }
             } else {
                 try root.checkLanded(on: opened, destination)
             }
@@ -207,7 +212,9 @@ public final class BundleSetup {
             narrate("mount(\"tmpfs\", \"\(onto)\", \"tmpfs\", …) + MS_BIND of each hierarchy's container cgroup",
                     "cgroup v1: one folder per controller, each showing the container's own cgroup")
             try stage(stageName) { try Mount.mount(source: "tmpfs", target: onto, type: "tmpfs", flags: base, data: "mode=755") }
+            // The handle must outlive every use of /proc/self/fd/N below (its deinit closes N).
             let mounted = try root.mounted(on: opened, destination)
+            defer { withExtendedLifetime(mounted) {} }
             let target = mounted.procPath
             for (controller, directory) in cgroupDirectories.sorted(by: { $0.key < $1.key }) {
                 let point = target.appending(controller)
